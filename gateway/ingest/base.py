@@ -1,0 +1,57 @@
+"""The one small interface every source adapter implements.
+
+An adapter knows its outside world (DBF bytes, CSV text, ODBC rows, HTTP JSON) and nothing
+past it: it yields ``RawRow``s of plain Python values keyed by the source's own column names.
+Mapping, validation, quarantine and diffing happen after, the same for every adapter.
+
+An adapter raises ``SourceError`` (one line: what and where) when a whole input cannot be read,
+``NotReady`` when a drop is still being written, and never anything else on bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class RawRow:
+    """One record as the source holds it. ``row`` is 1-based: the record number in a file
+    (deleted records included, so it matches what FoxPro shows) or the position in a result."""
+
+    row: int
+    values: Mapping[str, object]
+
+
+@dataclass
+class Export:
+    """One input read by an adapter: a file, a query result, a set of HTTP responses.
+
+    ``fingerprint`` (e.g. a SHA-256 of the file's bytes) lets the gateway skip a byte-identical
+    input without parsing it; None when the adapter cannot tell. ``complete`` is False when part
+    of the input failed (an HTTP fan-out with failed calls): such an export is recorded as
+    partial and never merged as if it were complete. ``counters`` (deleted records, ...) are
+    final once ``rows`` is exhausted.
+    """
+
+    location: str
+    fingerprint: str | None
+    rows: Iterator[RawRow]
+    complete: bool = True
+    problems: list[str] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+class Adapter(Protocol):
+    """A configured source's reader."""
+
+    name: str
+
+    def exports(self) -> Iterator[Export]:
+        """The inputs ready to read now, oldest first (a folder may hold several drops)."""
+        ...
+
+    def done(self, export: Export) -> None:
+        """Called once an export's run committed (move a drop aside, remember a cursor...)."""
+        ...

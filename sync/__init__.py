@@ -1,0 +1,20 @@
+"""crossdock's pure core: the model, wire envelopes, clocks, merge and conflict rules, streams.
+
+Nothing in this package does I/O: no sockets, no SQL, no threads, no wall clock. Every function
+takes the state, the input and ``now`` and returns what follows. The gateway and the tablet run
+the same code, so both always agree on what is a conflict.
+
+Exports:
+    model     -- Source, Claim, Resolution, Candidate, Conflict, FieldView, OrderView, Warning, Policy
+    envelope  -- the wire envelope and its message kinds (one discriminated union)
+    codec     -- encode/decode envelopes; CodecError is the only exception it raises
+    hlc       -- hybrid logical clocks
+    merge     -- claims + resolutions + policy + now -> views and open conflicts
+    rules     -- route checks (shift hours, delivery windows, capacity) -> warnings
+    streams   -- per-device gapless sequences, gap detection and repair
+    errors    -- the package's exception tree
+"""
+
+from sync.errors import CodecError, CrossdockError, SyncError
+
+__all__ = ["CodecError", "CrossdockError", "SyncError"]

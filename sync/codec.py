@@ -1,0 +1,56 @@
+"""Encode and decode envelopes. ``decode`` raises CodecError and nothing else, whatever the bytes.
+
+The reason tags: ``too-large`` (over ``max_bytes``), ``not-json`` (not UTF-8 JSON, or nested
+too deep), ``not-object``, ``bad-version`` (``v`` missing or not one we speak), ``unknown-kind``,
+``invalid`` (a field fails validation; the message names the first one).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from sync.envelope import ENVELOPE, KINDS, PROTOCOL_VERSION, Envelope
+from sync.errors import CodecError
+
+DEFAULT_MAX_BYTES = 1024 * 1024
+
+
+def encode(envelope: Envelope) -> bytes:
+    """The envelope as compact UTF-8 JSON."""
+    return envelope.model_dump_json(exclude_defaults=False).encode()
+
+
+def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
+    """Decode and validate one envelope; CodecError says what was wrong in one line."""
+    if len(data) > max_bytes:
+        raise CodecError("too-large", f"payload of {len(data)} bytes is over the {max_bytes} limit")
+    try:
+        raw: Any = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise CodecError("not-json", f"payload is not UTF-8 JSON: {_short(exc)}") from None
+    if not isinstance(raw, dict):
+        raise CodecError("not-object", f"payload is a JSON {type(raw).__name__}, not an object")
+    version = raw.get("v")
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise CodecError(
+            "bad-version", f"protocol version {_short(version)} is not {PROTOCOL_VERSION}"
+        )
+    kind = raw.get("kind")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise CodecError("unknown-kind", f"unknown message kind {_short(kind)}")
+    try:
+        return ENVELOPE.validate_python(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "envelope"
+        raise CodecError("invalid", f"{kind}: {where}: {err['msg']}") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise CodecError("invalid", f"{kind}: {_short(exc)}") from None
+
+
+def _short(thing: object, limit: int = 80) -> str:
+    text = repr(thing) if not isinstance(thing, BaseException) else str(thing)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

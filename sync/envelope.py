@@ -1,0 +1,225 @@
+"""The wire envelope ``{v, kind, id, origin, hlc, body}`` and its message kinds (DESIGN §4).
+
+All kinds are one discriminated union on ``kind``; ``ENVELOPE`` is the one TypeAdapter that
+decodes them. Which topic carries which kind is in ``docs/PROTOCOL.md``.
+
+=================  =====================  ==================================================
+kind               direction              body
+=================  =====================  ==================================================
+view_change        gateway → tablet       one order's new view (or its removal) at ``seq``
+snapshot           gateway → tablet       the whole route at ``seq``
+resync             tablet → gateway       "send me everything after ``after``"
+applied            tablet → gateway       the last ``seq`` the tablet committed
+driver_event       tablet → gateway       a driver's action, with the claims it was based on
+ack                gateway → tablet       event ids the gateway stored durably
+dispatch_command   dispatch → gateway     assign, cancel, resolve, approve, reject
+dispatch_reply     gateway → dispatch     ok, or a one-line reason
+status             both (retained)        presence, health and per-source freshness
+=================  =====================  ==================================================
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, JsonValue, TypeAdapter
+
+from sync.model import Frozen, OrderView
+
+PROTOCOL_VERSION = 1
+_ID = Field(min_length=1, max_length=128)
+
+
+class ViewChange(Frozen):
+    """Entry ``seq`` of a device's stream: the order's new view, or None when it left the route."""
+
+    seq: int = Field(ge=1)
+    order_id: str = _ID
+    view: OrderView | None = None
+
+
+class Snapshot(Frozen):
+    """The device's whole route as of ``seq``; replaces whatever the tablet held."""
+
+    seq: int = Field(ge=0)
+    views: tuple[OrderView, ...] = ()
+
+
+class Resync(Frozen):
+    after: int = Field(ge=0)
+
+
+class Applied(Frozen):
+    seq: int = Field(ge=0)
+
+
+DriverAction = Literal["arrive", "deliver", "fail", "refuse", "note", "resolve"]
+
+
+class DriverEvent(Frozen):
+    """A driver's action. ``based_on``: the claim ids on screen when the driver tapped.
+
+    For ``resolve``, ``field`` and ``choose`` (a claim id among the conflict's candidates) say
+    which side the driver picked; the gateway records it as a resolution by the driver.
+    """
+
+    event_id: str = _ID
+    order_id: str = _ID
+    action: DriverAction
+    at: AwareDatetime
+    reason: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, max_length=2000)
+    based_on: tuple[str, ...] = ()
+    field: str | None = Field(default=None, max_length=32)
+    choose: str | None = Field(default=None, max_length=128)
+
+
+class Ack(Frozen):
+    event_ids: tuple[str, ...] = Field(min_length=1)
+
+
+class _Command(Frozen):
+    client: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class AssignCommand(_Command):
+    action: Literal["assign"]
+    order_id: str = _ID
+    driver: str = _ID
+    override: bool = False
+
+
+class CancelCommand(_Command):
+    action: Literal["cancel"]
+    order_id: str = _ID
+    reason: str = Field(default="", max_length=200)
+
+
+class ResolveCommand(_Command):
+    action: Literal["resolve"]
+    order_id: str = _ID
+    field: str = Field(min_length=1, max_length=32)
+    choose: str = Field(min_length=1, max_length=128, description="a source name or claim id")
+
+
+class ApproveCommand(_Command):
+    action: Literal["approve"]
+    proposal_id: str = _ID
+
+
+class RejectCommand(_Command):
+    action: Literal["reject"]
+    proposal_id: str = _ID
+
+
+DispatchCommand = Annotated[
+    AssignCommand | CancelCommand | ResolveCommand | ApproveCommand | RejectCommand,
+    Field(discriminator="action"),
+]
+
+
+class DispatchReply(Frozen):
+    command_id: str = _ID
+    ok: bool
+    reason: str = Field(default="", max_length=500)
+    detail: dict[str, JsonValue] = {}
+
+
+class SourceFreshness(Frozen):
+    """How fresh one source's word is, as the gateway knows it."""
+
+    source: str
+    as_of: AwareDatetime | None = None
+    cadence_s: int | None = None
+    last_run_at: AwareDatetime | None = None
+    last_ok_at: AwareDatetime | None = None
+    last_error: str | None = None
+
+
+class Status(Frozen):
+    role: Literal["gateway", "device"]
+    online: bool
+    at: AwareDatetime
+    app_version: str = ""
+    last_seq: int | None = None
+    sources: tuple[SourceFreshness, ...] = ()
+    counters: dict[str, int] = {}
+
+
+class _Envelope(Frozen):
+    v: Literal[1]
+    id: str = _ID
+    origin: str = Field(min_length=1, max_length=64)
+    hlc: str = Field(min_length=1, max_length=96)
+
+
+class ViewChangeMsg(_Envelope):
+    kind: Literal["view_change"]
+    body: ViewChange
+
+
+class SnapshotMsg(_Envelope):
+    kind: Literal["snapshot"]
+    body: Snapshot
+
+
+class ResyncMsg(_Envelope):
+    kind: Literal["resync"]
+    body: Resync
+
+
+class AppliedMsg(_Envelope):
+    kind: Literal["applied"]
+    body: Applied
+
+
+class DriverEventMsg(_Envelope):
+    kind: Literal["driver_event"]
+    body: DriverEvent
+
+
+class AckMsg(_Envelope):
+    kind: Literal["ack"]
+    body: Ack
+
+
+class DispatchCommandMsg(_Envelope):
+    kind: Literal["dispatch_command"]
+    body: DispatchCommand
+
+
+class DispatchReplyMsg(_Envelope):
+    kind: Literal["dispatch_reply"]
+    body: DispatchReply
+
+
+class StatusMsg(_Envelope):
+    kind: Literal["status"]
+    body: Status
+
+
+Envelope = Annotated[
+    ViewChangeMsg
+    | SnapshotMsg
+    | ResyncMsg
+    | AppliedMsg
+    | DriverEventMsg
+    | AckMsg
+    | DispatchCommandMsg
+    | DispatchReplyMsg
+    | StatusMsg,
+    Field(discriminator="kind"),
+]
+
+ENVELOPE: TypeAdapter[Envelope] = TypeAdapter(Envelope)
+KINDS = (
+    "view_change",
+    "snapshot",
+    "resync",
+    "applied",
+    "driver_event",
+    "ack",
+    "dispatch_command",
+    "dispatch_reply",
+    "status",
+)
