@@ -5,7 +5,8 @@ takes the state, the input and ``now`` and returns what follows. The gateway and
 the same code, so both always agree on what is a conflict.
 
 Exports:
-    model     -- Source, Claim, Resolution, Candidate, Conflict, FieldView, OrderView, Warning, Policy
+    model     -- Source, Claim, Resolution, Candidate, Conflict, FieldView, OrderView,
+                 Warning, Policy
     envelope  -- the wire envelope and its message kinds (one discriminated union)
     codec     -- encode/decode envelopes; CodecError is the only exception it raises
     hlc       -- hybrid logical clocks

@@ -122,7 +122,7 @@ class DispatchReply(Frozen):
     command_id: str = _ID
     ok: bool
     reason: str = Field(default="", max_length=500)
-    detail: dict[str, JsonValue] = {}
+    detail: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class SourceFreshness(Frozen):
@@ -143,7 +143,7 @@ class Status(Frozen):
     app_version: str = ""
     last_seq: int | None = None
     sources: tuple[SourceFreshness, ...] = ()
-    counters: dict[str, int] = {}
+    counters: dict[str, int] = Field(default_factory=dict)
 
 
 class _Envelope(Frozen):

@@ -40,7 +40,8 @@ def _number(value: JsonValue) -> float | None:
 def _order_key(view: OrderView) -> tuple[float, str, str]:
     seq = _number(view.value("sequence"))
     eta = view.value("eta")
-    return (seq if seq is not None else float("inf"), eta if isinstance(eta, str) else "", view.order_id)
+    position = seq if seq is not None else float("inf")
+    return (position, eta if isinstance(eta, str) else "", view.order_id)
 
 
 def _hours(delta: timedelta) -> str:

@@ -1,0 +1,103 @@
+"""The ``crossdock`` command: one entry point, one group per part (DESIGN §8).
+
+This module only wires the groups together and turns crossdock's own errors into a one-line
+message and exit 1 (2 for bad usage, as click does). Each part keeps its commands beside it:
+``gateway/cli.py`` (gateway, dispatch), ``agent/cli.py`` (agent), ``ui/cli.py`` (tablet).
+A traceback is printed only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from sync.errors import CrossdockError
+
+NOT_BUILT = 2
+
+
+class _Root(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CrossdockError as exc:
+            if ctx.meta.get("crossdock.debug"):
+                raise
+            click.echo(f"crossdock: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("crossdock: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Root)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="crossdock")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """crossdock: legacy exports, dispatch and tablets, with conflicts shown, not hidden."""
+    ctx.meta["crossdock.debug"] = debug
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _not_built(name: str, issue: str) -> click.Command:
+    @click.command(
+        name=name,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        help=f"Not built yet ({issue}).",
+    )
+    def command() -> None:
+        click.echo(f"crossdock {name}: not built yet ({issue})", err=True)
+        sys.exit(NOT_BUILT)
+
+    return command
+
+
+def _optional(module: str, attr: str) -> click.Command | None:
+    """A part's command group, or None when that part is not built (its module is missing).
+
+    Only the part's own module being absent counts; any other import error is a bug and raises.
+    """
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return None
+        raise
+    command: click.Command = getattr(mod, attr)
+    return command
+
+
+_PARTS = (
+    ("gateway.cli", "gateway", "gateway", "the gateway is not built yet"),
+    ("gateway.cli", "dispatch", "dispatch", "dispatch is not built yet"),
+    ("agent.cli", "agent", "agent", "the tablet agent is not built yet"),
+    ("ui.cli", "tablet", "tablet", "the Kivy tablet UI is not built yet"),
+    ("gateway.demo", "demo", "demo", "the end-to-end demo is not built yet"),
+)
+
+
+def _register() -> None:
+    for module, attr, name, why in _PARTS:
+        command = _optional(module, attr)
+        cli.add_command(command if command is not None else _not_built(name, why))
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="crossdock")
+
+
+if __name__ == "__main__":
+    main()

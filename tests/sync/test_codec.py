@@ -1,0 +1,101 @@
+"""The envelope codec: round trips, and CodecError (never anything else) on any bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sync.codec import decode, encode
+from sync.envelope import ENVELOPE, AckMsg, DispatchCommandMsg, ViewChangeMsg
+from sync.errors import CodecError
+from sync.merge import merge_order
+from sync.model import Policy
+from tests.sync.factories import at, claim, stamp
+
+
+def _view_change() -> ViewChangeMsg:
+    view = merge_order(
+        "X", [claim("L1", "legacy", "7"), claim("D1", "dispatch", "12", minute=5)], [],
+        Policy(), at(6),
+    )
+    return ENVELOPE.validate_python(
+        {"v": 1, "kind": "view_change", "id": "m1", "origin": "gateway", "hlc": stamp(6),
+         "body": {"seq": 1, "order_id": "X", "view": view.model_dump(mode="json")}}
+    )
+
+
+def test_view_change_round_trips():
+    msg = _view_change()
+    assert decode(encode(msg)) == msg
+
+
+def test_dispatch_command_is_discriminated_by_action():
+    raw = {"v": 1, "kind": "dispatch_command", "id": "c1", "origin": "cli", "hlc": stamp(0),
+           "body": {"action": "assign", "client": "anna", "order_id": "X", "driver": "12"}}
+    msg = decode(json.dumps(raw).encode())
+    assert isinstance(msg, DispatchCommandMsg)
+    assert msg.body.action == "assign"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "not-json"),
+        (b"\xff\xfe", "not-json"),
+        (b"[1, 2]", "not-object"),
+        (b'{"v": 2, "kind": "ack"}', "bad-version"),
+        (b'{"v": true, "kind": "ack"}', "bad-version"),
+        (b'{"v": 1, "kind": "teleport"}', "unknown-kind"),
+        (b'{"v": 1, "kind": "ack", "id": "a", "origin": "g", "hlc": "h", "body": {}}', "invalid"),
+        (b"[" * 100000 + b"]" * 100000, "not-json"),
+    ],
+)
+def test_bad_payloads_are_refused_with_a_reason(payload, reason):
+    with pytest.raises(CodecError) as err:
+        decode(payload, max_bytes=10**7)
+    assert err.value.reason == reason
+    assert "\n" not in str(err.value)
+
+
+def test_oversize_payload_is_refused_before_parsing():
+    msg = AckMsg(v=1, kind="ack", id="a", origin="gw", hlc=stamp(0),
+                 body={"event_ids": ["e" * 100] * 50})
+    data = encode(msg)
+    with pytest.raises(CodecError) as err:
+        decode(data, max_bytes=len(data) - 1)
+    assert err.value.reason == "too-large"
+    assert decode(data, max_bytes=len(data)) == msg
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_raise_only_codec_error(data):
+    with contextlib.suppress(CodecError):
+        decode(data)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    kind=st.sampled_from(["view_change", "snapshot", "resync", "applied", "driver_event", "ack",
+                          "dispatch_command", "dispatch_reply", "status"]),
+    body=_json,
+    extra=st.dictionaries(st.sampled_from(["id", "origin", "hlc", "x"]), _json, max_size=3),
+)
+def test_envelope_shaped_junk_raises_only_codec_error(kind, body, extra):
+    raw = {"v": 1, "kind": kind, "id": "i", "origin": "o", "hlc": "h", "body": body, **extra}
+    try:
+        decode(json.dumps(raw).encode())
+    except CodecError as exc:
+        assert exc.reason == "invalid"
