@@ -266,15 +266,18 @@ def _open_table(path: Path, encoding: str) -> tuple[DBF, DbfHeader]:
                     f"{path.name}: unknown code page mark 0x{mark:02x}; decoded as {encoding}"
                 )
         codecs.lookup(used)
-        table = DBF(
-            str(path),
-            encoding=used,
-            ignorecase=False,
-            parserclass=_Parser,
-            recfactory=None,
-            load=False,
-            ignore_missing_memofile=True,
-        )
+        try:
+            table = DBF(
+                str(path),
+                encoding=used,
+                ignorecase=False,
+                parserclass=_Parser,
+                recfactory=None,
+                load=False,
+                ignore_missing_memofile=True,
+            )
+        except UnicodeDecodeError as exc:
+            raise _source_error(path, exc, " field names", used) from None
         fields: list[DbfField] = []
         nullflags: DbfField | None = None
         offset = 1
