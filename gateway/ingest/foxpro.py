@@ -232,7 +232,7 @@ def _find_memo(dbf_path: Path, version: int) -> tuple[str, Path | None]:
     return expected, None
 
 
-def _open_table(path: Path, encoding: str) -> tuple[DBF, DbfHeader]:
+def _open_table(path: Path, encoding: str, *, require_memo: bool = True) -> tuple[DBF, DbfHeader]:
     """Parse the header with dbfread (after our own sanity checks) and describe it."""
     with _translate(path):
         size = path.stat().st_size
@@ -316,7 +316,7 @@ def _open_table(path: Path, encoding: str) -> tuple[DBF, DbfHeader]:
         if any(f.type in _MEMO_TYPES and not (f.type == "B" and version in _VFP_VERSIONS)
                for f in fields):  # fmt: skip
             memo_name, memo_path = _find_memo(path, version)
-            if memo_path is None:
+            if memo_path is None and require_memo:
                 raise SourceError(f"{path.name}: memo file {memo_name} is missing")
         header = DbfHeader(
             path=path,
@@ -338,9 +338,15 @@ def _open_table(path: Path, encoding: str) -> tuple[DBF, DbfHeader]:
         return table, header
 
 
-def read_header(path: str | Path, *, encoding: str = DEFAULT_ENCODING) -> DbfHeader:
-    """Parse a table's header (version, code page, fields, record count, memo file)."""
-    return _open_table(Path(path), encoding)[1]
+def read_header(
+    path: str | Path, *, encoding: str = DEFAULT_ENCODING, require_memo: bool = True
+) -> DbfHeader:
+    """Parse a table's header (version, code page, fields, record count, memo file).
+
+    With ``require_memo=False`` a missing memo file is reported (``memo_path`` None) instead
+    of refused.
+    """
+    return _open_table(Path(path), encoding, require_memo=require_memo)[1]
 
 
 def scan_deleted(header: DbfHeader) -> int:
