@@ -1,0 +1,422 @@
+"""The tablet's SQLite store (the only module that imports sqlite3 / sqlite-utils).
+
+Tables:
+
+=============  ================================================================================
+table          what
+=============  ================================================================================
+views          order_id PK, seq of the entry that set it, the OrderView as JSON
+meta           key PK, JSON value: last applied seq and the receiver state, HLC clock, the
+               gateway's last status (source freshness), last sync time, presence, counters
+outbox         event_id PK, created_at, payload (the encoded envelope, resent byte for byte),
+               attempts, last_sent_at; insertion order is rowid order
+local_actions  event_id PK, order_id, action, at, acked, view_seen, event JSON: the driver's
+               actions overlaid on the route until the gateway's view reflects them
+=============  ================================================================================
+
+Every public write is ONE ``BEGIN IMMEDIATE`` transaction (an entry and its ``seq`` together; an
+action and its outbox row together), with WAL and ``synchronous=FULL`` so a committed action
+survives a power cut. The connection is in driver autocommit mode so Python never opens a
+transaction behind our back.
+
+A ``Store`` is not thread-safe by itself: its owner (the ``Agent``) serialises calls with one
+lock. Two processes on one file (``agent run`` and ``agent act``) are fine: writes wait for
+each other (busy timeout) instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from pydantic import TypeAdapter, ValidationError
+
+from agent.errors import StoreError
+from agent.model import LocalAction, OutboxItem
+from sync.codec import encode
+from sync.envelope import DriverEvent, DriverEventMsg, SourceFreshness, Status
+from sync.hlc import Hlc, tick
+from sync.model import OrderView
+from sync.streams import Receiver
+
+SCHEMA_VERSION = 1
+_BUSY_TIMEOUT_S = 10.0
+_COUNTERS: TypeAdapter[dict[str, int]] = TypeAdapter(dict[str, int])
+
+
+class Store:
+    """The tablet's durable state. Open with ``Store.open(path)``; ``close()`` when done."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path) -> None:
+        self._db = db
+        self._path = path
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        """Open (creating if needed) the store at ``path``."""
+        file = Path(path)
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(file), timeout=_BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"tablet store {file}: cannot open: {exc}") from None
+        try:
+            db = sqlite_utils.Database(conn)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            store = cls(db, file)
+            store._create()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"tablet store {file}: not a usable SQLite file: {exc}") from None
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def _create(self) -> None:
+        with self._tx():
+            db = self._db
+            db.table("views").create(
+                {"order_id": str, "seq": int, "json": str}, pk="order_id", if_not_exists=True
+            )
+            db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            db.table("outbox").create(
+                {
+                    "event_id": str,
+                    "created_at": str,
+                    "payload": str,
+                    "attempts": int,
+                    "last_sent_at": str,
+                },
+                pk="event_id",
+                not_null={"created_at", "payload", "attempts"},
+                defaults={"attempts": 0},
+                if_not_exists=True,
+            )
+            db.table("local_actions").create(
+                {
+                    "event_id": str,
+                    "order_id": str,
+                    "at": str,
+                    "acked": int,
+                    "view_seen": int,
+                    "event": str,
+                },
+                pk="event_id",
+                defaults={"acked": 0, "view_seen": 0},
+                if_not_exists=True,
+            )
+            db.table("local_actions").create_index(["order_id"], if_not_exists=True)
+            version = self._get("schema")
+            if version is None:
+                self._put("schema", SCHEMA_VERSION)
+            elif version != SCHEMA_VERSION:
+                raise StoreError(
+                    f"tablet store {self._path}: schema {version} is not {SCHEMA_VERSION}; "
+                    "use an agent of the same version or start from a fresh file"
+                )
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        conn = self._db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"tablet store {self._path}: cannot begin: {exc}") from None
+        try:
+            yield
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"tablet store {self._path}: {exc}") from None
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"tablet store {self._path}: commit failed: {exc}") from None
+
+    # -- meta --------------------------------------------------------------------------------
+
+    def _get(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def _put(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key, json.dumps(value)],
+        )
+
+    def _get_time(self, key: str) -> datetime | None:
+        value = self._get(key)
+        return None if value is None else datetime.fromisoformat(value)
+
+    # -- the stream --------------------------------------------------------------------------
+
+    def receiver(self) -> Receiver:
+        """The stream receiver's state: last applied ``seq`` and the ``after`` last asked for."""
+        state = self._get("receiver") or {}
+        return Receiver(last=int(state.get("last", 0)), asked_after=state.get("asked_after"))
+
+    def _put_receiver(self, receiver: Receiver) -> None:
+        self._put("receiver", {"last": receiver.last, "asked_after": receiver.asked_after})
+
+    def save_receiver(self, receiver: Receiver) -> None:
+        """Store the receiver's state alone (after a gap: the ``after`` it asked for)."""
+        with self._tx():
+            if receiver.last != self.receiver().last:
+                raise StoreError(
+                    f"tablet store {self._path}: receiver moved from seq {self.receiver().last}"
+                    f" to {receiver.last} without an entry"
+                )
+            self._put_receiver(receiver)
+
+    def apply_change(
+        self, seq: int, order_id: str, view: OrderView | None, *, at: datetime
+    ) -> None:
+        """Apply stream entry ``seq`` (must be last + 1): the order's view and ``seq`` together.
+
+        ``view=None`` removes the order from the route. Local actions already acked for this
+        order are dropped (the gateway's view now reflects them); pending ones stay, marked as
+        having seen a later view.
+        """
+        with self._tx():
+            last = self.receiver().last
+            if seq != last + 1:
+                raise StoreError(
+                    f"tablet store {self._path}: entry {seq} does not follow last seq {last}"
+                )
+            if view is None:
+                self._db.execute("DELETE FROM views WHERE order_id = ?", [order_id])
+            else:
+                self._db.execute(
+                    "INSERT INTO views (order_id, seq, json) VALUES (?, ?, ?) "
+                    "ON CONFLICT(order_id) DO UPDATE SET seq = excluded.seq, json = excluded.json",
+                    [order_id, seq, view.model_dump_json()],
+                )
+            self._db.execute(
+                "DELETE FROM local_actions WHERE order_id = ? AND acked = 1", [order_id]
+            )
+            self._db.execute(
+                "UPDATE local_actions SET view_seen = 1 WHERE order_id = ?", [order_id]
+            )
+            self._put_receiver(Receiver(last=seq, asked_after=None))
+            self._put("last_sync_at", at.isoformat())
+
+    def apply_snapshot(self, seq: int, views: Sequence[OrderView], *, at: datetime) -> None:
+        """Replace every view with a snapshot taken at ``seq``; the stream resumes at seq + 1."""
+        with self._tx():
+            self._db.execute("DELETE FROM views")
+            for view in views:
+                self._db.execute(
+                    "INSERT INTO views (order_id, seq, json) VALUES (?, ?, ?) "
+                    "ON CONFLICT(order_id) DO UPDATE SET seq = excluded.seq, json = excluded.json",
+                    [view.order_id, seq, view.model_dump_json()],
+                )
+            self._db.execute("DELETE FROM local_actions WHERE acked = 1")
+            self._db.execute("UPDATE local_actions SET view_seen = 1")
+            self._put_receiver(Receiver(last=seq, asked_after=None))
+            self._put("last_sync_at", at.isoformat())
+
+    def views(self) -> list[OrderView]:
+        rows = self._db.execute("SELECT json FROM views ORDER BY order_id").fetchall()
+        return [OrderView.model_validate_json(row[0]) for row in rows]
+
+    def view(self, order_id: str) -> OrderView | None:
+        row = self._db.execute("SELECT json FROM views WHERE order_id = ?", [order_id]).fetchone()
+        return None if row is None else OrderView.model_validate_json(row[0])
+
+    # -- the outbox --------------------------------------------------------------------------
+
+    def record_action(self, message: DriverEventMsg, *, created_at: datetime) -> None:
+        """Record a driver action: its local overlay and its outbox row in ONE transaction."""
+        event = message.body
+        with self._tx():
+            exists = self._db.execute(
+                "SELECT 1 FROM outbox WHERE event_id = ?", [event.event_id]
+            ).fetchone()
+            if exists is not None:
+                raise StoreError(f"tablet store {self._path}: event {event.event_id} exists")
+            self._db.execute(
+                "INSERT INTO outbox (event_id, created_at, payload, attempts) VALUES (?, ?, ?, 0)",
+                [event.event_id, created_at.isoformat(), encode(message).decode()],
+            )
+            self._db.execute(
+                "INSERT INTO local_actions (event_id, order_id, at, acked, view_seen, event) "
+                "VALUES (?, ?, ?, 0, 0, ?)",
+                [event.event_id, event.order_id, event.at.isoformat(), event.model_dump_json()],
+            )
+
+    def ack(self, event_ids: Iterable[str]) -> list[str]:
+        """The gateway stored these events: delete their outbox rows. Returns the ids removed.
+
+        A local action whose order already got a later view is dropped; the others stay as
+        "sent" until the next view of their order arrives.
+        """
+        removed: list[str] = []
+        with self._tx():
+            for event_id in event_ids:
+                cur = self._db.execute("DELETE FROM outbox WHERE event_id = ?", [event_id])
+                if cur.rowcount:
+                    removed.append(event_id)
+                self._db.execute(
+                    "DELETE FROM local_actions WHERE event_id = ? AND view_seen = 1", [event_id]
+                )
+                self._db.execute(
+                    "UPDATE local_actions SET acked = 1 WHERE event_id = ?", [event_id]
+                )
+        return removed
+
+    def pending(self) -> list[OutboxItem]:
+        """The outbox, oldest first."""
+        return [item for item, _ in self._pending_rows()]
+
+    def pending_payloads(self) -> list[tuple[str, bytes]]:
+        """``(event_id, encoded envelope)`` of the outbox, oldest first: what to resend."""
+        return [(item.event_id, payload) for item, payload in self._pending_rows()]
+
+    def _pending_rows(self) -> list[tuple[OutboxItem, bytes]]:
+        rows = self._db.execute(
+            "SELECT event_id, created_at, payload, attempts, last_sent_at FROM outbox "
+            "ORDER BY rowid"
+        ).fetchall()
+        out = []
+        for event_id, created_at, payload, attempts, last_sent_at in rows:
+            try:
+                message = DriverEventMsg.model_validate_json(payload)
+            except ValidationError as exc:
+                raise StoreError(
+                    f"tablet store {self._path}: outbox row {event_id} is unreadable: {exc}"
+                ) from None
+            item = OutboxItem(
+                event_id=event_id,
+                created_at=datetime.fromisoformat(created_at),
+                event=message.body,
+                attempts=attempts,
+                last_sent_at=None if last_sent_at is None else datetime.fromisoformat(last_sent_at),
+            )
+            out.append((item, payload.encode()))
+        return out
+
+    def outbox_size(self) -> int:
+        row = self._db.execute("SELECT count(*) FROM outbox").fetchone()
+        return int(row[0])
+
+    def mark_sent(self, event_ids: Iterable[str], *, at: datetime) -> None:
+        with self._tx():
+            for event_id in event_ids:
+                self._db.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_sent_at = ? "
+                    "WHERE event_id = ?",
+                    [at.isoformat(), event_id],
+                )
+
+    def local_actions(self) -> list[LocalAction]:
+        rows = self._db.execute(
+            "SELECT event, acked FROM local_actions ORDER BY at, rowid"
+        ).fetchall()
+        out = []
+        for event_json, acked in rows:
+            event = DriverEvent.model_validate_json(event_json)
+            out.append(
+                LocalAction(
+                    event_id=event.event_id,
+                    order_id=event.order_id,
+                    action=event.action,
+                    at=event.at,
+                    acked=bool(acked),
+                    reason=event.reason,
+                    note=event.note,
+                )
+            )
+        return out
+
+    # -- clock, gateway status, presence, counters --------------------------------------------
+
+    def next_stamp(self, node: str, now_ms: int) -> Hlc:
+        """Tick the stored HLC and return the new stamp (one transaction: safe across processes)."""
+        with self._tx():
+            stamp = tick(self._hlc(node), now_ms)
+            self._put("hlc", str(stamp))
+        return stamp
+
+    def observe_stamp(self, stamp: Hlc) -> None:
+        """Push the stored clock to a stamp the caller merged with ``sync.hlc.observe``."""
+        with self._tx():
+            if stamp > self._hlc(stamp.node):
+                self._put("hlc", str(stamp))
+
+    def hlc(self, node: str) -> Hlc:
+        return self._hlc(node)
+
+    def _hlc(self, node: str) -> Hlc:
+        text = self._get("hlc")
+        if text is None:
+            return Hlc.zero(node)
+        stored = Hlc.parse(text)
+        return Hlc(stored.wall_ms, stored.counter, node)
+
+    def save_gateway_status(self, status: Status, *, at: datetime) -> None:
+        with self._tx():
+            self._put("gateway_status", status.model_dump(mode="json"))
+            self._put("gateway_status_received_at", at.isoformat())
+
+    def gateway_status(self) -> Status | None:
+        value = self._get("gateway_status")
+        return None if value is None else Status.model_validate(value)
+
+    def sources(self) -> tuple[SourceFreshness, ...]:
+        status = self.gateway_status()
+        return () if status is None else status.sources
+
+    def set_presence(self, online: bool, *, at: datetime) -> None:
+        """Record that the session went online or offline at ``at`` (keeps the other side)."""
+        with self._tx():
+            self._put("online", online)
+            self._put("online_since" if online else "offline_since", at.isoformat())
+
+    def presence(self) -> tuple[bool, datetime | None, datetime | None]:
+        """``(online, online_since, offline_since)`` as last recorded."""
+        return (
+            bool(self._get("online")),
+            self._get_time("online_since"),
+            self._get_time("offline_since"),
+        )
+
+    def last_sync_at(self) -> datetime | None:
+        return self._get_time("last_sync_at")
+
+    def touch_sync(self, *, at: datetime) -> None:
+        """The gateway answered (an ack): we were in sync with it at ``at``."""
+        with self._tx():
+            self._put("last_sync_at", at.isoformat())
+
+    def bump(self, counter: str, by: int = 1) -> int:
+        """Add to a named counter (codec errors, duplicates, gaps...); returns the new value."""
+        with self._tx():
+            counters = self.counters()
+            counters[counter] = counters.get(counter, 0) + by
+            self._put("counters", counters)
+        return counters[counter]
+
+    def counters(self) -> dict[str, int]:
+        value = self._get("counters")
+        return {} if value is None else _COUNTERS.validate_python(value)

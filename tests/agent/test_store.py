@@ -1,0 +1,132 @@
+"""The tablet store: one transaction per operation, the outbox, the receiver state."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from agent.errors import StoreError
+from agent.store import Store
+from sync.envelope import DriverEvent, DriverEventMsg
+from sync.hlc import Hlc
+from sync.streams import Receiver
+from tests.agent.factories import at, view
+
+
+def _event(event_id: str, order_id: str = "A", action: str = "deliver") -> DriverEventMsg:
+    return DriverEventMsg(
+        v=1,
+        kind="driver_event",
+        id=event_id,
+        origin="tab-07",
+        hlc="000000000000001-000000-tab-07",
+        body=DriverEvent(event_id=event_id, order_id=order_id, action=action, at=at(3)),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store.open(tmp_path / "tab.sqlite")
+    yield s
+    s.close()
+
+
+def test_apply_change_stores_view_and_seq_together(store: Store) -> None:
+    store.apply_change(1, "A", view("A"), at=at(1))
+    store.apply_change(2, "B", view("B"), at=at(2))
+    assert store.receiver() == Receiver(last=2)
+    assert [v.order_id for v in store.views()] == ["A", "B"]
+    store.apply_change(3, "A", None, at=at(3))
+    assert [v.order_id for v in store.views()] == ["B"]
+    assert store.last_sync_at() == at(3)
+
+
+def test_apply_change_out_of_order_changes_nothing(store: Store) -> None:
+    store.apply_change(1, "A", view("A"), at=at(1))
+    with pytest.raises(StoreError, match="does not follow"):
+        store.apply_change(3, "B", view("B"), at=at(2))
+    assert store.receiver().last == 1
+    assert [v.order_id for v in store.views()] == ["A"]
+
+
+def test_snapshot_replaces_views(store: Store) -> None:
+    store.apply_change(1, "A", view("A"), at=at(1))
+    store.apply_snapshot(10, [view("B"), view("C")], at=at(2))
+    assert [v.order_id for v in store.views()] == ["B", "C"]
+    assert store.receiver().last == 10
+
+
+def test_action_goes_to_outbox_and_overlay_until_ack_and_next_view(store: Store) -> None:
+    store.apply_change(1, "A", view("A"), at=at(1))
+    store.record_action(_event("e1"), created_at=at(3))
+    store.record_action(_event("e2", action="note"), created_at=at(4))
+    assert [i.event_id for i in store.pending()] == ["e1", "e2"]
+    assert [a.event_id for a in store.local_actions()] == ["e1", "e2"]
+    assert store.ack(["e1", "unknown"]) == ["e1"]
+    assert [i.event_id for i in store.pending()] == ["e2"]
+    acked = {a.event_id: a.acked for a in store.local_actions()}
+    assert acked == {"e1": True, "e2": False}
+    store.apply_change(2, "A", view("A", "delivered"), at=at(5))
+    assert [a.event_id for a in store.local_actions()] == ["e2"]
+    store.ack(["e2"])  # a view came after it was recorded: nothing left to overlay
+    assert store.local_actions() == []
+    assert store.outbox_size() == 0
+
+
+def test_outbox_survives_reopen_and_keeps_payload_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "tab.sqlite"
+    s = Store.open(path)
+    message = _event("e1")
+    s.record_action(message, created_at=at(3))
+    s.close()
+    s = Store.open(path)
+    try:
+        [(event_id, payload)] = s.pending_payloads()
+        assert event_id == "e1"
+        assert DriverEventMsg.model_validate_json(payload) == message
+    finally:
+        s.close()
+
+
+def test_duplicate_event_id_is_refused_and_nothing_half_written(store: Store) -> None:
+    store.record_action(_event("e1"), created_at=at(3))
+    with pytest.raises(StoreError, match="exists"):
+        store.record_action(_event("e1", order_id="B"), created_at=at(4))
+    assert len(store.local_actions()) == 1
+
+
+def test_hlc_never_goes_back_and_persists(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "tab.sqlite")
+    first = s.next_stamp("tab", 5000)
+    second = s.next_stamp("tab", 4000)  # the wall clock jumped back
+    assert second > first
+    s.observe_stamp(Hlc(9000, 3, "tab"))
+    s.close()
+    s = Store.open(tmp_path / "tab.sqlite")
+    try:
+        assert s.next_stamp("tab", 1000) == Hlc(9000, 4, "tab")
+    finally:
+        s.close()
+
+
+def test_store_uses_wal_journal(store: Store, tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "tab.sqlite")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+def test_not_sqlite_is_a_store_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="bad.sqlite"):
+        Store.open(bad)
+
+
+def test_counters(store: Store) -> None:
+    assert store.bump("codec_errors") == 1
+    assert store.bump("codec_errors") == 2
+    assert store.counters() == {"codec_errors": 2}
