@@ -1,7 +1,9 @@
 """Write-back of driver results as CSV drops the legacy system imports.
 
 ``DriverResult`` (one driver's outcome at one stop) and ``RESULT_COLUMNS`` are shared with
-``gateway.writeback_sql``: both writers emit the same columns in the same order.
+``gateway.writeback_sql``: both writers emit the same columns in the same order. Both accept
+``DriverResult``s or plain mappings keyed by those column names (any case), like
+``gateway.writeback_dbf`` does; times should already be in the legacy system's local time.
 
 Rules of this module:
 
@@ -28,7 +30,7 @@ import csv
 import io
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -55,10 +57,44 @@ class DriverResult:
         """The values in ``RESULT_COLUMNS`` order."""
         return tuple(getattr(self, column) for column in RESULT_COLUMNS)
 
+    @classmethod
+    def of(cls, result: DriverResult | Mapping[str, object]) -> DriverResult:
+        """A DriverResult as is, or one built from a mapping keyed by column names (any case)."""
+        if isinstance(result, DriverResult):
+            return result
+        lowered = {str(key).lower(): value for key, value in result.items()}
+        label = lowered.get("result_id") or f"for order {lowered.get('order_id')!r}"
+
+        def text(column: str) -> str | None:
+            value = lowered.get(column)
+            return None if value is None or value == "" else str(value)
+
+        def required(column: str) -> str:
+            value = text(column)
+            if value is None:
+                raise SourceError(f"write-back: result {label}: {column} is missing")
+            return value
+
+        def time(column: str) -> datetime | None:
+            value = lowered.get(column)
+            if value is None or isinstance(value, datetime):
+                return value
+            raise SourceError(f"write-back: result {label}: {column} {value!r} is not a datetime")
+
+        return cls(
+            result_id=required("result_id"),
+            order_id=required("order_id"),
+            result=required("result"),
+            reason=text("reason"),
+            arrived_at=time("arrived_at"),
+            done_at=time("done_at"),
+            note=text("note"),
+        )
+
 
 def append_results_csv(
     folder: str | os.PathLike[str],
-    results: Iterable[DriverResult],
+    results: Iterable[DriverResult | Mapping[str, object]],
     *,
     stamp: str,
     prefix: str = "results-",
@@ -80,7 +116,7 @@ def append_results_csv(
         raise SourceError(f"csv write-back: {target} already exists; give each drop a new stamp")
     written = _ids_in_drops(folder, prefix, encoding, delimiter)
     fresh: list[DriverResult] = []
-    for result in results:
+    for result in map(DriverResult.of, results):
         if result.result_id not in written:
             written.add(result.result_id)
             fresh.append(result)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import pyodbc
 
@@ -28,9 +28,17 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}(\.[A-Za-z_][A-Za-z0-9_]{
 
 
 def insert_results_odbc(
-    connection: str, table: str, results: Iterable[DriverResult], *, timeout: int = 30
+    connection: str,
+    table: str,
+    results: Iterable[DriverResult | Mapping[str, object]],
+    *,
+    timeout: int = 30,
 ) -> int:
-    """Insert the results not yet in ``table``; returns how many rows were inserted."""
+    """Insert the results not yet in ``table``; returns how many rows were inserted.
+
+    Results may be ``DriverResult``s or mappings keyed by ``RESULT_COLUMNS`` (any case); all are
+    checked before connecting.
+    """
     if not _IDENTIFIER.fullmatch(table):
         raise ConfigError(
             f"odbc write-back: table name {table!r} is not a plain identifier "
@@ -40,6 +48,7 @@ def insert_results_odbc(
     marks = ", ".join("?" for _ in RESULT_COLUMNS)
     exists_sql = f"SELECT 1 FROM {table} WHERE result_id = ?"
     insert_sql = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+    batch = [DriverResult.of(result) for result in results]
     where = f"odbc write-back to {table} ({mask_connection(connection)})"
     try:
         conn = pyodbc.connect(connection, timeout=timeout, autocommit=False)
@@ -51,7 +60,7 @@ def insert_results_odbc(
         conn.timeout = timeout
         cursor = conn.cursor()
         seen: set[str] = set()
-        for result in results:
+        for result in batch:
             result_id = result.result_id
             if result_id in seen:
                 continue

@@ -196,3 +196,13 @@ def test_a_failed_insert_commits_nothing_and_names_the_result(
     assert "insert failed at result_id 'r2'" in message
     assert "\n" not in message
     assert query_sql(path, "SELECT count(*) FROM results") == [(0,)]
+
+
+def test_write_back_accepts_plain_mappings(sqlite_odbc: tuple[Path, str]) -> None:
+    path, connection = sqlite_odbc
+    run_sql(path, RESULTS_TABLE)
+    row = {"result_id": "r9", "order_id": "A1", "result": "refused", "done_at": None}
+    assert insert_results_odbc(connection, "results", [row]) == 1
+    assert query_sql(path, "SELECT result_id, result, done_at FROM results") == [
+        ("r9", "refused", None)
+    ]

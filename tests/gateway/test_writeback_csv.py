@@ -114,3 +114,18 @@ def test_files_with_another_prefix_do_not_count_as_earlier_drops(tmp_path: Path)
     (tmp_path / "orders.csv").write_text("order_id\nA1\n")
     path = append_results_csv(tmp_path, [result("r1")], stamp="0001", prefix="drv_")
     assert path == tmp_path / "drv_0001.csv"
+
+
+def test_plain_mappings_with_upper_case_keys_are_accepted(tmp_path: Path) -> None:
+    row = {"RESULT_ID": "r1", "ORDER_ID": "A1", "RESULT": "failed", "REASON": "closed"}
+    path = append_results_csv(tmp_path, [row], stamp="0001")
+    assert path is not None
+    assert read(path)[1] == ["r1", "A1", "failed", "closed", "", "", ""]
+
+
+def test_a_mapping_without_a_result_id_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(SourceError, match="result for order 'A1': result_id is missing"):
+        append_results_csv(tmp_path, [{"order_id": "A1", "result": "delivered"}], stamp="0001")
+    assert list(tmp_path.iterdir()) == []
