@@ -107,7 +107,7 @@ class CsvDropAdapter:
         previous, self._seen = self._seen, seen_now
         for _mtime, _name, path, stat in sorted(candidates):
             marker = self._marker(path)
-            if not self._ready(path, stat, previous.get(path), marker, now):
+            if not self._ready(stat, previous.get(path), marker, now):
                 self.skipped_not_ready.append(str(path))
                 continue
             export = self._read(path, stat, marker)
@@ -158,9 +158,7 @@ class CsvDropAdapter:
             return None
         return path.with_name(path.name + self.done_marker)
 
-    def _ready(
-        self, path: Path, stat: _Stat, previous: _Stat | None, marker: Path | None, now: float
-    ) -> bool:
+    def _ready(self, stat: _Stat, previous: _Stat | None, marker: Path | None, now: float) -> bool:
         if marker is not None:
             return marker.exists()
         settled = stat[1] / 1e9 <= now - self.settle_seconds

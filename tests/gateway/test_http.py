@@ -275,3 +275,12 @@ def test_requests_to_one_endpoint_are_spaced_by_its_token_bucket(
     assert fake_time.waits == []  # one bucket per path: /a and /b do not wait for each other
     one(http)
     assert fake_time.waits == [2.0]  # /a again, 1 / 0.5 s later; /b's token is earned by then
+
+
+def test_503_with_retry_after_waits_that_long_instead_of_the_backoff(
+    http_server: ScriptedServer, fake_time: FakeTime
+) -> None:
+    http_server.script("/p", Reply(503, headers={"Retry-After": "4"}), proposals("A1"))
+    export = one(adapter(http_server, fake_time, ["/p"], backoff=0.5))
+    assert export.complete
+    assert fake_time.waits == [4.0]
