@@ -57,10 +57,21 @@ def conflicted(order_id: str, *, sequence: int = 1) -> OrderView:
     """An order whose driver assignment is in conflict between legacy and the optimizer."""
     claims = [
         claim(f"{order_id}-s", "legacy", "planned", order_id=order_id),
-        claim(f"{order_id}-l", "legacy", {"driver": "7", "sequence": sequence},
-              order_id=order_id, field="assignment"),
-        claim(f"{order_id}-o", "optimizer", {"driver": "9", "sequence": sequence},
-              order_id=order_id, field="assignment", minute=5),
+        claim(
+            f"{order_id}-l",
+            "legacy",
+            {"driver": "7", "sequence": sequence},
+            order_id=order_id,
+            field="assignment",
+        ),
+        claim(
+            f"{order_id}-o",
+            "optimizer",
+            {"driver": "9", "sequence": sequence},
+            order_id=order_id,
+            field="assignment",
+            minute=5,
+        ),
     ]
     return merge_order(order_id, claims, [], Policy(), at(6))
 

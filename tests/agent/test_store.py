@@ -122,7 +122,7 @@ def test_store_uses_wal_journal(store: Store, tmp_path: Path) -> None:
 def test_not_sqlite_is_a_store_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="bad.sqlite"):
+    with pytest.raises(StoreError, match=r"bad\.sqlite"):
         Store.open(bad)
 
 

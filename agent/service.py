@@ -1,0 +1,612 @@
+"""The tablet agent: the API the UI calls and ``crossdock agent run`` runs.
+
+``Agent`` joins the store (``agent.store``), the MQTT session (``agent.session``) and the pure
+stream rules (``sync.streams``):
+
+* the inbox stream is judged by ``sync.streams.receive``: entry ``last + 1`` is applied in the
+  same transaction as its ``seq``, duplicates are counted and dropped, a gap sends
+  ``Resync(after=last)`` once; every (re)connect and every ``resync_quiet_s`` without stream
+  progress sends one too (``sync.streams.restart``), so a tablet that was away catches up
+  whatever the broker kept; a snapshot replaces the views;
+* the last applied ``seq`` is reported with ``Applied`` at most every ``APPLIED_EVERY_S``;
+* a driver action is recorded (local overlay + outbox row) in one transaction, then published
+  if online; the whole outbox is resent on every reconnect until each event is acked.
+
+Thread model: ONE re-entrant lock guards the store and the agent's own state. Paho's network
+thread (session callbacks), the agent's ticker thread (quiet resync, ``Applied``) and the
+caller's thread (UI, CLI) all take it for their store work. Nothing is published and no
+observer is called while holding it: each step collects its outgoing messages and its changes
+under the lock, then publishes and notifies after releasing it, so a slow observer or paho's
+own locks can never deadlock against the store. Observers run on whichever thread made the
+change and must hand UI work to their own thread.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, get_args
+
+from pydantic import BaseModel, ValidationError
+
+from agent.config import AgentConfig
+from agent.errors import ActionError
+from agent.model import (
+    ACTION_STATUS,
+    Change,
+    ChangeKind,
+    LocalAction,
+    OutboxItem,
+    RouteStop,
+    SyncStatus,
+    age,
+)
+from agent.session import Incoming, MqttSession, Outgoing, SessionSettings, Transport
+from agent.store import Store
+from sync.codec import encode
+from sync.envelope import (
+    AckMsg,
+    Applied,
+    AppliedMsg,
+    DriverAction,
+    DriverEvent,
+    DriverEventMsg,
+    Resync,
+    ResyncMsg,
+    SnapshotMsg,
+    Status,
+    StatusMsg,
+    ViewChangeMsg,
+)
+from sync.errors import CodecError, SyncError
+from sync.hlc import Hlc, observe
+from sync.model import Conflict, OrderView
+from sync.streams import receive, restart, snapshot
+from sync.topics import Topics
+
+log = logging.getLogger(__name__)
+
+APPLIED_EVERY_S = 0.25
+"""How often, at most, the agent reports its last applied ``seq`` (and checks for quiet)."""
+
+ACTIONS: tuple[str, ...] = get_args(DriverAction)
+
+Observer = Callable[[Change], None]
+TransportMaker = Callable[[SessionSettings, "Agent"], Transport]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _app_version() -> str:
+    try:
+        return importlib.metadata.version("crossdock")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _mqtt(settings: SessionSettings, agent: Agent) -> Transport:
+    return MqttSession(settings, agent)
+
+
+class Agent:
+    """One tablet's agent. Usable without ``start()`` (offline: route, act, state)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = _new_id,
+        transport: TransportMaker = _mqtt,
+        app_version: str | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._new_id = new_id
+        self._make_transport = transport
+        self._app_version = app_version if app_version is not None else _app_version()
+        self._topics = Topics(config.depot)
+        self._store = Store.open(config.db)
+        self._lock = threading.RLock()
+        self._observers: list[Observer] = []
+        self._transport: Transport | None = None
+        self._follow = True
+        self._ticker: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._closed = False
+        self._last_progress = clock()
+        self._applied_sent = -1
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, *, follow_stream: bool = True) -> None:
+        """Connect (in the background; offline is fine) and keep syncing until ``stop()``.
+
+        ``follow_stream=False`` is the one-shot mode of ``agent act``: a separate, clean MQTT
+        session that only sends the outbox and takes acks, so it never competes with a running
+        ``agent run`` for the device's persistent session or its stream.
+        """
+        if self._transport is not None:
+            return
+        device = self.config.device
+        self._follow = follow_stream
+        if follow_stream:
+            client_id = f"crossdock-{device}"
+            subscriptions: tuple[str, ...] = (
+                self._topics.inbox(device),
+                self._topics.acks(device),
+                self._topics.gateway_status,
+            )
+            with self._lock:
+                offline = self._status(online=False)
+            will = Outgoing(self._topics.device_status(device), offline, retain=True)
+        else:
+            client_id = f"crossdock-{device}-act-{self._new_id()[:8]}"
+            subscriptions = (self._topics.acks(device),)
+            will = None
+        b, s = self.config.broker, self.config.sync
+        settings = SessionSettings(
+            client_id=client_id,
+            host=b.host,
+            port=b.port,
+            subscriptions=subscriptions,
+            session_expiry_s=s.session_expiry_s if follow_stream else 0,
+            clean_start=not follow_stream,
+            username=b.username,
+            password=b.password,
+            tls=b.tls,
+            ca_file=b.ca_file,
+            backoff_min_s=s.backoff_min_s,
+            backoff_max_s=s.backoff_max_s,
+            will=will,
+        )
+        self._transport = self._make_transport(settings, self)
+        self._transport.start()
+        self._ticker = threading.Thread(target=self._tick_loop, name="agent-ticker", daemon=True)
+        self._ticker.start()
+
+    def stop(self) -> None:
+        """Say "offline" (retained), disconnect, and close the store. Safe to call twice."""
+        if self._closed:
+            return
+        self._stopping.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        transport = self._transport
+        if transport is not None:
+            final = None
+            if self._follow:
+                with self._lock:
+                    status = self._status(online=False)
+                final = Outgoing(self._topics.device_status(self.config.device), status, True)
+            transport.stop(final=final)
+            with self._lock:
+                self._store.set_presence(False, at=self._now())
+        with self._lock:
+            self._closed = True
+            self._store.close()
+
+    close = stop
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the API the UI calls ----------------------------------------------------------------
+
+    def route(self) -> list[RouteStop]:
+        """The order views with the driver's not-yet-reflected actions overlaid, in route order."""
+        with self._lock:
+            views = self._store.views()
+            actions = self._store.local_actions()
+        by_order: dict[str, list[LocalAction]] = {}
+        for action in actions:
+            by_order.setdefault(action.order_id, []).append(action)
+        stops = [_stop(v, tuple(by_order.get(v.order_id, ()))) for v in views]
+        return sorted(stops, key=_route_key)
+
+    def conflicts(self) -> list[Conflict]:
+        with self._lock:
+            views = self._store.views()
+        return [c for v in views for c in v.conflicts()]
+
+    def pending(self) -> list[OutboxItem]:
+        """The outbox: actions not yet acknowledged by the gateway, oldest first."""
+        with self._lock:
+            return self._store.pending()
+
+    def sync_status(self) -> SyncStatus:
+        now = self._now()
+        with self._lock:
+            store = self._store
+            stored_online, online_since, offline_since = store.presence()
+            transport = self._transport
+            online = stored_online if transport is None else transport.connected
+            pending = store.pending()
+            gateway = store.gateway_status()
+            counters = store.counters()
+            last_sync = store.last_sync_at()
+            last_seq = store.receiver().last
+        return SyncStatus(
+            online=online,
+            online_since=online_since if online else None,
+            offline_since=None if online else offline_since,
+            last_sync_at=last_sync,
+            last_sync_age_s=age(last_sync, now),
+            outbox_size=len(pending),
+            oldest_pending_at=pending[0].created_at if pending else None,
+            last_seq=last_seq,
+            gateway_online=None if gateway is None else gateway.online,
+            gateway_status_at=None if gateway is None else gateway.at,
+            sources=() if gateway is None else gateway.sources,
+            codec_errors=counters.get("codec_errors", 0),
+            counters=counters,
+        )
+
+    def subscribe(self, callback: Observer) -> Callable[[], None]:
+        """Call ``callback(change)`` after any change; returns a function that unsubscribes."""
+        with self._lock:
+            self._observers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._observers:
+                    self._observers.remove(callback)
+
+        return unsubscribe
+
+    def act(
+        self,
+        action: str,
+        order_id: str,
+        *,
+        reason: str | None = None,
+        note: str | None = None,
+        field: str | None = None,
+        choose: str | None = None,
+    ) -> str:
+        """Record a driver action durably, then send it if online. Returns its event id.
+
+        ``based_on`` is the claim ids of the order's current candidates (for ``resolve``: of
+        the field's), i.e. what the driver saw when tapping. ``choose`` for ``resolve`` is a
+        candidate's claim id or source name.
+        """
+        if action not in ACTIONS:
+            raise ActionError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+        with self._lock:
+            view = self._store.view(order_id)
+            if view is None:
+                last = self._store.receiver().last
+                raise ActionError(
+                    f"order {order_id} is not on this tablet's route (synced to seq {last}); "
+                    "check the order id or wait for the route to sync"
+                )
+            based_on, choose_id = _based_on(view, action, field, choose)
+            now = self._now()
+            event_id = self._new_id()
+            stamp = self._store.next_stamp(self.config.device, _ms(self._clock()))
+            try:
+                event = DriverEvent(
+                    event_id=event_id,
+                    order_id=order_id,
+                    action=action,
+                    at=now,
+                    reason=reason,
+                    note=note,
+                    based_on=based_on,
+                    field=field,
+                    choose=choose_id,
+                )
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"])
+                raise ActionError(f"order {order_id}: {action}: {where}: {err['msg']}") from None
+            message = DriverEventMsg(
+                v=1,
+                kind="driver_event",
+                id=event_id,
+                origin=self.config.device,
+                hlc=str(stamp),
+                body=event,
+            )
+            self._store.record_action(message, created_at=now)
+        self._send([(event_id, Outgoing(self._outbox_topic, encode(message)))])
+        self._notify({"route", "sync"})
+        return event_id
+
+    def wait_online(self, timeout: float) -> bool:
+        """Wait until the session is online; False after ``timeout`` seconds."""
+        return self.wait_for(
+            lambda: self._transport is not None and self._transport.connected, timeout
+        )
+
+    def wait_acked(self, event_id: str, timeout: float) -> bool:
+        """Wait until the gateway acked ``event_id``; False after ``timeout`` seconds."""
+
+        def acked() -> bool:
+            with self._lock:
+                return all(item.event_id != event_id for item in self._store.pending())
+
+        return self.wait_for(acked, timeout)
+
+    # -- SessionHandler (paho's network thread) ------------------------------------------------
+
+    def session_online(self) -> None:
+        out: list[tuple[str | None, Outgoing]] = []
+        with self._lock:
+            if self._closed:
+                return
+            self._store.set_presence(True, at=self._now())
+            if self._follow:
+                receiver = self._store.receiver()
+                self._store.save_receiver(restart(receiver).receiver)
+                self._last_progress = self._clock()
+                self._applied_sent = -1
+                out.append((None, self._resync(receiver.last)))
+                status = self._status(online=True)
+                out.append(
+                    (None, Outgoing(self._topics.device_status(self.config.device), status, True))
+                )
+            for event_id, payload in self._store.pending_payloads():
+                out.append((event_id, Outgoing(self._outbox_topic, payload)))
+        self._send(out)
+        self._notify({"sync"})
+
+    def session_offline(self, reason: str) -> None:
+        log.info("offline: %s", reason)
+        with self._lock:
+            if self._closed:
+                return
+            self._store.set_presence(False, at=self._now())
+        self._notify({"sync"})
+
+    def session_bad_message(self, topic: str, error: CodecError) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            count = self._store.bump("codec_errors")
+            self._store.bump(f"codec_errors.{error.reason}")
+        log.warning(
+            "dropped a bad message on %s (%s, %d so far): %s", topic, error.reason, count, error
+        )
+        self._notify({"sync"})
+
+    def session_message(self, incoming: Incoming) -> None:
+        topic, envelope = incoming.topic, incoming.envelope
+        device = self.config.device
+        out: list[tuple[str | None, Outgoing]] = []
+        changed: set[ChangeKind] = set()
+        with self._lock:
+            if self._closed:
+                return
+            self._observe(envelope.hlc)
+            now = self._now()
+            store = self._store
+            if isinstance(envelope, ViewChangeMsg) and topic == self._topics.inbox(device):
+                body = envelope.body
+                step = receive(store.receiver(), body.seq)
+                if step.verdict == "apply":
+                    store.apply_change(body.seq, body.order_id, body.view, at=now)
+                    self._last_progress = self._clock()
+                    changed |= {"route", "conflicts", "sync"}
+                elif step.verdict == "duplicate":
+                    store.bump("duplicates")
+                else:
+                    store.bump("gaps")
+                    if step.request_after is not None:
+                        store.save_receiver(step.receiver)
+                        self._last_progress = self._clock()
+                        out.append((None, self._resync(step.request_after)))
+            elif isinstance(envelope, SnapshotMsg) and topic == self._topics.inbox(device):
+                body_s = envelope.body
+                receiver = snapshot(store.receiver(), body_s.seq)
+                store.apply_snapshot(receiver.last, body_s.views, at=now)
+                self._last_progress = self._clock()
+                self._applied_sent = -1  # report at once, even if the seq went back
+                changed |= {"route", "conflicts", "sync"}
+            elif isinstance(envelope, AckMsg) and topic == self._topics.acks(device):
+                store.ack(envelope.body.event_ids)
+                store.touch_sync(at=now)
+                changed |= {"route", "sync"}
+            elif (
+                isinstance(envelope, StatusMsg)
+                and topic == self._topics.gateway_status
+                and envelope.body.role == "gateway"
+            ):
+                store.save_gateway_status(envelope.body, at=now)
+                changed.add("sync")
+            else:
+                store.bump("unexpected")
+                log.warning("ignored a %s message on %s", envelope.kind, topic)
+        self._send(out)
+        if changed:
+            self._notify(changed)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    @property
+    def _outbox_topic(self) -> str:
+        return self._topics.outbox(self.config.device)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def _stamp(self) -> str:
+        return str(self._store.next_stamp(self.config.device, _ms(self._clock())))
+
+    def _observe(self, text: str) -> None:
+        try:
+            remote = Hlc.parse(text)
+        except SyncError as exc:
+            log.warning("ignored a bad HLC stamp: %s", exc)
+            return
+        local = self._store.hlc(self.config.device)
+        self._store.observe_stamp(observe(local, remote, _ms(self._clock())))
+
+    def _envelope(self, model: type[BaseModel], kind: str, body: BaseModel) -> bytes:
+        message = model(
+            v=1,
+            kind=kind,
+            id=self._new_id(),
+            origin=self.config.device,
+            hlc=self._stamp(),
+            body=body,
+        )
+        return message.model_dump_json().encode()
+
+    def _resync(self, after: int) -> Outgoing:
+        body = Resync(after=after)
+        return Outgoing(self._outbox_topic, self._envelope(ResyncMsg, "resync", body))
+
+    def _status(self, *, online: bool) -> bytes:
+        status = Status(
+            role="device",
+            online=online,
+            at=self._now(),
+            app_version=self._app_version,
+            last_seq=self._store.receiver().last,
+            counters=self._store.counters(),
+        )
+        return self._envelope(StatusMsg, "status", status)
+
+    def _send(self, messages: Iterable[tuple[str | None, Outgoing]]) -> None:
+        """Publish (never under the lock); outbox rows that went out are marked as sent."""
+        transport = self._transport
+        if transport is None:
+            return
+        sent = [eid for eid, msg in messages if transport.publish(msg) and eid is not None]
+        if sent:
+            with self._lock:
+                if not self._closed:
+                    self._store.mark_sent(sent, at=self._now())
+
+    def _notify(self, what: Iterable[ChangeKind]) -> None:
+        change = Change(what=frozenset(what))
+        with self._lock:
+            observers = list(self._observers)
+        for observer in observers:
+            try:
+                observer(change)
+            except Exception:
+                log.exception("an agent observer failed on %s", sorted(change.what))
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``condition()`` holds, re-checked after every change; False on timeout."""
+        ready = threading.Event()
+
+        def check(_change: Any = None) -> None:
+            if condition():
+                ready.set()
+
+        unsubscribe = self.subscribe(check)
+        try:
+            deadline = time.monotonic() + timeout
+            check()
+            while not ready.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                ready.wait(min(left, 0.1))  # online/offline also changes without a Change
+                check()
+            return True
+        finally:
+            unsubscribe()
+
+    def _tick_loop(self) -> None:
+        while not self._stopping.wait(APPLIED_EVERY_S):
+            try:
+                self._tick()
+            except Exception:
+                log.exception("agent ticker failed")
+
+    def _tick(self) -> None:
+        """Report the last applied seq; ask for more after ``resync_quiet_s`` without progress."""
+        transport = self._transport
+        if transport is None or not transport.connected or not self._follow:
+            return
+        out: list[tuple[str | None, Outgoing]] = []
+        with self._lock:
+            if self._closed:
+                return
+            receiver = self._store.receiver()
+            if self._clock() - self._last_progress >= self.config.sync.resync_quiet_s:
+                step = restart(receiver)
+                self._store.save_receiver(step.receiver)
+                self._last_progress = self._clock()
+                out.append((None, self._resync(receiver.last)))
+            if receiver.last != self._applied_sent:
+                self._applied_sent = receiver.last
+                body = Applied(seq=receiver.last)
+                out.append(
+                    (
+                        None,
+                        Outgoing(self._outbox_topic, self._envelope(AppliedMsg, "applied", body)),
+                    )
+                )
+        self._send(out)
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _based_on(
+    view: OrderView, action: str, field: str | None, choose: str | None
+) -> tuple[tuple[str, ...], str | None]:
+    """The claim ids the driver saw, and (for ``resolve``) the chosen claim id."""
+    if action != "resolve":
+        if field is not None or choose is not None:
+            raise ActionError(f"order {view.order_id}: field and choose are only for resolve")
+        ids = [c.claim_id for name in sorted(view.fields) for c in view.fields[name].candidates]
+        return tuple(dict.fromkeys(ids)), None
+    if field is None or choose is None:
+        raise ActionError(f"order {view.order_id}: resolve needs a field and a choice")
+    fv = view.fields.get(field)
+    if fv is None or fv.state != "conflict":
+        raise ActionError(f"order {view.order_id}: field {field} is not in conflict")
+    for candidate in fv.candidates:
+        if choose in (candidate.claim_id, candidate.source):
+            return tuple(c.claim_id for c in fv.candidates), candidate.claim_id
+    sides = ", ".join(f"{c.source} ({c.claim_id})" for c in fv.candidates)
+    raise ActionError(f"order {view.order_id}: {field}: choose one of {sides}")
+
+
+def _stop(view: OrderView, local: tuple[LocalAction, ...]) -> RouteStop:
+    shown: str | None = None
+    for action in reversed(local):
+        if action.action in ACTION_STATUS:
+            shown = f"{ACTION_STATUS[action.action]} ({'sent' if action.acked else 'pending'})"
+            break
+    if shown is None:
+        status = view.fields.get("status")
+        if status is not None and status.state == "conflict":
+            shown = "conflict"
+        elif status is not None and status.state != "withdrawn" and status.value is not None:
+            shown = str(status.value)
+    return RouteStop(
+        order_id=view.order_id,
+        view=view,
+        local=local,
+        status_shown=shown,
+        hold=view.hold,
+        warnings=view.warnings,
+        conflicts=view.conflicts(),
+    )
+
+
+def _route_key(stop: RouteStop) -> tuple[int, str]:
+    """Route order: the assignment's ``sequence`` when sources agree on it, then order id."""
+    assignment = stop.view.value("assignment")
+    sequence = assignment.get("sequence") if isinstance(assignment, dict) else None
+    if isinstance(sequence, int) and not isinstance(sequence, bool):
+        return sequence, stop.order_id
+    return 1 << 30, stop.order_id

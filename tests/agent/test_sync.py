@@ -1,0 +1,231 @@
+"""The agent against a real Mosquitto and a fake gateway: stream, gaps, snapshots, outbox."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.config import AgentConfig, load_config
+from agent.service import Agent
+from sync.codec import decode
+from sync.envelope import SourceFreshness, StatusMsg
+from tests.agent.conftest import Broker
+from tests.agent.factories import at, conflicted, view, write_config
+from tests.agent.fakegw import WAIT, FakeGateway
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def config(tmp_path: Path, agent_broker: Broker) -> AgentConfig:
+    return load_config(write_config(tmp_path, port=agent_broker.port))
+
+
+@pytest.fixture
+def gateway(agent_broker: Broker) -> Iterator[FakeGateway]:
+    gw = FakeGateway(agent_broker.host, agent_broker.port)
+    try:
+        yield gw
+    finally:
+        gw.close()
+
+
+@pytest.fixture
+def agent(config: AgentConfig, gateway: FakeGateway) -> Iterator[Agent]:
+    a = Agent(config)
+    a.start()
+    try:
+        assert a.wait_online(WAIT)
+        assert gateway.wait_for(lambda: 0 in gateway.resyncs)  # asked on connect
+        yield a
+    finally:
+        a.stop()
+
+
+def _last_seq(agent: Agent, seq: int) -> bool:
+    return agent.wait_for(lambda: agent.sync_status().last_seq == seq, WAIT)
+
+
+def test_stream_is_applied_in_order_and_reported(agent: Agent, gateway: FakeGateway) -> None:
+    gateway.change("B", view("B", sequence=2))
+    gateway.change("A", view("A", sequence=1))
+    gateway.change("C", conflicted("C", sequence=3))
+    assert _last_seq(agent, 3)
+    assert [s.order_id for s in agent.route()] == ["A", "B", "C"]
+    assert [(c.order_id, c.field) for c in agent.conflicts()] == [("C", "assignment")]
+    assert gateway.wait_for(lambda: 3 in gateway.applied)
+
+
+def test_duplicate_entry_is_ignored(agent: Agent, gateway: FakeGateway) -> None:
+    gateway.change("A", view("A"))
+    gateway.change("A", view("A", "cancelled"))
+    assert _last_seq(agent, 2)
+    gateway.send(1)  # redelivered: the older view must not come back
+    gateway.change("B", view("B"))
+    assert _last_seq(agent, 3)
+    assert agent.sync_status().counters.get("duplicates") == 1
+    assert {s.order_id: s.status_shown for s in agent.route()} == {"A": "cancelled", "B": "planned"}
+
+
+def test_gap_asks_for_resync_and_the_replay_fills_it(agent: Agent, gateway: FakeGateway) -> None:
+    gateway.change("A", view("A"))
+    assert _last_seq(agent, 1)
+    gateway.change("B", view("B"), send=False)  # lost on the way
+    gateway.change("C", view("C"))
+    assert gateway.wait_for(lambda: 1 in gateway.resyncs)
+    assert _last_seq(agent, 3)
+    assert [s.order_id for s in agent.route()] == ["A", "B", "C"]
+    assert agent.sync_status().counters.get("gaps", 0) >= 1
+
+
+def test_snapshot_replaces_the_views(agent: Agent, gateway: FakeGateway) -> None:
+    gateway.change("A", view("A"))
+    gateway.change("B", view("B"))
+    assert _last_seq(agent, 2)
+    gateway.change("A", None, send=False)
+    gateway.change("C", view("C"), send=False)
+    gateway.send_snapshot()
+    assert _last_seq(agent, 4)
+    assert [s.order_id for s in agent.route()] == ["B", "C"]
+
+
+def test_resync_behind_a_compacted_log_gets_a_snapshot(
+    config: AgentConfig, gateway: FakeGateway
+) -> None:
+    gateway.change("A", view("A"), send=False)
+    gateway.change("B", view("B"), send=False)
+    gateway.compact()
+    with Agent(config) as agent:
+        agent.start()
+        assert _last_seq(agent, 2)
+        assert [s.order_id for s in agent.route()] == ["A", "B"]
+
+
+def test_malformed_payload_is_counted_and_the_next_message_applies(
+    agent: Agent, gateway: FakeGateway
+) -> None:
+    inbox = gateway.topics.inbox("tab-07")
+    gateway.publish_raw(inbox, b"\xff not json")
+    gateway.publish_raw(inbox, b'{"v": 9, "kind": "view_change"}')
+    gateway.change("A", view("A"))
+    assert _last_seq(agent, 1)
+    status = agent.sync_status()
+    assert status.codec_errors == 2
+    assert status.counters["codec_errors.not-json"] == 1
+    assert status.counters["codec_errors.bad-version"] == 1
+
+
+def test_quiet_stream_triggers_a_resync(
+    tmp_path: Path, agent_broker: Broker, gateway: FakeGateway
+) -> None:
+    config = load_config(write_config(tmp_path, port=agent_broker.port, resync_quiet_s=0.5))
+    with Agent(config) as agent:
+        agent.start()
+        assert agent.wait_online(WAIT)
+        assert gateway.wait_for(lambda: 0 in gateway.resyncs)
+        gateway.change("A", view("A"), send=False)  # only a later resync can bring it
+        assert _last_seq(agent, 1)
+        assert gateway.resyncs.count(0) >= 2
+
+
+def test_gateway_status_gives_source_freshness(agent: Agent, gateway: FakeGateway) -> None:
+    legacy = SourceFreshness(source="legacy", as_of=at(-480), cadence_s=86400)
+    gateway.publish_status((legacy,))
+    assert agent.wait_for(lambda: agent.sync_status().sources == (legacy,), WAIT)
+    assert agent.sync_status().gateway_online is True
+
+
+def test_action_is_sent_and_its_row_removed_only_on_ack(agent: Agent, gateway: FakeGateway) -> None:
+    gateway.change("A", view("A"))
+    assert _last_seq(agent, 1)
+    gateway.auto_ack = False
+    event_id = agent.act("deliver", "A", note="left at the back door")
+    assert gateway.wait_for(lambda: event_id in gateway.stored)
+    assert gateway.stored[event_id].based_on == ("A-a", "A-s")
+    assert [i.event_id for i in agent.pending()] == [event_id]
+    assert agent.route()[0].status_shown == "delivered (pending)"
+    gateway.ack(event_id)
+    assert agent.wait_acked(event_id, WAIT)
+    assert agent.route()[0].status_shown == "delivered (sent)"
+    gateway.change("A", view("A", "delivered"))
+    assert _last_seq(agent, 2)
+    assert agent.route()[0].status_shown == "delivered"
+    assert agent.route()[0].local == ()
+
+
+def test_action_while_broker_is_down_is_delivered_after_it_returns(
+    agent: Agent, gateway: FakeGateway, agent_broker: Broker
+) -> None:
+    gateway.change("A", view("A"))
+    assert _last_seq(agent, 1)
+    agent_broker.kill()
+    assert agent.wait_for(lambda: not agent.sync_status().online, WAIT)
+    event_id = agent.act("fail", "A", reason="nobody home")
+    assert agent.sync_status().outbox_size == 1
+    assert agent.route()[0].status_shown == "failed (pending)"
+    agent_broker.restart()
+    assert agent.wait_acked(event_id, WAIT)
+    assert list(gateway.stored) == [event_id]
+    assert gateway.stored[event_id].reason == "nobody home"
+
+
+def test_new_agent_on_the_same_db_resumes_and_resends_the_outbox(
+    config: AgentConfig, gateway: FakeGateway
+) -> None:
+    first = Agent(config)
+    first.start()
+    assert first.wait_online(WAIT)
+    gateway.change("A", view("A"))
+    gateway.change("B", view("B"))
+    assert _last_seq(first, 2)
+    gateway.auto_ack = False
+    event_id = first.act("arrive", "B")
+    assert gateway.wait_for(lambda: event_id in gateway.stored)
+    first.stop()
+    gateway.auto_ack = True
+    gateway.change("C", view("C"), send=False)
+    with Agent(config) as second:
+        assert second.pending()[0].event_id == event_id
+        second.start()
+        assert gateway.wait_for(lambda: 2 in gateway.resyncs)
+        assert _last_seq(second, 3)
+        assert second.wait_acked(event_id, WAIT)
+    assert list(gateway.stored) == [event_id]
+    assert len(gateway.received) == 2  # sent twice, stored once
+
+
+def test_birth_and_goodbye_status_are_retained(
+    config: AgentConfig, gateway: FakeGateway, agent_broker: Broker
+) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    statuses: list[StatusMsg] = []
+    got = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        envelope = decode(message.payload)
+        assert isinstance(envelope, StatusMsg)
+        statuses.append(envelope)
+        got.set()
+
+    with Agent(config) as agent:
+        agent.start()
+        assert agent.wait_online(WAIT)
+        gateway.change("A", view("A"))
+        assert _last_seq(agent, 1)
+    probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe", protocol=mqtt.MQTTv5)
+    probe.on_message = on_message
+    probe.connect(agent_broker.host, agent_broker.port)
+    probe.subscribe(gateway.topics.device_status("tab-07"), qos=1)
+    probe.loop_start()
+    try:
+        assert got.wait(WAIT)
+    finally:
+        probe.disconnect()
+        probe.loop_stop()
+    last = statuses[-1].body
+    assert (last.role, last.online, last.last_seq) == ("device", False, 1)
