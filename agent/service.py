@@ -187,8 +187,9 @@ class Agent:
                     status = self._status(online=False)
                 final = Outgoing(self._topics.device_status(self.config.device), status, True)
             transport.stop(final=final)
-            with self._lock:
-                self._store.set_presence(False, at=self._now())
+            if self._follow:  # presence belongs to the session that follows the stream
+                with self._lock:
+                    self._store.set_presence(False, at=self._now())
         with self._lock:
             self._closed = True
             self._store.close()
@@ -345,8 +346,8 @@ class Agent:
         with self._lock:
             if self._closed:
                 return
-            self._store.set_presence(True, at=self._now())
             if self._follow:
+                self._store.set_presence(True, at=self._now())
                 receiver = self._store.receiver()
                 self._store.save_receiver(restart(receiver).receiver)
                 self._last_progress = self._clock()
@@ -364,7 +365,7 @@ class Agent:
     def session_offline(self, reason: str) -> None:
         log.info("offline: %s", reason)
         with self._lock:
-            if self._closed:
+            if self._closed or not self._follow:
                 return
             self._store.set_presence(False, at=self._now())
         self._notify({"sync"})
