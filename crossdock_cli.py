@@ -2,7 +2,8 @@
 
 This module only wires the groups together and turns crossdock's own errors into a one-line
 message and exit 1 (2 for bad usage, as click does). Each part keeps its commands beside it:
-``gateway/cli.py`` (gateway, dispatch), ``agent/cli.py`` (agent), ``ui/cli.py`` (tablet).
+``gateway/cli.py`` (gateway), ``gateway/dispatch.py`` (dispatch), ``agent/cli.py`` (agent),
+``ui/cli.py`` (tablet).
 A traceback is printed only with ``--debug``.
 """
 
@@ -30,6 +31,17 @@ class _Root(click.Group):
         except KeyboardInterrupt:
             click.echo("crossdock: interrupted", err=True)
             ctx.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug: still one line for the operator, unless --debug
+            if ctx.meta.get("crossdock.debug"):
+                raise
+            click.echo(
+                f"crossdock: internal error: {type(exc).__name__}: {exc} "
+                "(run with --debug for the traceback)",
+                err=True,
+            )
+            ctx.exit(1)
 
 
 @click.group(cls=_Root)
@@ -79,7 +91,7 @@ def _optional(module: str, attr: str) -> click.Command | None:
 
 _PARTS = (
     ("gateway.cli", "gateway", "gateway", "the gateway is not built yet"),
-    ("gateway.cli", "dispatch", "dispatch", "dispatch is not built yet"),
+    ("gateway.dispatch", "dispatch", "dispatch", "dispatch is not built yet"),
     ("agent.cli", "agent", "agent", "the tablet agent is not built yet"),
     ("ui.cli", "tablet", "tablet", "the Kivy tablet UI is not built yet"),
     ("gateway.demo", "demo", "demo", "the end-to-end demo is not built yet"),

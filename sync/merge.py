@@ -268,25 +268,28 @@ def _candidate(claim: Claim) -> Candidate:
     )
 
 
+def drivers_of(view: OrderView) -> list[str]:
+    """The drivers whose route holds this order: the settled driver, or every candidate of a
+    contested assignment (so each of them sees the conflict). Sorted, without repeats."""
+    fv = view.fields.get("driver")
+    if fv is None:
+        return []
+    if fv.state in ("agreed", "resolved"):
+        values = [fv.value]
+    elif fv.state == "conflict":
+        values = [c.value for c in fv.candidates]
+    else:
+        values = []
+    return sorted({v for v in values if isinstance(v, str) and v})
+
+
 def driver_orders(views: Mapping[str, OrderView], driver: str) -> list[OrderView]:
-    """The orders a driver should see: any live candidate of ``driver`` names them.
+    """The orders a driver should see (``drivers_of`` names the driver), by order id.
 
     A contested assignment puts the order on every candidate driver's route, with the conflict;
     once a value is settled (agreed or resolved) only that driver keeps it.
     """
-    wanted = canonical(driver)
-    out = []
-    for order_id in sorted(views):
-        view = views[order_id]
-        fv = view.fields.get("driver")
-        if fv is None:
-            continue
-        if fv.state in ("agreed", "resolved"):
-            if canonical(fv.value) == wanted:
-                out.append(view)
-        elif fv.state == "conflict" and any(canonical(c.value) == wanted for c in fv.candidates):
-            out.append(view)
-    return out
+    return [views[o] for o in sorted(views) if driver in drivers_of(views[o])]
 
 
 def value_of(view: FieldView) -> JsonValue:

@@ -1,0 +1,301 @@
+"""The ``crossdock gateway`` and ``crossdock dispatch`` commands (DESIGN §8).
+
+Thin: parse, call the library, print a summary or ``--json``. Errors are crossdock errors; the
+root command turns them into one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.config import GatewayConfig, load_config
+from gateway.errors import ConfigError
+from gateway.store import Store
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def _emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def _age(iso: str | None, now: _dt.datetime) -> str:
+    if not iso:
+        return "never"
+    seconds = max(0.0, (now - _dt.datetime.fromisoformat(iso)).total_seconds())
+    if seconds < 90:
+        return f"{seconds:.0f} s old"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min old"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h old"
+    return f"{seconds / 86400:.1f} days old"
+
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), default="gateway.toml",
+    show_default=True, help="The gateway's TOML file.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _open(config_path: Path) -> tuple[GatewayConfig, Store]:
+    cfg = load_config(config_path)
+    return cfg, Store(cfg.db_path)
+
+
+@click.group()
+def gateway() -> None:
+    """The depot gateway: legacy sources, quarantine, conflicts, devices, MQTT."""
+
+
+# --- set-up ------------------------------------------------------------------------------
+
+
+@gateway.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path), required=True)
+@click.option("--depot", default="depot-1", show_default=True)
+@click.option("--port", default=1883, show_default=True, help="Managed Mosquitto's port.")
+def init(directory: Path, depot: str, port: int) -> None:
+    """Write gateway.toml, an example mapping, the store and dispatch.toml into DIR."""
+    from gateway.setup import init_dir
+
+    written = init_dir(directory, depot=depot, port=port, now=_now())
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+@gateway.command()
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True)
+@click.option("--drivers", default=47, show_default=True)
+@click.option("--orders", default=142, show_default=True)
+@click.option("--seed", default=1, show_default=True)
+@click.option("--depot", default="depot-1", show_default=True)
+@click.option("--port", default=1883, show_default=True, help="Managed Mosquitto's port.")
+@json_option
+def sample(out: Path, drivers: int, orders: int, seed: int, depot: str, port: int,
+           as_json: bool) -> None:
+    """Generate a realistic FoxPro export with a few dirty rows, and a gateway.toml for it."""
+    from gateway.setup import write_sample_config
+
+    info = write_sample_config(out, drivers=drivers, orders=orders, seed=seed, depot=depot,
+                               port=port, now=_now())
+    if as_json:
+        _emit(info)
+        return
+    counts = info["counts"]
+    click.echo(f"wrote {counts['orders']} orders for {counts['drivers']} drivers to "
+               f"{info['paths']['orders']} ({len(info['dirty'])} dirty rows on purpose)")
+    click.echo(f"config: {info['config']}")
+    click.echo(f"next: crossdock gateway ingest --config {info['config']}")
+
+
+@gateway.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--encoding", default=None, help="Code page when the file carries none.")
+@click.option("--rows", default=5, show_default=True, help="Decoded rows to show.")
+@json_option
+def inspect(file: Path, encoding: str | None, rows: int, as_json: bool) -> None:
+    """What a DBF or CSV export holds: version, code page, fields, counts, a few rows."""
+    from gateway.inspect import inspect_file
+
+    info = inspect_file(file, encoding=encoding, sample=rows)
+    if as_json:
+        _emit(info)
+        return
+    for key, value in info.items():
+        if key in ("fields", "rows", "sample"):
+            continue
+        click.echo(f"{key}: {value}")
+    for field in info.get("fields", []):
+        click.echo(f"  field {field}")
+    for row in info.get("rows", info.get("sample", [])):
+        click.echo(f"  row {row}")
+
+
+# --- ingest and what it found ---------------------------------------------------------------
+
+
+@gateway.command()
+@config_option
+@click.option("--source", "source_name", default=None, help="Run only this source.")
+@json_option
+def ingest(config_path: Path, source_name: str | None, as_json: bool) -> None:
+    """One pass over the sources: read, validate, quarantine, diff to claims, merge."""
+    from gateway.ingest.pipeline import ingest_source
+    from gateway.views import refresh
+
+    cfg, store = _open(config_path)
+    sources = [cfg.source(source_name)] if source_name else list(cfg.sources)
+    if not sources:
+        raise ConfigError(f"config {config_path}: no [[sources]] configured")
+    show = sys.stderr.isatty() and not as_json
+    results = []
+    with store:
+        for src in sources:
+            def progress(phase: str, n: int, name: str = src.name) -> None:
+                if show:
+                    click.echo(f"\r{name}: {phase} {n:,} rows", nl=False, err=True)
+
+            summaries = ingest_source(store, cfg, src, now=_now, progress=progress)
+            if show:
+                click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
+            results.extend(summaries)
+        entries = refresh(store, cfg.merge_policy(), _now())
+        conflicts = len(store.conflict_views())
+    failed = [r for r in results if r.status == "failed"]
+    if as_json:
+        _emit({"runs": [r.as_dict() for r in results], "open_conflicts": conflicts,
+               "stream_entries": sum(len(v) for v in entries.values())})
+    else:
+        for r in results:
+            line = (f"{r.source}: {r.status}" + (f" {r.location}" if r.location else "")
+                    + (f" — {r.rows_read} rows read, {r.rows_changed} changed, "
+                       f"{r.rows_quarantined} quarantined, {r.rows_deleted} deleted, "
+                       f"{r.claims} claims" if r.status in ("ok", "partial") else ""))
+            if r.error:
+                line += f" — {r.error}"
+            click.echo(line)
+        click.echo(f"open conflicts: {conflicts}")
+    if failed:
+        sys.exit(1)
+
+
+@gateway.command()
+@config_option
+@json_option
+def sources(config_path: Path, as_json: bool) -> None:
+    """Per-source freshness: as_of, cadence, last run, rows read/changed/quarantined, errors."""
+    from gateway.status import source_freshness
+
+    cfg, store = _open(config_path)
+    with store:
+        rows = source_freshness(store, cfg)
+    if as_json:
+        _emit(rows)
+        return
+    now = _now()
+    for r in rows:
+        click.echo(
+            f"{r['name']} ({r['kind']}, {r['mode']}): as of {r['as_of'] or 'never'} "
+            f"({_age(r['as_of'], now)}), cadence {r['cadence'] or 'none'}, last run "
+            f"{r['last_run_status'] or 'never'} at {r['last_run_at'] or '-'}: "
+            f"{r['rows_read']} read, {r['rows_changed']} changed, {r['rows_quarantined']} "
+            f"quarantined" + (f"; last error: {r['last_error']}" if r["last_error"] else "")
+        )
+
+
+@gateway.command()
+@config_option
+@click.option("--all", "include_closed", is_flag=True, help="Include closed (re-tried) rows.")
+@json_option
+def quarantine(config_path: Path, include_closed: bool, as_json: bool) -> None:
+    """Rows refused by validation, with source, file, row, field, raw value and reason."""
+    _cfg, store = _open(config_path)
+    with store:
+        rows = store.quarantine(include_closed=include_closed)
+    if as_json:
+        _emit([r.__dict__ for r in rows])
+        return
+    for r in rows:
+        click.echo(f"{r.source} {r.location} row {r.row} [{r.field}] {r.reason} "
+                   f"(raw {r.raw!r})")
+    click.echo(f"{len(rows)} quarantined field(s)")
+
+
+@gateway.command()
+@config_option
+@json_option
+def conflicts(config_path: Path, as_json: bool) -> None:
+    """Open conflicts: every candidate with its source, value, as_of and age."""
+    _cfg, store = _open(config_path)
+    now = _now()
+    with store:
+        views = store.conflict_views()
+    found = [c for v in views for c in v.conflicts()]
+    if as_json:
+        _emit([
+            {**c.model_dump(mode="json"),
+             "candidates": [{**k.model_dump(mode="json"),
+                             "age_s": round((now - k.as_of).total_seconds())}
+                            for k in c.candidates]}
+            for c in found
+        ])
+        return
+    for c in found:
+        sides = "; ".join(f"{k.source} says {k.value!r} (as of {k.as_of:%Y-%m-%d %H:%M}, "
+                          f"{_age(k.as_of.isoformat(), now)})" for k in c.candidates)
+        hold = " — ESCALATED, stop on hold" if c.escalated else ""
+        click.echo(f"{c.order_id} {c.field}: {sides}{hold}")
+    click.echo(f"{len(found)} open conflict(s)")
+
+
+# --- devices -----------------------------------------------------------------------------
+
+
+@gateway.group()
+def devices() -> None:
+    """The device registry: which tablet belongs to which driver."""
+
+
+@devices.command("add")
+@click.argument("device")
+@click.option("--driver", required=True, help="The driver id the tablet shows the route of.")
+@click.option("--agent-config", "agent_config", type=click.Path(path_type=Path), default=None,
+              help="Write the tablet's config file here.")
+@config_option
+def devices_add(device: str, driver: str, agent_config: Path | None, config_path: Path) -> None:
+    """Register DEVICE for a driver; write the one file the tablet needs."""
+    from gateway.devicestore import DeviceStore
+    from gateway.setup import write_agent_config
+    from gateway.views import sync_driver
+    from sync.topics import check_segment
+
+    check_segment(device, "device")
+    cfg, store = _open(config_path)
+    with store:
+        with store.transaction():
+            known = DeviceStore(store).get(device)
+            password = known.password if known else secrets.token_urlsafe(18)
+            DeviceStore(store).add(device, driver, password, _now())
+            store.audit(_now(), "cli", "device-add", device=device, driver=driver)
+        sync_driver(store, driver, cfg.merge_policy(), _now())
+    click.echo(f"device {device} bound to driver {driver}")
+    if agent_config is not None:
+        write_agent_config(agent_config, cfg, device=device, driver=driver, password=password)
+        click.echo(f"wrote {agent_config} (keep it private: it holds the device's credential)")
+
+
+@devices.command("list")
+@config_option
+@json_option
+def devices_list(config_path: Path, as_json: bool) -> None:
+    """Registered devices, their drivers, stream positions and presence."""
+    from gateway.devicestore import DeviceStore
+
+    _cfg, store = _open(config_path)
+    with store:
+        ds = DeviceStore(store)
+        statuses = ds.statuses()
+        rows: list[dict[str, Any]] = [
+            {"device": d.device, "driver": d.driver, "created_at": d.created_at,
+             "last_seq": ds.bounds(d.device)[1], "applied_seq": ds.applied(d.device),
+             "status": statuses.get(d.device)}
+            for d in ds.all()
+        ]
+    if as_json:
+        _emit(rows)
+        return
+    for r in rows:
+        online = (r["status"] or {}).get("online")
+        click.echo(f"{r['device']}: driver {r['driver']}, seq {r['applied_seq']}/{r['last_seq']}"
+                   f", {'online' if online else 'offline'}")

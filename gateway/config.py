@@ -1,0 +1,177 @@
+"""gateway.toml: the depot's settings, one frozen object validated by pydantic.
+
+Paths in the file are relative to the file's folder. ``crossdock gateway init`` writes a
+commented example; ``crossdock gateway sample`` writes one pointing at a generated export.
+
+    depot = "depot-1"
+    db = "gateway.sqlite"
+
+    [broker]
+    url = ""                  # "mqtt://host:port" of a running broker; empty = run Mosquitto
+    host = "127.0.0.1"        # where the managed Mosquitto listens
+    port = 1883
+    data_dir = "broker"
+
+    [policy]
+    escalate_after_min = 30   # an open conflict puts its stop on hold after this
+    shift_cap_h = 10
+
+    [[sources]]
+    name = "legacy"
+    kind = "foxpro"           # foxpro | csv | odbc | http
+    path = "export/orders.dbf"
+    mapping = "legacy.mapping.toml"
+    cron = "30 0 * * *"       # or: interval_s = 300
+
+    [writeback]
+    kind = "dbf"              # csv | dbf | odbc
+    path = "import"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.errors import ConfigError
+from sync.model import Policy, SourceMode
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BrokerSection(_Model):
+    url: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    data_dir: str = "broker"
+    username: str = "gateway"
+    password: str = ""
+    max_queued_messages: int = Field(default=100_000, ge=1)
+
+
+class PolicySection(_Model):
+    escalate_after_min: float = Field(default=30, gt=0)
+    shift_cap_h: float = Field(default=10, gt=0)
+    approval_window_min: float = Field(default=30, gt=0)
+    approval_expiry: Literal["reject", "apply"] = "reject"
+    changelog_keep: int = Field(default=5000, ge=10)
+
+
+SourceKind = Literal["foxpro", "csv", "odbc", "http"]
+
+
+class SourceSection(_Model):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    kind: SourceKind
+    mapping: str | None = None
+    mode: SourceMode = "live"
+    approval_window_s: float = Field(default=1800, gt=0)
+    claims_as: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    # file sources
+    path: str | None = None
+    encoding: str = "cp1252"
+    delimiter: str = ","
+    settle_s: float = 2.0
+    done_marker: str | None = None
+    # odbc
+    connection: str | None = None
+    query: str | None = None
+    # http
+    url: str | None = None
+    endpoints: tuple[str, ...] = ()
+    token: str | None = None
+    rate_per_s: float = Field(default=5.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+    # schedule
+    cron: str | None = None
+    interval_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _needs(self) -> SourceSection:
+        need = {
+            "foxpro": ("path",),
+            "csv": ("path",),
+            "odbc": ("connection", "query"),
+            "http": ("url",),
+        }[self.kind]
+        for key in need:
+            if getattr(self, key) is None:
+                raise ValueError(f"a {self.kind} source needs {key!r}")
+        if self.kind != "http" and self.mapping is None:
+            raise ValueError(f"a {self.kind} source needs a 'mapping' file")
+        return self
+
+    @property
+    def claim_source(self) -> str:
+        """The source name its claims carry: ``claims_as`` (e.g. "legacy"), else its name."""
+        return self.claims_as or self.name
+
+
+class WritebackSection(_Model):
+    kind: Literal["csv", "dbf", "odbc"] = "csv"
+    path: str | None = None
+    connection: str | None = None
+    table: str = "CROSSDOCK_RESULTS"
+
+
+class GatewayConfig(_Model):
+    depot: str = Field(default="depot-1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    db: str = "gateway.sqlite"
+    broker: BrokerSection = BrokerSection()
+    policy: PolicySection = PolicySection()
+    sources: tuple[SourceSection, ...] = ()
+    writeback: WritebackSection | None = None
+    base_dir: str = "."
+
+    @model_validator(mode="after")
+    def _unique(self) -> GatewayConfig:
+        names = [s.name for s in self.sources]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"source name {sorted(dup)[0]!r} is used twice")
+        return self
+
+    def path(self, relative: str) -> Path:
+        """A path from the file, resolved against the file's folder."""
+        p = Path(relative)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    @property
+    def db_path(self) -> Path:
+        return self.path(self.db)
+
+    def source(self, name: str) -> SourceSection:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.sources) or "none"
+        raise ConfigError(f"no source named {name!r} in the config (sources: {known})")
+
+    def merge_policy(self) -> Policy:
+        return Policy(
+            escalate_after=timedelta(minutes=self.policy.escalate_after_min),
+            shift_cap=timedelta(hours=self.policy.shift_cap_h),
+        )
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read gateway.toml; ConfigError names the file and the key that is wrong."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {path}: not valid TOML: {exc}") from None
+    data["base_dir"] = str(path.resolve().parent)
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "file"
+        raise ConfigError(f"config {path}: {where}: {err['msg']}") from None

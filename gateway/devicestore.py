@@ -1,0 +1,240 @@
+"""The device side of the gateway store: registry, per-device streams, driver events, counters.
+
+Tables live in the same SQLite file as the rest of the store (``Store`` creates them); this
+module holds their SQL. A device's stream is a changelog with a gapless ``seq``: each entry is
+one order's new view for that device's driver, or its removal. ``device_orders`` remembers the
+body each device was last sent per order, so an identical view produces no entry, and it is
+what a snapshot holds once the changelog has been compacted.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from gateway.store import Store
+
+DEVICE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    device TEXT PRIMARY KEY, driver TEXT NOT NULL, password TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS route_members (
+    driver TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (driver, order_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS streams (
+    device TEXT PRIMARY KEY, first_seq INTEGER NOT NULL DEFAULT 1,
+    last_seq INTEGER NOT NULL DEFAULT 0, applied_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS changelog (
+    device TEXT NOT NULL, seq INTEGER NOT NULL, order_id TEXT NOT NULL, body TEXT,
+    at TEXT NOT NULL, PRIMARY KEY (device, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS device_orders (
+    device TEXT NOT NULL, order_id TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (device, order_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY, device TEXT NOT NULL, received_at TEXT NOT NULL,
+    body TEXT NOT NULL, outcome TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device_status (
+    device TEXT PRIMARY KEY, online INTEGER NOT NULL, at TEXT NOT NULL, body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Device:
+    device: str
+    driver: str
+    password: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stream entry: ``body`` is the view's JSON, or None when the order left the route."""
+
+    seq: int
+    order_id: str
+    body: str | None
+
+
+class DeviceStore:
+    """SQL for devices and streams, on a Store's connection (and inside its transactions)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.conn = store.conn
+
+    # --- registry -----------------------------------------------------------------------
+
+    def add(self, device: str, driver: str, password: str, now: _dt.datetime) -> Device:
+        self.conn.execute(
+            "INSERT INTO devices(device, driver, password, created_at) VALUES(?,?,?,?) "
+            "ON CONFLICT(device) DO UPDATE SET driver=excluded.driver, "
+            "password=excluded.password",
+            (device, driver, password, now.isoformat()),
+        )
+        self.conn.execute("INSERT OR IGNORE INTO streams(device) VALUES(?)", (device,))
+        found = self.get(device)
+        assert found is not None  # just written
+        return found
+
+    def get(self, device: str) -> Device | None:
+        row = self.conn.execute(
+            "SELECT device, driver, password, created_at FROM devices WHERE device=?", (device,)
+        ).fetchone()
+        return None if row is None else Device(*row)
+
+    def all(self) -> list[Device]:
+        return [Device(*r) for r in self.conn.execute(
+            "SELECT device, driver, password, created_at FROM devices ORDER BY device")]
+
+    def of_driver(self, driver: str) -> list[Device]:
+        return [Device(*r) for r in self.conn.execute(
+            "SELECT device, driver, password, created_at FROM devices WHERE driver=? "
+            "ORDER BY device", (driver,))]
+
+    # --- routes -------------------------------------------------------------------------
+
+    def set_route_members(self, order_id: str, old: Sequence[str], new: Sequence[str]) -> None:
+        self.conn.executemany("DELETE FROM route_members WHERE driver=? AND order_id=?",
+                              [(d, order_id) for d in old if d not in new])
+        self.conn.executemany("INSERT OR IGNORE INTO route_members(driver, order_id) VALUES(?,?)",
+                              [(d, order_id) for d in new])
+
+    def route(self, driver: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT order_id FROM route_members WHERE driver=? ORDER BY order_id", (driver,))]
+
+    def sent(self, device: str) -> dict[str, str]:
+        """What the device was last sent, per order: order id → view JSON."""
+        return dict(self.conn.execute(
+            "SELECT order_id, body FROM device_orders WHERE device=?", (device,)).fetchall())
+
+    # --- streams ------------------------------------------------------------------------
+
+    def append(self, device: str, changes: Iterable[tuple[str, str | None]],
+               now: _dt.datetime) -> list[Entry]:
+        """Append changes (order id, view JSON or None) that differ from what the device was
+        last sent; identical ones produce no entry. Returns the new entries, in seq order."""
+        sent = self.sent(device)
+        row = self.conn.execute("SELECT last_seq FROM streams WHERE device=?", (device,))
+        found = row.fetchone()
+        if found is None:
+            self.conn.execute("INSERT OR IGNORE INTO streams(device) VALUES(?)", (device,))
+            last = 0
+        else:
+            last = int(found[0])
+        out: list[Entry] = []
+        for order_id, body in changes:
+            if sent.get(order_id) == body:
+                continue
+            last += 1
+            out.append(Entry(last, order_id, body))
+            if body is None:
+                sent.pop(order_id, None)
+            else:
+                sent[order_id] = body
+        if not out:
+            return out
+        at = now.isoformat()
+        self.conn.executemany(
+            "INSERT INTO changelog(device, seq, order_id, body, at) VALUES(?,?,?,?,?)",
+            [(device, e.seq, e.order_id, e.body, at) for e in out],
+        )
+        self.conn.executemany(
+            "INSERT INTO device_orders(device, order_id, body) VALUES(?,?,?) "
+            "ON CONFLICT(device, order_id) DO UPDATE SET body=excluded.body",
+            [(device, e.order_id, e.body) for e in out if e.body is not None],
+        )
+        self.conn.executemany(
+            "DELETE FROM device_orders WHERE device=? AND order_id=?",
+            [(device, e.order_id) for e in out if e.body is None],
+        )
+        self.conn.execute("UPDATE streams SET last_seq=? WHERE device=?", (last, device))
+        return out
+
+    def bounds(self, device: str) -> tuple[int, int]:
+        """(first, last) seq of the device's changelog; first > last when it is empty."""
+        row = self.conn.execute(
+            "SELECT first_seq, last_seq FROM streams WHERE device=?", (device,)
+        ).fetchone()
+        return (1, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def entries(self, device: str, first: int, last: int) -> list[Entry]:
+        return [Entry(*r) for r in self.conn.execute(
+            "SELECT seq, order_id, body FROM changelog WHERE device=? AND seq BETWEEN ? AND ? "
+            "ORDER BY seq", (device, first, last))]
+
+    def snapshot(self, device: str) -> tuple[int, list[str]]:
+        """The device's whole route (view JSON bodies) as of its last seq."""
+        _first, last = self.bounds(device)
+        bodies = [r[0] for r in self.conn.execute(
+            "SELECT body FROM device_orders WHERE device=? ORDER BY order_id", (device,))]
+        return last, bodies
+
+    def compact(self, device: str, keep: int) -> int:
+        """Drop entries older than the newest ``keep``; later requests behind get a snapshot."""
+        first, last = self.bounds(device)
+        new_first = max(first, last - keep + 1)
+        if new_first <= first:
+            return 0
+        cur = self.conn.execute("DELETE FROM changelog WHERE device=? AND seq < ?",
+                                (device, new_first))
+        self.conn.execute("UPDATE streams SET first_seq=? WHERE device=?", (new_first, device))
+        return cur.rowcount
+
+    def set_applied(self, device: str, seq: int) -> None:
+        self.conn.execute("UPDATE streams SET applied_seq=max(applied_seq, ?) WHERE device=?",
+                          (seq, device))
+
+    def applied(self, device: str) -> int:
+        row = self.conn.execute("SELECT applied_seq FROM streams WHERE device=?",
+                                (device,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    # --- driver events ------------------------------------------------------------------
+
+    def event_outcome(self, event_id: str) -> str | None:
+        row = self.conn.execute("SELECT outcome FROM events WHERE event_id=?",
+                                (event_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def record_event(self, event_id: str, device: str, body: str, outcome: str,
+                     now: _dt.datetime) -> bool:
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO events(event_id, device, received_at, body, outcome) "
+            "VALUES(?,?,?,?,?)", (event_id, device, now.isoformat(), body, outcome))
+        return bool(cur.rowcount)
+
+    def event_count(self, device: str | None = None) -> int:
+        if device is None:
+            return int(self.conn.execute("SELECT count(*) FROM events").fetchone()[0])
+        return int(self.conn.execute("SELECT count(*) FROM events WHERE device=?",
+                                     (device,)).fetchone()[0])
+
+    # --- presence and counters ----------------------------------------------------------
+
+    def set_status(self, device: str, online: bool, body: str, now: _dt.datetime) -> None:
+        self.conn.execute(
+            "INSERT INTO device_status(device, online, at, body) VALUES(?,?,?,?) "
+            "ON CONFLICT(device) DO UPDATE SET online=excluded.online, at=excluded.at, "
+            "body=excluded.body", (device, int(online), now.isoformat(), body))
+
+    def statuses(self) -> dict[str, dict[str, object]]:
+        return {d: {"online": bool(o), "at": a, **json.loads(b)} for d, o, a, b in
+                self.conn.execute("SELECT device, online, at, body FROM device_status")}
+
+    def bump(self, name: str, by: int = 1) -> None:
+        self.conn.execute(
+            "INSERT INTO counters(name, value) VALUES(?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value=value+excluded.value", (name, by))
+
+    def counters(self) -> dict[str, int]:
+        return {n: int(v) for n, v in self.conn.execute("SELECT name, value FROM counters")}

@@ -1,0 +1,292 @@
+"""One run of a source: adapter → validation → quarantine → diff → claims, in one transaction.
+
+``ingest_source`` is what ``crossdock gateway ingest`` and the scheduler call. For each input the
+adapter has ready:
+
+* a byte-identical input (same fingerprint, same mapping) is skipped without parsing;
+* rows stream through the mapping's validator; good rows are staged, refused rows are kept with
+  their reasons (nothing is dropped); the store then quarantines duplicate order ids (every
+  row), diffs against the source's previous values and writes claims only for what changed;
+* an input that cannot be read at all fails the run with a one-line error and changes nothing:
+  the last good data stays;
+* an incomplete input (an HTTP fan-out with failed calls) is recorded as partial, never merged;
+* a source in ``shadow`` or ``approve`` mode writes proposals instead of claims.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gateway.config import GatewayConfig, SourceSection
+from gateway.errors import ConfigError, GatewayError, NotReady, SourceError
+from gateway.ingest.base import Adapter, Export
+from gateway.mapping import Mapping, load_mapping
+from gateway.store import BadRow, StagedRow, Store, dump_record, load_record
+from gateway.validate import RowValidator, Valid
+
+Progress = Callable[[str, int], None]
+"""Called with (phase, rows so far): ``read`` while streaming, ``diff`` while writing claims."""
+
+BATCH = 5000
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    source: str
+    status: str  # ok | skipped | partial | failed | not-ready | idle
+    location: str = ""
+    rows_read: int = 0
+    rows_changed: int = 0
+    rows_quarantined: int = 0
+    rows_deleted: int = 0
+    claims: int = 0
+    error: str | None = None
+    run_id: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+IDENTITY_FIELDS = {
+    "order_id": "order_id", "driver": "driver", "route": "route", "sequence": "sequence",
+    "status": "status", "customer": "customer", "address": "address", "lat": "lat",
+    "lon": "lon", "window_start": "window_start", "window_end": "window_end", "eta": "eta",
+    "load": "load", "notes": "notes",
+}
+
+
+def source_mapping(cfg: GatewayConfig, src: SourceSection) -> Mapping:
+    """The source's mapping; an HTTP source without one reads crossdock's own field names."""
+    if src.mapping is not None:
+        return load_mapping(cfg.path(src.mapping))
+    return Mapping.model_validate({"columns": IDENTITY_FIELDS, "path": "(built in)",
+                                   "digest": "identity"})
+
+
+def make_adapter(cfg: GatewayConfig, src: SourceSection) -> Adapter:
+    """The adapter a source's section configures (its library is imported only when used)."""
+    if src.kind == "foxpro":
+        from gateway.ingest.foxpro import FoxProAdapter
+
+        return FoxProAdapter(src.name, cfg.path(src.path or ""), encoding=src.encoding)
+    if src.kind == "csv":
+        from gateway.ingest.csvdrop import CsvDropAdapter
+
+        path = cfg.path(src.path or "")
+        folder, pattern = (path, "*.csv") if path.is_dir() or not path.suffix else (
+            path.parent, path.name)
+        return CsvDropAdapter(src.name, folder, pattern=pattern, encoding=src.encoding,
+                              delimiter=src.delimiter, settle_seconds=src.settle_s,
+                              done_marker=src.done_marker)
+    if src.kind == "odbc":
+        from gateway.ingest.odbc import OdbcAdapter
+
+        return OdbcAdapter(src.name, src.connection or "", src.query or "")
+    from gateway.ingest.http import HttpAdapter
+
+    return HttpAdapter(src.name, src.url or "", endpoints=list(src.endpoints) or ["/proposals"],
+                       token=src.token, timeout=src.timeout_s, rate=src.rate_per_s)
+
+
+def known_drivers(cfg: GatewayConfig, mapping: Mapping) -> frozenset[str] | None:
+    """The driver ids the mapping lists (inline or in a file), or None when it lists none."""
+    section = mapping.drivers
+    ids = set(section.ids)
+    if section.file is not None:
+        base = Path(mapping.path).parent if mapping.path else Path(cfg.base_dir)
+        path = Path(section.file) if Path(section.file).is_absolute() else base / section.file
+        if path.suffix.lower() == ".dbf":
+            from gateway.ingest.foxpro import read_dbf
+
+            export = read_dbf(path)
+            rows: list[tuple[int, object]] = [
+                (raw.row, raw.values.get(section.column)) for raw in export.rows
+            ]
+        else:
+            rows = _csv_column(path, section.column)
+        for row, value in rows:
+            if value is None:
+                raise ConfigError(f"drivers file {path}: row {row}: no {section.column}")
+            text = str(value).strip()
+            if text:
+                ids.add(text)
+    if not ids and section.file is None:
+        return None
+    return frozenset(ids)
+
+
+def _csv_column(path: Path, column: str) -> list[tuple[int, object]]:
+    import csv
+
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return [(i, rec.get(column)) for i, rec in enumerate(csv.DictReader(handle), 1)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"drivers file {path}: cannot read: {exc}") from None
+
+
+class _Adapters:
+    """Adapters live as long as the gateway: a CSV folder remembers sizes between runs."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Adapter] = {}
+
+    def get(self, cfg: GatewayConfig, src: SourceSection) -> Adapter:
+        if src.name not in self._cache:
+            self._cache[src.name] = make_adapter(cfg, src)
+        return self._cache[src.name]
+
+
+ADAPTERS = _Adapters()
+
+
+def ingest_source(
+    store: Store,
+    cfg: GatewayConfig,
+    src: SourceSection,
+    *,
+    now: Callable[[], _dt.datetime],
+    progress: Progress | None = None,
+    adapter: Adapter | None = None,
+) -> list[RunSummary]:
+    """Run one source once; one summary per input it had ready (or one saying why none)."""
+    started = now()
+    try:
+        mapping = source_mapping(cfg, src)
+        validator = RowValidator(mapping, drivers=known_drivers(cfg, mapping))
+        adapter = adapter or ADAPTERS.get(cfg, src)
+        summaries = _retry_quarantine(store, src, mapping, validator, now)
+        for export in adapter.exports():
+            summaries.append(_run_export(store, src, mapping, validator, export, now, progress))
+            if summaries[-1].status in ("ok", "skipped", "partial"):
+                adapter.done(export)
+    except NotReady as exc:
+        return [RunSummary(src.name, "not-ready", error=str(exc))]
+    except GatewayError as exc:
+        finished = now()
+        with store.transaction():
+            run_id = store.record_run(src.claim_source, started_at=started, finished_at=finished,
+                                      status="failed", error=str(exc))
+        return [RunSummary(src.name, "failed", error=str(exc), run_id=run_id)]
+    waiting = getattr(adapter, "skipped_not_ready", [])
+    if not summaries:
+        status = "not-ready" if waiting else "idle"
+        return [RunSummary(src.name, status, error=("still being written: " + ", ".join(waiting))
+                           if waiting else None)]
+    return summaries
+
+
+def _run_export(
+    store: Store,
+    src: SourceSection,
+    mapping: Mapping,
+    validator: RowValidator,
+    export: Export,
+    now: Callable[[], _dt.datetime],
+    progress: Progress | None,
+) -> RunSummary:
+    source = src.claim_source
+    started = now()
+    fingerprint = f"{export.fingerprint}:{mapping.digest}" if export.fingerprint else None
+    if fingerprint is not None and store.fingerprint_seen(source, fingerprint):
+        with store.transaction():
+            run_id = store.record_run(source, started_at=started, finished_at=now(),
+                                      status="skipped", location=export.location,
+                                      fingerprint=fingerprint)
+        return RunSummary(src.name, "skipped", export.location, run_id=run_id)
+    run = store.begin_run(source, started_at=started, location=export.location,
+                          fingerprint=fingerprint)
+    good: list[StagedRow] = []
+    bad: list[BadRow] = []
+    bad_rows = 0
+    try:
+        for raw in export.rows:
+            result = validator.validate(raw)
+            if isinstance(result, Valid):
+                good.append(StagedRow(result.row, result.order_id, result.values,
+                                      dump_record(raw.values)))
+            else:
+                record = dump_record(raw.values)
+                bad_rows += 1
+                bad.extend(BadRow(result.row, result.order_id, p.field, p.raw, p.reason, record)
+                           for p in result.problems)
+            if len(good) >= BATCH:
+                run.stage(good)
+                good = []
+                if progress is not None:
+                    progress("read", run.rows_read)
+            if len(bad) >= BATCH:
+                run.reject(bad, distinct_rows=bad_rows)
+                bad, bad_rows = [], 0
+        run.stage(good)
+        run.reject(bad, distinct_rows=bad_rows)
+        if progress is not None:
+            progress("read", run.rows_read)
+        info = run.commit(
+            now=now(),
+            as_of=mapping.as_of(started),
+            mapping_digest=mapping.digest,
+            deleted=export.counters.get("deleted", 0),
+            complete=export.complete,
+            problems=export.problems,
+            proposals=src.mode if src.mode in ("shadow", "approve") else None,
+            approval_window=_dt.timedelta(seconds=src.approval_window_s),
+            on_progress=None if progress is None else (lambda n: progress("diff", n)),
+        )
+    except SourceError as exc:
+        run.abort()
+        with store.transaction():
+            run_id = store.record_run(source, started_at=started, finished_at=now(),
+                                      status="failed", location=export.location,
+                                      error=str(exc))
+        return RunSummary(src.name, "failed", export.location, error=str(exc), run_id=run_id)
+    return RunSummary(
+        src.name, info.status, export.location, info.rows_read, info.rows_changed,
+        info.rows_quarantined, info.rows_deleted, info.claims, info.error, info.run_id,
+    )
+
+
+def _retry_quarantine(
+    store: Store,
+    src: SourceSection,
+    mapping: Mapping,
+    validator: RowValidator,
+    now: Callable[[], _dt.datetime],
+) -> list[RunSummary]:
+    """Rows quarantined under an earlier mapping are validated again under this one.
+
+    Rows that pass now become claims through the same diff as any run (a run of their own,
+    located "quarantine re-try"); rows that still fail stay, with today's reason.
+    """
+    source = src.claim_source
+    records = store.open_quarantine_records(source, mapping.digest)
+    if not records:
+        return []
+    from gateway.ingest.base import RawRow
+
+    started = now()
+    run = store.begin_run(source, started_at=started, location="quarantine re-try",
+                          fingerprint=None)
+    good: list[StagedRow] = []
+    bad: list[BadRow] = []
+    seen_rows: set[tuple[str, int]] = set()
+    for _qid, location, row, record in records:
+        if (location, row) in seen_rows:
+            continue
+        seen_rows.add((location, row))
+        result = validator.validate(RawRow(row, load_record(record)))
+        if isinstance(result, Valid):
+            good.append(StagedRow(row, result.order_id, result.values, record))
+        else:
+            bad.extend(BadRow(row, result.order_id, p.field, p.raw, p.reason, record)
+                       for p in result.problems)
+    run.stage(good)
+    run.reject(bad, distinct_rows=len(seen_rows) - len(good))
+    info = run.commit(now=now(), as_of=mapping.as_of(started), mapping_digest=mapping.digest,
+                      partial_diff=True)
+    return [RunSummary(src.name, info.status, "quarantine re-try", info.rows_read,
+                       info.rows_changed, info.rows_quarantined, 0, info.claims, None,
+                       info.run_id)]

@@ -1,0 +1,176 @@
+"""Files an operator starts from: ``gateway init``, ``gateway sample``, a tablet's config.
+
+Everything written here is plain TOML a person can read and edit; secrets (device and dispatch
+credentials) are written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from gateway.config import GatewayConfig, load_config
+from gateway.store import Store
+
+MAPPING_TEMPLATE = """\
+# How crossdock reads this legacy system's export. Fields on the left, the export's columns
+# on the right. `crossdock gateway inspect FILE` shows the columns a file has.
+required = ["driver", "status", "eta"]
+
+[source]
+timezone = "{timezone}"
+cadence = "0 0 * * *"     # the legacy system exports nightly at 00:00 (its values are as of then)
+
+[columns]
+order_id = "ORDER_ID"
+driver = "DRIVER_ID"
+route = "ROUTE"
+sequence = "SEQ"
+status = "STATUS"
+customer = "CUSTOMER"
+address = "ADDRESS"
+lat = "LAT"
+lon = "LON"
+window_start = "WIN_START"
+window_end = "WIN_END"
+eta = "ETA"
+load = "LOAD_KG"
+notes = "NOTES"
+
+[status]                  # every spelling the export uses; an unknown one is quarantined
+planned = ["PLANNED", "Planned", "PLAN"]
+en_route = ["ENROUTE", "En Route"]
+delayed = ["DLYD", "Delayed", "delayed-wx", "DELAYED", "Verspätet"]
+cancelled = ["CANC", "Cancelled", "CANCELED"]
+delivered = ["DELIVERED", "Delivered", "DLVD"]
+{drivers}"""
+
+CONFIG_TEMPLATE = """\
+# crossdock gateway. Paths are relative to this file.
+depot = "{depot}"
+db = "gateway.sqlite"
+
+[broker]
+url = ""                  # "mqtt://host:port" of a running broker; empty: run Mosquitto here
+host = "127.0.0.1"
+port = {port}
+data_dir = "broker"
+username = "gateway"
+password = "{gateway_password}"
+
+[policy]
+escalate_after_min = 30   # an open conflict puts its stop on hold after this long
+shift_cap_h = 10
+
+[[sources]]
+name = "legacy"
+kind = "foxpro"
+path = "{orders}"
+mapping = "legacy.mapping.toml"
+encoding = "cp1252"
+cron = "30 0 * * *"       # read the nightly export at 00:30
+
+[writeback]
+kind = "csv"              # csv | dbf | odbc
+path = "import"
+"""
+
+DISPATCH_TEMPLATE = """\
+# crossdock dispatch: how `crossdock dispatch ...` reaches the gateway.
+depot = "{depot}"
+client = "dispatch"
+
+[broker]
+host = "127.0.0.1"
+port = {port}
+username = "dispatch"
+password = "{password}"
+"""
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def init_dir(directory: Path, *, depot: str, port: int, now: _dt.datetime,
+             orders: str = "export/orders.dbf", drivers_file: str | None = None,
+             timezone: str = "Europe/Berlin") -> list[Path]:
+    """gateway.toml, legacy.mapping.toml, dispatch.toml and an empty store in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    drivers = (f'\n[drivers]\nfile = "{drivers_file}"\ncolumn = "DRIVER_ID"\n'
+               if drivers_file else "")
+    mapping = directory / "legacy.mapping.toml"
+    mapping.write_text(MAPPING_TEMPLATE.format(timezone=timezone, drivers=drivers),
+                       encoding="utf-8")
+    written.append(mapping)
+    config = directory / "gateway.toml"
+    _write_private(config, CONFIG_TEMPLATE.format(
+        depot=depot, port=port, orders=orders, gateway_password=secrets.token_urlsafe(18)))
+    written.append(config)
+    dispatch = directory / "dispatch.toml"
+    _write_private(dispatch, DISPATCH_TEMPLATE.format(depot=depot, port=port,
+                                                      password=secrets.token_urlsafe(18)))
+    written.append(dispatch)
+    (directory / "import").mkdir(exist_ok=True)
+    cfg = load_config(config)
+    with Store(cfg.db_path) as store, store.transaction():
+        store.audit(now, "cli", "init", depot=depot)
+    written.append(cfg.db_path)
+    return written
+
+
+def write_sample_config(out: Path, *, drivers: int, orders: int, seed: int, depot: str,
+                        port: int, now: _dt.datetime) -> dict[str, Any]:
+    """A sample FoxPro export for today plus a gateway set-up that reads it as it is."""
+    from gateway.sample import write_sample
+
+    info = write_sample(out / "export", drivers=drivers, orders=orders, seed=seed, depot=depot,
+                        day=now.date())
+    init_dir(out, depot=depot, port=port, now=now, orders="export/orders.dbf",
+             drivers_file="export/drivers.dbf")
+    info["config"] = str(out / "gateway.toml")
+    info["dispatch_config"] = str(out / "dispatch.toml")
+    return info
+
+
+def dispatch_password(cfg: GatewayConfig) -> str | None:
+    """The dispatch identity's password from dispatch.toml beside gateway.toml, if present."""
+    import tomllib
+
+    path = cfg.path("dispatch.toml")
+    if not path.exists():
+        return None
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    value = data.get("broker", {}).get("password")
+    return str(value) if value else None
+
+
+def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: str,
+                       password: str) -> None:
+    """The one file a tablet needs: broker, depot, device id, credential."""
+    host = cfg.broker.host
+    port = cfg.broker.port
+    if cfg.broker.url:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(cfg.broker.url)
+        host, port = parts.hostname or host, parts.port or port
+    _write_private(path, (
+        f'depot = "{cfg.depot}"\n'
+        f'device = "{device}"\n'
+        f'driver = "{driver}"\n'
+        f'db = "{device}.sqlite"\n\n'
+        "[broker]\n"
+        f'host = "{host}"\n'
+        f"port = {port}\n"
+        f'username = "{device}"\n'
+        f'password = "{password}"\n'
+        "tls = false\n"
+    ))

@@ -1,0 +1,48 @@
+"""What the gateway says about itself: per-source freshness and health (``gateway/status``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.config import GatewayConfig
+from gateway.errors import ConfigError
+from gateway.mapping import load_mapping
+from gateway.store import Store
+
+
+def source_freshness(store: Store, cfg: GatewayConfig) -> list[dict[str, Any]]:
+    """One row per configured source: as_of, cadence, last run and its counts, last error."""
+    out = []
+    for src in cfg.sources:
+        name = src.claim_source
+        last = store.last_run(name)
+        last_ok = store.last_run(name, status="ok")
+        cadence: str | None = src.cron or (f"every {src.interval_s:g} s" if src.interval_s
+                                           else None)
+        cadence_s = None
+        if src.mapping is not None:
+            try:
+                mapping = load_mapping(cfg.path(src.mapping))
+                cadence = mapping.source.cadence or cadence
+                cadence_s = mapping.cadence_seconds()
+            except ConfigError as exc:  # a broken mapping is reported here, not fatal
+                cadence = f"mapping unreadable: {exc}"
+        failed = last is not None and last.status == "failed"
+        out.append({
+            "name": src.name,
+            "source": name,
+            "kind": src.kind,
+            "mode": src.mode,
+            "as_of": store.latest_as_of(name),
+            "cadence": cadence,
+            "cadence_s": cadence_s,
+            "last_run_at": last.finished_at if last else None,
+            "last_run_status": last.status if last else None,
+            "last_ok_at": last_ok.finished_at if last_ok else None,
+            "rows_read": last_ok.rows_read if last_ok else 0,
+            "rows_changed": last_ok.rows_changed if last_ok else 0,
+            "rows_quarantined": last_ok.rows_quarantined if last_ok else 0,
+            "orders": store.source_order_count(name),
+            "last_error": last.error if failed and last else None,
+        })
+    return out

@@ -1,0 +1,772 @@
+"""The gateway's store: one SQLite file (WAL) holding claims, resolutions, quarantine, source
+runs, merged views, the device registry, device streams and the audit log.
+
+Only this module and ``gateway/devicestore.py`` speak SQL. Everything handed out is a pydantic
+model or a frozen dataclass. One source run is one transaction (``SourceRun``): a run that
+fails leaves the store exactly as it was.
+
+Claims are stored as *claim sets*: one row per (source statement, order) holding the fields it
+changed, so a million-row export writes a million rows, not fourteen million. The claim id of
+field ``f`` in set ``S`` is ``S#f``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from gateway.errors import StoreError
+from sync.hlc import Hlc, tick
+from sync.model import Claim, OrderView, Resolution, canonical
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
+    location TEXT NOT NULL DEFAULT '', fingerprint TEXT,
+    status TEXT NOT NULL,               -- ok | skipped | partial | failed
+    as_of TEXT, rows_read INTEGER DEFAULT 0, rows_changed INTEGER DEFAULT 0,
+    rows_quarantined INTEGER DEFAULT 0, rows_deleted INTEGER DEFAULT 0,
+    claims INTEGER DEFAULT 0, error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_source ON runs(source, run_id);
+CREATE TABLE IF NOT EXISTS claim_sets (
+    set_id TEXT PRIMARY KEY, source TEXT NOT NULL, order_id TEXT NOT NULL,
+    run_id INTEGER, source_rev TEXT NOT NULL DEFAULT '',
+    as_of TEXT NOT NULL, received_at TEXT NOT NULL, hlc TEXT NOT NULL,
+    present INTEGER NOT NULL DEFAULT 1, vals TEXT NOT NULL, based_on TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS claim_sets_order ON claim_sets(order_id);
+CREATE TABLE IF NOT EXISTS source_state (
+    source TEXT NOT NULL, order_id TEXT NOT NULL, digest TEXT NOT NULL, vals TEXT NOT NULL,
+    PRIMARY KEY (source, order_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS resolutions (
+    resolution_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, field TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS resolutions_order ON resolutions(order_id);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, run_id INTEGER NOT NULL,
+    location TEXT NOT NULL, row INTEGER NOT NULL, order_id TEXT, field TEXT NOT NULL,
+    raw TEXT NOT NULL, reason TEXT NOT NULL, record TEXT NOT NULL, mapping TEXT NOT NULL,
+    created_at TEXT NOT NULL, closed_at TEXT, closed_why TEXT
+);
+CREATE INDEX IF NOT EXISTS quarantine_open ON quarantine(source, closed_at);
+CREATE TABLE IF NOT EXISTS views (
+    order_id TEXT PRIMARY KEY, body TEXT NOT NULL, digest TEXT NOT NULL,
+    drivers TEXT NOT NULL, deadline TEXT
+);
+CREATE INDEX IF NOT EXISTS views_deadline ON views(deadline);
+CREATE TABLE IF NOT EXISTS dirty (order_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS proposals (
+    proposal_id TEXT PRIMARY KEY, source TEXT NOT NULL, order_id TEXT NOT NULL,
+    vals TEXT NOT NULL, as_of TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT,
+    state TEXT NOT NULL, decided_by TEXT, decided_at TEXT
+);
+CREATE TABLE IF NOT EXISTS writeback (
+    result_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, body TEXT NOT NULL,
+    created_at TEXT NOT NULL, written_at TEXT, target TEXT
+);
+"""
+
+
+def _iso(moment: _dt.datetime) -> str:
+    return moment.isoformat()
+
+
+def _time(text: str) -> _dt.datetime:
+    return _dt.datetime.fromisoformat(text)
+
+
+def row_digest(vals: dict[str, Any]) -> str:
+    return hashlib.blake2b(canonical(vals).encode(), digest_size=12).hexdigest()
+
+
+def _raw_default(value: object) -> object:
+    """Raw source values (dates, decimals, bytes) as tagged JSON, for quarantine re-tries."""
+    if isinstance(value, _dt.datetime):
+        return {"$dt": value.isoformat()}
+    if isinstance(value, _dt.date):
+        return {"$d": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"$dec": str(value)}
+    if isinstance(value, bytes):
+        return {"$b": value.hex()}
+    return {"$repr": repr(value)}
+
+
+def _raw_hook(obj: dict[str, Any]) -> object:
+    if len(obj) == 1:
+        ((key, val),) = obj.items()
+        if key == "$dt":
+            return _dt.datetime.fromisoformat(val)
+        if key == "$d":
+            return _dt.date.fromisoformat(val)
+        if key == "$dec":
+            return Decimal(val)
+        if key == "$b":
+            return bytes.fromhex(val)
+    return obj
+
+
+def dump_record(values: Any) -> str:
+    return json.dumps(dict(values), default=_raw_default, ensure_ascii=False)
+
+
+def load_record(text: str) -> dict[str, object]:
+    loaded: dict[str, object] = json.loads(text, object_hook=_raw_hook)
+    return loaded
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: int
+    source: str
+    started_at: str
+    finished_at: str | None
+    location: str
+    status: str
+    as_of: str | None
+    rows_read: int
+    rows_changed: int
+    rows_quarantined: int
+    rows_deleted: int
+    claims: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    id: int
+    source: str
+    run_id: int
+    location: str
+    row: int
+    order_id: str | None
+    field: str
+    raw: str
+    reason: str
+    created_at: str
+    closed_at: str | None
+    closed_why: str | None
+
+
+@dataclass(frozen=True)
+class StagedRow:
+    row: int
+    order_id: str
+    vals: dict[str, Any]
+    record: str
+
+
+@dataclass(frozen=True)
+class BadRow:
+    row: int
+    order_id: str | None
+    field: str
+    raw: str
+    reason: str
+    record: str
+
+
+class Store:
+    """The gateway's SQLite store. Not thread-safe: one Store per thread (WAL lets them share
+    the file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            self.conn = conn
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.executescript(SCHEMA)
+            from gateway.devicestore import DEVICE_SCHEMA
+
+            conn.executescript(DEVICE_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- transactions -------------------------------------------------------------------
+
+    def transaction(self) -> _Tx:
+        """``with store.transaction():`` — BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error."""
+        return _Tx(self.conn)
+
+    # --- meta and clock -----------------------------------------------------------------
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    def next_hlc(self, now: _dt.datetime, node: str = "gateway") -> str:
+        """The gateway's next HLC stamp, persisted so it never repeats across restarts."""
+        text = self.meta("hlc")
+        clock = Hlc.parse(text) if text else Hlc.zero(node)
+        stamp = tick(clock, int(now.timestamp() * 1000))
+        self.set_meta("hlc", str(stamp))
+        return str(stamp)
+
+    def audit(self, now: _dt.datetime, actor: str, action: str, **detail: Any) -> None:
+        self.conn.execute(
+            "INSERT INTO audit(at, actor, action, detail) VALUES(?,?,?,?)",
+            (_iso(now), actor, action, json.dumps(detail, default=str)),
+        )
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [{"at": a, "actor": b, "action": c, "detail": json.loads(d)} for a, b, c, d in rows]
+
+    # --- claims and resolutions ---------------------------------------------------------
+
+    def add_claim_set(
+        self,
+        *,
+        set_id: str,
+        source: str,
+        order_id: str,
+        vals: dict[str, Any],
+        as_of: _dt.datetime,
+        received_at: _dt.datetime,
+        hlc: str,
+        present: bool = True,
+        based_on: Sequence[str] = (),
+        source_rev: str = "",
+        run_id: int | None = None,
+    ) -> bool:
+        """Store one claim set; False when its id is already stored (an echo: no-op)."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, "
+            "as_of, received_at, hlc, present, vals, based_on) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+            (set_id, source, order_id, run_id, source_rev, _iso(as_of), _iso(received_at), hlc,
+             int(present), canonical(vals), json.dumps(list(based_on))),
+        )
+        if cur.rowcount:
+            self.mark_dirty([order_id])
+        return bool(cur.rowcount)
+
+    def claims_for(self, order_ids: Iterable[str]) -> dict[str, list[Claim]]:
+        out: dict[str, list[Claim]] = {}
+        for chunk in _chunks(list(order_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                "SELECT set_id, source, order_id, source_rev, as_of, received_at, hlc, present, "
+                f"vals, based_on FROM claim_sets WHERE order_id IN ({marks})",
+                chunk,
+            ).fetchall()
+            for set_id, source, order_id, rev, as_of, rec, hlc, present, vals, based in rows:
+                based_on = tuple(json.loads(based))
+                for field, value in json.loads(vals).items():
+                    out.setdefault(order_id, []).append(
+                        Claim(
+                            claim_id=f"{set_id}#{field}", order_id=order_id, field=field,
+                            value=value, present=bool(present), source=source, source_rev=rev,
+                            as_of=_time(as_of), received_at=_time(rec), based_on=based_on,
+                            hlc=hlc,
+                        )
+                    )
+        return out
+
+    def add_resolution(self, resolution: Resolution) -> bool:
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO resolutions(resolution_id, order_id, field, body) "
+            "VALUES(?,?,?,?)",
+            (resolution.resolution_id, resolution.order_id, resolution.field,
+             resolution.model_dump_json()),
+        )
+        if cur.rowcount:
+            self.mark_dirty([resolution.order_id])
+        return bool(cur.rowcount)
+
+    def resolutions_for(self, order_ids: Iterable[str]) -> dict[str, list[Resolution]]:
+        out: dict[str, list[Resolution]] = {}
+        for chunk in _chunks(list(order_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for (body,) in self.conn.execute(
+                f"SELECT body FROM resolutions WHERE order_id IN ({marks})", chunk
+            ):
+                res = Resolution.model_validate_json(body)
+                out.setdefault(res.order_id, []).append(res)
+        return out
+
+    def order_exists(self, order_id: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM claim_sets WHERE order_id=? LIMIT 1", (order_id,)
+        ).fetchone()
+        return row is not None
+
+    # --- views --------------------------------------------------------------------------
+
+    def mark_dirty(self, order_ids: Iterable[str]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO dirty(order_id) VALUES(?)", ((o,) for o in order_ids)
+        )
+
+    def take_dirty(self, limit: int = 2000) -> list[str]:
+        rows = self.conn.execute("SELECT order_id FROM dirty LIMIT ?", (limit,)).fetchall()
+        ids = [r[0] for r in rows]
+        self.conn.executemany("DELETE FROM dirty WHERE order_id=?", ((o,) for o in ids))
+        return ids
+
+    def dirty_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM dirty").fetchone()[0])
+
+    def mark_due(self, now: _dt.datetime) -> int:
+        """Orders whose open conflict reached its escalation deadline become dirty."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO dirty(order_id) SELECT order_id FROM views "
+            "WHERE deadline IS NOT NULL AND deadline <= ?",
+            (_iso(now),),
+        )
+        return cur.rowcount
+
+    def view(self, order_id: str) -> OrderView | None:
+        row = self.conn.execute("SELECT body FROM views WHERE order_id=?", (order_id,)).fetchone()
+        return None if row is None else OrderView.model_validate_json(row[0])
+
+    def view_drivers(self, order_id: str) -> list[str]:
+        row = self.conn.execute(
+            "SELECT drivers FROM views WHERE order_id=?", (order_id,)
+        ).fetchone()
+        return [] if row is None else list(json.loads(row[0]))
+
+    def put_view(self, view: OrderView, drivers: Sequence[str]) -> bool:
+        """Store an order's merged view; False when it is identical to the stored one."""
+        body = view.model_dump_json()
+        digest = hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
+        deadlines = [c.deadline for c in view.conflicts() if not c.escalated]
+        deadline = _iso(min(deadlines)) if deadlines else None
+        old = self.conn.execute(
+            "SELECT digest, drivers, deadline FROM views WHERE order_id=?", (view.order_id,)
+        ).fetchone()
+        drivers_json = json.dumps(sorted(drivers))
+        if old is not None and old == (digest, drivers_json, deadline):
+            return False
+        self.conn.execute(
+            "INSERT INTO views(order_id, body, digest, drivers, deadline) VALUES(?,?,?,?,?) "
+            "ON CONFLICT(order_id) DO UPDATE SET body=excluded.body, digest=excluded.digest, "
+            "drivers=excluded.drivers, deadline=excluded.deadline",
+            (view.order_id, body, digest, drivers_json, deadline),
+        )
+        return old is None or old[0] != digest or old[1] != drivers_json
+
+    def views(self, order_ids: Iterable[str]) -> dict[str, OrderView]:
+        out = {}
+        for chunk in _chunks(list(order_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for oid, body in self.conn.execute(
+                f"SELECT order_id, body FROM views WHERE order_id IN ({marks})", chunk
+            ):
+                out[oid] = OrderView.model_validate_json(body)
+        return out
+
+    def conflict_views(self) -> list[OrderView]:
+        rows = self.conn.execute(
+            "SELECT body FROM views WHERE body LIKE '%\"state\":\"conflict\"%' ORDER BY order_id"
+        ).fetchall()
+        return [OrderView.model_validate_json(r[0]) for r in rows]
+
+    # --- source runs --------------------------------------------------------------------
+
+    def fingerprint_seen(self, source: str, fingerprint: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM runs WHERE source=? AND fingerprint=? AND status='ok' LIMIT 1",
+            (source, fingerprint),
+        ).fetchone()
+        return row is not None
+
+    def record_run(
+        self,
+        source: str,
+        *,
+        started_at: _dt.datetime,
+        finished_at: _dt.datetime,
+        status: str,
+        location: str = "",
+        fingerprint: str | None = None,
+        error: str | None = None,
+        as_of: _dt.datetime | None = None,
+        rows_read: int = 0,
+        rows_quarantined: int = 0,
+    ) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO runs(source, started_at, finished_at, location, fingerprint, status, "
+            "as_of, error, rows_read, rows_quarantined) VALUES(?,?,?,?,?,?,?,?,?,?)",
+            (source, _iso(started_at), _iso(finished_at), location, fingerprint, status,
+             None if as_of is None else _iso(as_of), error, rows_read, rows_quarantined),
+        )
+        return int(cur.lastrowid or 0)
+
+    def runs(self, source: str | None = None, limit: int = 50) -> list[RunInfo]:
+        sql = ("SELECT run_id, source, started_at, finished_at, location, status, as_of, "
+               "rows_read, rows_changed, rows_quarantined, rows_deleted, claims, error FROM runs")
+        args: tuple[Any, ...] = ()
+        if source is not None:
+            sql += " WHERE source=?"
+            args = (source,)
+        sql += " ORDER BY run_id DESC LIMIT ?"
+        return [RunInfo(*r) for r in self.conn.execute(sql, (*args, limit))]
+
+    def last_run(self, source: str, *, status: str | None = None) -> RunInfo | None:
+        sql = ("SELECT run_id, source, started_at, finished_at, location, status, as_of, "
+               "rows_read, rows_changed, rows_quarantined, rows_deleted, claims, error FROM runs "
+               "WHERE source=?")
+        args: list[Any] = [source]
+        if status is not None:
+            sql += " AND status=?"
+            args.append(status)
+        row = self.conn.execute(sql + " ORDER BY run_id DESC LIMIT 1", args).fetchone()
+        return None if row is None else RunInfo(*row)
+
+    def begin_run(self, source: str, *, started_at: _dt.datetime, location: str,
+                  fingerprint: str | None) -> SourceRun:
+        return SourceRun(self, source, started_at, location, fingerprint)
+
+    # --- quarantine ---------------------------------------------------------------------
+
+    def quarantine(self, source: str | None = None, *, include_closed: bool = False
+                   ) -> list[QuarantineRow]:
+        sql = ("SELECT id, source, run_id, location, row, order_id, field, raw, reason, "
+               "created_at, closed_at, closed_why FROM quarantine WHERE 1=1")
+        args: list[Any] = []
+        if source is not None:
+            sql += " AND source=?"
+            args.append(source)
+        if not include_closed:
+            sql += " AND closed_at IS NULL"
+        return [QuarantineRow(*r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+    def open_quarantine_records(self, source: str, mapping_digest: str
+                                ) -> list[tuple[int, str, int, str]]:
+        """Open quarantined rows recorded under another mapping: (id, location, row, record)."""
+        return list(self.conn.execute(
+            "SELECT id, location, row, record FROM quarantine "
+            "WHERE source=? AND closed_at IS NULL AND mapping != ? ORDER BY id",
+            (source, mapping_digest),
+        ))
+
+    def close_quarantine(self, ids: Iterable[int], now: _dt.datetime, why: str) -> None:
+        self.conn.executemany(
+            "UPDATE quarantine SET closed_at=?, closed_why=? WHERE id=?",
+            ((_iso(now), why, i) for i in ids),
+        )
+
+    # --- source state (for diffs) -------------------------------------------------------
+
+    def source_values(self, source: str, order_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT vals FROM source_state WHERE source=? AND order_id=?", (source, order_id)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def source_order_count(self, source: str) -> int:
+        return int(self.conn.execute(
+            "SELECT count(*) FROM source_state WHERE source=?", (source,)
+        ).fetchone()[0])
+
+    def latest_as_of(self, source: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT max(as_of) FROM claim_sets WHERE source=?", (source,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+
+class _Tx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class SourceRun:
+    """One run of one source, staged in temporary tables and applied in one transaction.
+
+    ``stage``/``reject`` take validated and refused rows as they stream by (batched, bounded
+    memory); ``commit`` finds duplicate order ids (both rows quarantined), diffs the staged rows
+    against the source's previous values, writes claim sets for what changed and withdrawal
+    claims for orders gone from the export, closes the previous run's quarantine and records
+    the run. Nothing is visible to readers until it commits.
+    """
+
+    def __init__(self, store: Store, source: str, started_at: _dt.datetime, location: str,
+                 fingerprint: str | None) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.source = source
+        self.started_at = started_at
+        self.location = location
+        self.fingerprint = fingerprint
+        self.rows_read = 0
+        self.conn.execute("DROP TABLE IF EXISTS temp.staged")
+        self.conn.execute("DROP TABLE IF EXISTS temp.rejected")
+        self.conn.execute(
+            "CREATE TEMP TABLE staged (row INTEGER, order_id TEXT, digest TEXT, vals TEXT, "
+            "record TEXT)"
+        )
+        self.conn.execute(
+            "CREATE TEMP TABLE rejected (row INTEGER, order_id TEXT, field TEXT, raw TEXT, "
+            "reason TEXT, record TEXT)"
+        )
+
+    def stage(self, rows: Sequence[StagedRow]) -> None:
+        self.rows_read += len(rows)
+        self.conn.executemany(
+            "INSERT INTO temp.staged(row, order_id, digest, vals, record) VALUES(?,?,?,?,?)",
+            [(r.row, r.order_id, row_digest(r.vals), canonical(r.vals), r.record) for r in rows],
+        )
+
+    def reject(self, rows: Sequence[BadRow], *, distinct_rows: int) -> None:
+        self.rows_read += distinct_rows
+        self.conn.executemany(
+            "INSERT INTO temp.rejected(row, order_id, field, raw, reason, record) "
+            "VALUES(?,?,?,?,?,?)",
+            [(r.row, r.order_id, r.field, r.raw, r.reason, r.record) for r in rows],
+        )
+
+    def abort(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self.conn.execute("DROP TABLE IF EXISTS temp.staged")
+        self.conn.execute("DROP TABLE IF EXISTS temp.rejected")
+
+    def commit(
+        self,
+        *,
+        now: _dt.datetime,
+        as_of: _dt.datetime,
+        mapping_digest: str,
+        deleted: int = 0,
+        complete: bool = True,
+        problems: Sequence[str] = (),
+        on_progress: Any = None,
+        proposals: str | None = None,
+        approval_window: _dt.timedelta = _dt.timedelta(minutes=30),
+        partial_diff: bool = False,
+    ) -> RunInfo:
+        """Apply the staged run. ``proposals`` ("shadow" or "approve") writes proposals instead
+        of claims; ``partial_diff`` (a quarantine re-try) withdraws nothing."""
+        self.proposals = proposals
+        self.expires_at = None if proposals != "approve" else _iso(now + approval_window)
+        self.partial = partial_diff
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # staging was outside: readers and writers went on
+            self._flag_duplicates()
+            run_id = int(conn.execute(
+                "INSERT INTO runs(source, started_at, location, fingerprint, status, as_of) "
+                "VALUES(?,?,?,?,?,?)",
+                (self.source, _iso(self.started_at), self.location, self.fingerprint,
+                 "running", _iso(as_of)),
+            ).lastrowid or 0)
+            quarantined = self._quarantine(run_id, now, mapping_digest)
+            changed = claims = 0
+            if complete:
+                changed, claims = self._diff(run_id, now, as_of, on_progress)
+                status, error = "ok", None
+            else:
+                status, error = "partial", "; ".join(problems)[:1000] or "partial export"
+            conn.execute(
+                "UPDATE runs SET finished_at=?, status=?, rows_read=?, rows_changed=?, "
+                "rows_quarantined=?, rows_deleted=?, claims=?, error=? WHERE run_id=?",
+                (_iso(now), status, self.rows_read, changed, quarantined, deleted, claims, error,
+                 run_id),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            self.abort()
+            raise
+        conn.execute("DROP TABLE IF EXISTS temp.staged")
+        conn.execute("DROP TABLE IF EXISTS temp.rejected")
+        info = self.store.last_run(self.source)
+        assert info is not None  # the row was just written in this transaction
+        return info
+
+    def _flag_duplicates(self) -> None:
+        dups = self.conn.execute(
+            "SELECT order_id, group_concat(row) FROM (SELECT order_id, row FROM temp.staged "
+            "UNION ALL SELECT DISTINCT order_id, row FROM temp.rejected WHERE order_id "
+            "IS NOT NULL) GROUP BY order_id HAVING count(DISTINCT row) > 1"
+        ).fetchall()
+        for order_id, rows in dups:
+            row_list = ", ".join(sorted(set(rows.split(",")), key=int))
+            reason = f"order id {order_id} appears in rows {row_list} of one export"
+            self.conn.execute(
+                "INSERT INTO temp.rejected(row, order_id, field, raw, reason, record) "
+                "SELECT row, order_id, 'order_id', order_id, ?, record FROM temp.staged "
+                "WHERE order_id=?",
+                (reason, order_id),
+            )
+            self.conn.execute("DELETE FROM temp.staged WHERE order_id=?", (order_id,))
+
+    def _quarantine(self, run_id: int, now: _dt.datetime, mapping_digest: str) -> int:
+        conn = self.conn
+        # this run's list replaces the previous one: earlier open rows of the source close
+        # (a re-try replaces only the rows it re-tried: those kept under another mapping)
+        conn.execute(
+            "UPDATE quarantine SET closed_at=?, closed_why='superseded by run ' || ? "
+            "WHERE source=? AND closed_at IS NULL" + (" AND mapping != ?" if self.partial else ""),
+            (_iso(now), run_id, self.source, *((mapping_digest,) if self.partial else ())),
+        )
+        conn.execute(
+            "INSERT INTO quarantine(source, run_id, location, row, order_id, field, raw, reason, "
+            "record, mapping, created_at) SELECT ?, ?, ?, row, order_id, field, raw, reason, "
+            "record, ?, ? FROM temp.rejected ORDER BY row",
+            (self.source, run_id, self.location, mapping_digest, _iso(now)),
+        )
+        return int(conn.execute("SELECT count(DISTINCT row) FROM temp.rejected").fetchone()[0])
+
+    def _diff(self, run_id: int, now: _dt.datetime, as_of: _dt.datetime,
+              on_progress: Any) -> tuple[int, int]:
+        conn = self.conn
+        source = self.source
+        hlc = self.store.next_hlc(now)
+        received, as_of_text = _iso(now), _iso(as_of)
+        changed = claims = 0
+        batch: list[tuple[Any, ...]] = []
+        state: list[tuple[Any, ...]] = []
+
+        def flush() -> None:
+            self._write_claims(batch)
+            conn.executemany(
+                "INSERT INTO source_state(source, order_id, digest, vals) VALUES(?,?,?,?) "
+                "ON CONFLICT(source, order_id) DO UPDATE SET digest=excluded.digest, "
+                "vals=excluded.vals",
+                state,
+            )
+            batch.clear()
+            state.clear()
+
+        top = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM temp.staged").fetchone()[0])
+        for low in range(0, top, 5000):  # in slices: memory stays bounded on a huge export
+            rows = conn.execute(
+                "SELECT s.order_id, s.digest, s.vals, old.vals FROM temp.staged s "
+                "LEFT JOIN source_state old ON old.source=? AND old.order_id=s.order_id "
+                "WHERE s.rowid > ? AND s.rowid <= ? "
+                "AND (old.digest IS NULL OR old.digest != s.digest)",
+                (source, low, low + 5000),
+            ).fetchall()
+            changed, claims = self._claim_rows(rows, run_id, as_of_text, received, hlc,
+                                               batch, state, changed, claims)
+            flush()
+            if on_progress is not None:
+                on_progress(min(low + 5000, top))
+        return self._withdraw(run_id, as_of_text, received, hlc, changed, claims)
+
+    def _claim_rows(self, rows: list[tuple[Any, ...]], run_id: int, as_of_text: str,
+                    received: str, hlc: str, batch: list[tuple[Any, ...]],
+                    state: list[tuple[Any, ...]], changed: int, claims: int) -> tuple[int, int]:
+        source = self.source
+        for order_id, digest, vals_text, old_text in rows:
+            vals = json.loads(vals_text)
+            if old_text is not None:
+                old = json.loads(old_text)
+                vals_changed = {
+                    k: v for k, v in vals.items()
+                    if k not in old or canonical(old[k]) != canonical(v)
+                }
+                vals_changed.update({k: None for k in old if k not in vals})
+            else:
+                vals_changed = vals
+            changed += 1
+            claims += len(vals_changed)
+            batch.append((f"{source}:{run_id}:{order_id}", source, order_id, run_id, str(run_id),
+                          as_of_text, received, hlc, 1, canonical(vals_changed)))
+            state.append((source, order_id, digest, vals_text))
+        return changed, claims
+
+    def _withdraw(self, run_id: int, as_of_text: str, received: str, hlc: str, changed: int,
+                  claims: int) -> tuple[int, int]:
+        conn, source = self.conn, self.source
+        batch: list[tuple[Any, ...]] = []
+        if self.partial:
+            return changed, claims
+        # orders gone from the export (and not merely quarantined in it): withdrawn, not cancelled
+        gone = conn.execute(
+            "SELECT old.order_id, old.vals FROM source_state old WHERE old.source=? "
+            "AND NOT EXISTS (SELECT 1 FROM temp.staged s WHERE s.order_id=old.order_id) "
+            "AND NOT EXISTS (SELECT 1 FROM temp.rejected r WHERE r.order_id=old.order_id)",
+            (source,),
+        ).fetchall()
+        for order_id, old_text in gone:
+            fields = dict.fromkeys(json.loads(old_text))
+            changed += 1
+            claims += len(fields)
+            batch.append((f"{source}:{run_id}:{order_id}", source, order_id, run_id, str(run_id),
+                          as_of_text, received, hlc, 0, canonical(fields)))
+        if batch:
+            self._write_claims(batch)
+            conn.executemany("DELETE FROM source_state WHERE source=? AND order_id=?",
+                             [(source, g[0]) for g in gone])
+        return changed, claims
+
+    def _write_claims(self, batch: list[tuple[Any, ...]]) -> None:
+        """Claim sets, or proposals when the source's mode holds them back."""
+        if not batch:
+            return
+        if self.proposals is None:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, "
+                "as_of, received_at, hlc, present, vals, based_on) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?,'[]')",
+                batch,
+            )
+            self.conn.executemany("INSERT OR IGNORE INTO dirty(order_id) VALUES(?)",
+                                  [(b[2],) for b in batch])
+            return
+        state = "pending" if self.proposals == "approve" else "shadow"
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO proposals(proposal_id, source, order_id, vals, as_of, "
+            "created_at, expires_at, state) VALUES(?,?,?,?,?,?,?,?)",
+            [(b[0], b[1], b[2], b[9] if b[8] else canonical({"__gone__": True}), b[5], b[6],
+              self.expires_at, state) for b in batch],
+        )
