@@ -6,6 +6,7 @@
           ├── SourceError      -- a source cannot be read at all (file, row, field)
           │    └── NotReady    -- a drop is still being written; read it on a later run
           ├── StoreError       -- the gateway's SQLite store refused an operation
+          ├── WritebackError   -- driver results could not be written where legacy imports
           └── CommandError     -- a dispatch command that cannot be applied (the reason)
 """
 
@@ -32,6 +33,10 @@ class NotReady(SourceError):
 
 class StoreError(GatewayError):
     """The gateway store refused an operation."""
+
+
+class WritebackError(GatewayError):
+    """Driver results could not be written where the legacy system imports them."""
 
 
 class CommandError(GatewayError):

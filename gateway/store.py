@@ -507,6 +507,33 @@ class Store:
         ).fetchone()
         return None if row is None else row[0]
 
+    # --- write-back of driver results ---------------------------------------------------
+
+    def add_result(self, result_id: str, order_id: str, body: dict[str, Any],
+                   now: _dt.datetime) -> bool:
+        """Queue a driver result for the legacy system (once per result id)."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO writeback(result_id, order_id, body, created_at) "
+            "VALUES(?,?,?,?)",
+            (result_id, order_id, json.dumps(body, default=str), _iso(now)),
+        )
+        return bool(cur.rowcount)
+
+    def pending_results(self, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Results not yet written back, oldest first: dicts with result_id, order_id, result,
+        reason, arrived_at, done_at, note."""
+        rows = self.conn.execute(
+            "SELECT body FROM writeback WHERE written_at IS NULL ORDER BY created_at, result_id "
+            "LIMIT ?", (limit,)
+        ).fetchall()
+        return [dict(json.loads(r[0])) for r in rows]
+
+    def mark_written(self, result_ids: Iterable[str], now: _dt.datetime, target: str) -> None:
+        self.conn.executemany(
+            "UPDATE writeback SET written_at=?, target=? WHERE result_id=?",
+            ((_iso(now), target, r) for r in result_ids),
+        )
+
 
 class _Tx:
     def __init__(self, conn: sqlite3.Connection) -> None:
