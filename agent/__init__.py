@@ -1,0 +1,13 @@
+"""The headless tablet agent: the driver's route in SQLite, synced over MQTT, offline-first.
+
+Modules:
+    config   -- AgentConfig and load_config (the TOML file the gateway writes per device)
+    errors   -- AgentError and its tree (ConfigError, StoreError, ActionError, SessionError)
+    model    -- RouteStop, LocalAction, OutboxItem, SyncStatus, Change: what callers get back
+    store    -- the tablet's SQLite (the only module importing sqlite3 / sqlite-utils)
+    session  -- the MQTT session over paho (the only module importing paho); Transport seam
+    service  -- Agent: the API the UI calls and ``crossdock agent run`` runs
+    cli      -- the ``crossdock agent`` command group
+
+The UI imports ``Agent`` from ``agent.service`` and the models from ``agent.model``.
+"""
