@@ -239,6 +239,27 @@ def conflicts(config_path: Path, as_json: bool) -> None:
     click.echo(f"{len(found)} open conflict(s)")
 
 
+@gateway.command()
+@config_option
+@json_option
+def writeback(config_path: Path, as_json: bool) -> None:
+    """Write pending driver results where the legacy system imports them (once each)."""
+    from gateway.writeback import flush_writeback
+
+    cfg, store = _open(config_path)
+    with store:
+        summary = flush_writeback(store, cfg, _now())
+    if as_json:
+        _emit(summary.as_dict())
+    else:
+        click.echo(f"write-back ({summary.kind}) to {summary.target}: {summary.pending} pending, "
+                   f"{summary.written} rows written, {summary.marked} marked written")
+        for line in summary.refused:
+            click.echo(f"refused {line}", err=True)
+    if summary.refused:
+        sys.exit(1)
+
+
 # --- devices -----------------------------------------------------------------------------
 
 

@@ -115,9 +115,11 @@ class SourceSection(_Model):
 
 class WritebackSection(_Model):
     kind: Literal["csv", "dbf", "odbc"] = "csv"
-    path: str | None = None
+    path: str | None = None  # csv: the drop folder; dbf: the table (or a folder: results.dbf)
     connection: str | None = None
     table: str = "CROSSDOCK_RESULTS"
+    # the zone of the legacy system's naive times; default: the first mapped source's zone
+    timezone: str | None = None
 
 
 class GatewayConfig(_Model):

@@ -25,9 +25,9 @@ from typing import Any
 
 import dbf
 
-from gateway.errors import GatewayError
+from gateway.errors import WritebackError
 
-__all__ = ["RESULTS", "RESULT_COLUMNS", "append_results_dbf"]
+__all__ = ["RESULTS", "RESULT_COLUMNS", "WritebackError", "append_results_dbf"]
 
 RESULT_COLUMNS = (
     "RESULT_ID C(40); ORDER_ID C(12); RESULT C(10); REASON C(40); ARRIVED T; DONE T; NOTE C(254)"
@@ -35,10 +35,6 @@ RESULT_COLUMNS = (
 RESULTS = frozenset({"delivered", "failed", "refused"})
 _LENGTHS = {"RESULT_ID": 40, "ORDER_ID": 12, "REASON": 40, "NOTE": 254}
 _ENCODING = "cp1252"
-
-
-class WritebackError(GatewayError):
-    """A result that cannot be written to the legacy table (names the result and field)."""
 
 
 def _text(result_id: str, field: str, value: object, *, truncate: bool) -> str:
