@@ -320,3 +320,32 @@ def devices_list(config_path: Path, as_json: bool) -> None:
         online = (r["status"] or {}).get("online")
         click.echo(f"{r['device']}: driver {r['driver']}, seq {r['applied_seq']}/{r['last_seq']}"
                    f", {'online' if online else 'offline'}")
+
+
+# --- running -----------------------------------------------------------------------------
+
+
+@gateway.command()
+@config_option
+@click.option("--no-scheduler", is_flag=True, help="Serve MQTT only; ingest with `ingest`.")
+def run(config_path: Path, no_scheduler: bool) -> None:
+    """Run the gateway: managed Mosquitto (unless broker.url is set), MQTT, the scheduler."""
+    import signal
+
+    from gateway.runner import GatewayRunner
+
+    cfg = load_config(config_path)
+    runner = GatewayRunner(cfg, scheduler=not no_scheduler)
+
+    def _stop(_sig: int, _frame: object) -> None:
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    runner.start()
+    where = cfg.broker.url or f"managed mosquitto on {runner.host}:{runner.port}"
+    click.echo(f"gateway for depot {cfg.depot} running ({where}); Ctrl-C stops it", err=True)
+    try:
+        runner.run_forever()
+    finally:
+        runner.stop()

@@ -37,13 +37,18 @@ CREATE TABLE IF NOT EXISTS device_orders (
     PRIMARY KEY (device, order_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
-    event_id TEXT PRIMARY KEY, device TEXT NOT NULL, received_at TEXT NOT NULL,
-    body TEXT NOT NULL, outcome TEXT NOT NULL
+    event_id TEXT PRIMARY KEY, device TEXT NOT NULL, order_id TEXT NOT NULL,
+    action TEXT NOT NULL, received_at TEXT NOT NULL, body TEXT NOT NULL, outcome TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_order ON events(order_id, action);
 CREATE TABLE IF NOT EXISTS device_status (
     device TEXT PRIMARY KEY, online INTEGER NOT NULL, at TEXT NOT NULL, body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS commands (
+    command_id TEXT PRIMARY KEY, client TEXT NOT NULL, body TEXT NOT NULL, reply TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 """
 
 
@@ -206,12 +211,20 @@ class DeviceStore:
                                 (event_id,)).fetchone()
         return None if row is None else str(row[0])
 
-    def record_event(self, event_id: str, device: str, body: str, outcome: str,
-                     now: _dt.datetime) -> bool:
+    def record_event(self, event_id: str, device: str, order_id: str, action: str, body: str,
+                     outcome: str, now: _dt.datetime) -> bool:
+        """Store a driver event durably; False when its id was stored before (a resend)."""
         cur = self.conn.execute(
-            "INSERT OR IGNORE INTO events(event_id, device, received_at, body, outcome) "
-            "VALUES(?,?,?,?,?)", (event_id, device, now.isoformat(), body, outcome))
+            "INSERT OR IGNORE INTO events(event_id, device, order_id, action, received_at, "
+            "body, outcome) VALUES(?,?,?,?,?,?,?)",
+            (event_id, device, order_id, action, now.isoformat(), body, outcome))
         return bool(cur.rowcount)
+
+    def last_event_body(self, order_id: str, action: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT body FROM events WHERE order_id=? AND action=? AND outcome='applied' "
+            "ORDER BY received_at DESC LIMIT 1", (order_id, action)).fetchone()
+        return None if row is None else str(row[0])
 
     def event_count(self, device: str | None = None) -> int:
         if device is None:
@@ -238,3 +251,16 @@ class DeviceStore:
 
     def counters(self) -> dict[str, int]:
         return {n: int(v) for n, v in self.conn.execute("SELECT name, value FROM counters")}
+
+    # --- dispatch commands (replies kept: a resent command gets the same answer) ----------
+
+    def reply_of(self, command_id: str) -> str | None:
+        row = self.conn.execute("SELECT reply FROM commands WHERE command_id=?",
+                                (command_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def record_command(self, command_id: str, client: str, body: str, reply: str,
+                       now: _dt.datetime) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO commands(command_id, client, body, reply, at) "
+            "VALUES(?,?,?,?,?)", (command_id, client, body, reply, now.isoformat()))

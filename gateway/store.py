@@ -536,14 +536,22 @@ class Store:
 
 
 class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT; inside an open transaction it joins it (the outer one
+    commits or rolls back)."""
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.nested = False
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.nested = self.conn.in_transaction
+        if not self.nested:
+            self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self.nested:
+            return
         if exc_type is None:
             self.conn.execute("COMMIT")
         else:

@@ -1,0 +1,261 @@
+"""What dispatch commands and driver events do to the store: claims, resolutions, proposals.
+
+Each function runs inside the caller's transaction and either applies completely or raises
+``CommandError`` with the one-line reason sent back (unknown order, unknown driver, no open
+conflict, stale proposal...), having changed nothing.
+
+=================  ============================================================================
+input              effect
+=================  ============================================================================
+assign             a ``dispatch`` claim on ``driver`` (no ``based_on``: where legacy differs,
+                   both show until a person resolves); ``--override`` adds a resolution that
+                   saw every current candidate: an audited override, shown as such
+cancel             a ``dispatch`` claim ``status = cancelled``
+resolve            a resolution choosing one candidate (by source or claim id) of an open
+                   conflict; it covers exactly the candidates on the table now
+approve / reject   a pending optimizer proposal becomes claims / is closed; a proposal that
+                   expired or was superseded by a newer one for the order is stale
+driver event       a ``driver`` claim based on the claim ids the tablet showed; a result
+                   (delivered, failed, refused) is queued for write-back to the legacy system;
+                   ``resolve`` is a resolution by the driver
+=================  ============================================================================
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from typing import Any
+
+from gateway.devicestore import DeviceStore
+from gateway.errors import CommandError
+from gateway.store import Store
+from sync.envelope import (
+    ApproveCommand,
+    AssignCommand,
+    CancelCommand,
+    DriverEvent,
+    RejectCommand,
+    ResolveCommand,
+)
+from sync.merge import merge_order
+from sync.model import Candidate, Policy, Resolution
+
+ACTION_STATUS = {"arrive": "arrived", "deliver": "delivered", "fail": "failed",
+                 "refuse": "refused"}
+RESULTS = ("deliver", "fail", "refuse")
+
+
+def _current(store: Store, order_id: str, policy: Policy, now: _dt.datetime
+             ) -> dict[str, list[Candidate]]:
+    """Every field's live candidates, merged now from the stored claims."""
+    claims = store.claims_for([order_id]).get(order_id, [])
+    if not claims:
+        raise CommandError(f"unknown order {order_id}")
+    resolutions = store.resolutions_for([order_id]).get(order_id, [])
+    view = merge_order(order_id, claims, resolutions, policy, now)
+    return {name: list(fv.candidates) for name, fv in view.fields.items()}
+
+
+def known_driver(store: Store, driver: str) -> bool:
+    """A driver is known when a device is bound to them or some source's claim names them."""
+    if DeviceStore(store).of_driver(driver) or DeviceStore(store).route(driver):
+        return True
+    row = store.conn.execute(
+        "SELECT 1 FROM claim_sets, json_each(claim_sets.vals) WHERE json_each.key='driver' "
+        "AND json_each.value=? LIMIT 1", (driver,)).fetchone()
+    return row is not None
+
+
+def assign(store: Store, cmd: AssignCommand, *, command_id: str, policy: Policy,
+           now: _dt.datetime) -> dict[str, Any]:
+    current = _current(store, cmd.order_id, policy, now)
+    if not known_driver(store, cmd.driver):
+        raise CommandError(f"unknown driver {cmd.driver}")
+    set_id = f"dispatch:{command_id}"
+    hlc = store.next_hlc(now)
+    if not store.add_claim_set(set_id=set_id, source="dispatch", order_id=cmd.order_id,
+                               vals={"driver": cmd.driver}, as_of=now, received_at=now, hlc=hlc,
+                               source_rev=command_id):
+        return {"claim_id": f"{set_id}#driver", "duplicate": True}
+    detail: dict[str, Any] = {"claim_id": f"{set_id}#driver"}
+    if cmd.override:
+        seen = [c.claim_id for c in current.get("driver", [])] + [f"{set_id}#driver"]
+        res = Resolution(
+            resolution_id=f"override:{command_id}", order_id=cmd.order_id, field="driver",
+            chosen_claim_id=f"{set_id}#driver", value=cmd.driver, seen=tuple(seen),
+            by=f"dispatch:{cmd.client}", at=now, hlc=store.next_hlc(now), override=True,
+            note=_override_note(current.get("driver", [])),
+        )
+        store.add_resolution(res)
+        detail["resolution_id"] = res.resolution_id
+    store.audit(now, f"dispatch:{cmd.client}", "assign", order_id=cmd.order_id,
+                driver=cmd.driver, override=cmd.override, command_id=command_id)
+    return detail
+
+
+def _override_note(candidates: list[Candidate]) -> str:
+    others = [f"{c.source} (as of {c.as_of:%Y-%m-%d %H:%M})" for c in candidates
+              if c.source != "dispatch"]
+    return "dispatch override of " + ", ".join(others) if others else "dispatch override"
+
+
+def cancel(store: Store, cmd: CancelCommand, *, command_id: str, policy: Policy,
+           now: _dt.datetime) -> dict[str, Any]:
+    _current(store, cmd.order_id, policy, now)
+    set_id = f"dispatch:{command_id}"
+    store.add_claim_set(set_id=set_id, source="dispatch", order_id=cmd.order_id,
+                        vals={"status": "cancelled"}, as_of=now, received_at=now,
+                        hlc=store.next_hlc(now), source_rev=command_id)
+    store.audit(now, f"dispatch:{cmd.client}", "cancel", order_id=cmd.order_id,
+                reason=cmd.reason, command_id=command_id)
+    return {"claim_id": f"{set_id}#status"}
+
+
+def _resolution(store: Store, order_id: str, field: str, choose: str, *, by: str, rid: str,
+                policy: Policy, now: _dt.datetime) -> Resolution:
+    current = _current(store, order_id, policy, now)
+    claims = store.claims_for([order_id]).get(order_id, [])
+    view = merge_order(order_id, claims, store.resolutions_for([order_id]).get(order_id, []),
+                       policy, now)
+    fv = view.fields.get(field)
+    if fv is None or fv.state != "conflict":
+        raise CommandError(f"no open conflict on order {order_id} field {field}")
+    candidates = current[field]
+    chosen = [c for c in candidates if choose in (c.source, c.claim_id)]
+    if len(chosen) != 1:
+        names = ", ".join(f"{c.source} ({c.claim_id})" for c in candidates)
+        raise CommandError(f"{choose!r} is not one candidate of order {order_id} {field} "
+                           f"(candidates: {names})")
+    return Resolution(
+        resolution_id=rid, order_id=order_id, field=field, chosen_claim_id=chosen[0].claim_id,
+        value=chosen[0].value, seen=tuple(c.claim_id for c in candidates), by=by, at=now,
+        hlc=store.next_hlc(now),
+    )
+
+
+def resolve(store: Store, cmd: ResolveCommand, *, command_id: str, policy: Policy,
+            now: _dt.datetime) -> dict[str, Any]:
+    res = _resolution(store, cmd.order_id, cmd.field, cmd.choose, by=f"dispatch:{cmd.client}",
+                      rid=f"resolve:{command_id}", policy=policy, now=now)
+    store.add_resolution(res)
+    store.audit(now, f"dispatch:{cmd.client}", "resolve", order_id=cmd.order_id,
+                field=cmd.field, chose=res.chosen_claim_id, seen=list(res.seen))
+    return {"resolution_id": res.resolution_id, "value": res.value}
+
+
+def _proposal(store: Store, proposal_id: str) -> tuple[Any, ...]:
+    row = store.conn.execute(
+        "SELECT proposal_id, source, order_id, vals, as_of, created_at, expires_at, state "
+        "FROM proposals WHERE proposal_id=?", (proposal_id,)).fetchone()
+    if row is None:
+        raise CommandError(f"unknown proposal {proposal_id}")
+    return tuple(row)
+
+
+def _check_pending(store: Store, row: tuple[Any, ...], now: _dt.datetime) -> None:
+    proposal_id, _source, order_id, _vals, _as_of, created_at, expires_at, state = row
+    if state != "pending":
+        raise CommandError(f"stale proposal {proposal_id}: already {state}")
+    if expires_at is not None and _dt.datetime.fromisoformat(expires_at) <= now:
+        raise CommandError(f"stale proposal {proposal_id}: its approval window ended at "
+                           f"{expires_at}")
+    newer = store.conn.execute(
+        "SELECT proposal_id FROM proposals WHERE order_id=? AND source=? AND created_at > ? "
+        "LIMIT 1", (order_id, row[1], created_at)).fetchone()
+    if newer is not None:
+        raise CommandError(f"stale proposal {proposal_id}: superseded by {newer[0]}")
+
+
+def approve(store: Store, cmd: ApproveCommand, *, policy: Policy, now: _dt.datetime,
+            by: str | None = None) -> dict[str, Any]:
+    row = _proposal(store, cmd.proposal_id)
+    _check_pending(store, row, now)
+    proposal_id, source, order_id, vals, as_of, _created, _exp, _state = row
+    values = json.loads(vals)
+    gone = values == {"__gone__": True}
+    store.add_claim_set(set_id=proposal_id, source=source, order_id=order_id,
+                        vals={} if gone else values, as_of=_dt.datetime.fromisoformat(as_of),
+                        received_at=now, hlc=store.next_hlc(now), present=not gone,
+                        source_rev=proposal_id)
+    who = by or f"dispatch:{cmd.client}"
+    store.conn.execute("UPDATE proposals SET state='approved', decided_by=?, decided_at=? "
+                       "WHERE proposal_id=?", (who, now.isoformat(), proposal_id))
+    store.audit(now, who, "approve", proposal_id=proposal_id, order_id=order_id)
+    return {"order_id": order_id}
+
+
+def reject(store: Store, cmd: RejectCommand, *, now: _dt.datetime) -> dict[str, Any]:
+    row = _proposal(store, cmd.proposal_id)
+    _check_pending(store, row, now)
+    store.conn.execute("UPDATE proposals SET state='rejected', decided_by=?, decided_at=? "
+                       "WHERE proposal_id=?",
+                       (f"dispatch:{cmd.client}", now.isoformat(), cmd.proposal_id))
+    store.audit(now, f"dispatch:{cmd.client}", "reject", proposal_id=cmd.proposal_id)
+    return {"order_id": row[2]}
+
+
+def expire_proposals(store: Store, now: _dt.datetime, *, on_expiry: str) -> int:
+    """Pending proposals past their window: rejected, or applied, as the config says."""
+    rows = store.conn.execute(
+        "SELECT proposal_id FROM proposals WHERE state='pending' AND expires_at <= ?",
+        (now.isoformat(),)).fetchall()
+    for (proposal_id,) in rows:
+        if on_expiry == "apply":
+            row = _proposal(store, proposal_id)
+            _p, source, order_id, vals, as_of, _c, _e, _s = row
+            store.add_claim_set(set_id=proposal_id, source=source, order_id=order_id,
+                                vals=json.loads(vals), as_of=_dt.datetime.fromisoformat(as_of),
+                                received_at=now, hlc=store.next_hlc(now), source_rev=proposal_id)
+        store.conn.execute("UPDATE proposals SET state=?, decided_by='window', decided_at=? "
+                           "WHERE proposal_id=?",
+                           ("applied-at-expiry" if on_expiry == "apply" else "expired",
+                            now.isoformat(), proposal_id))
+    return len(rows)
+
+
+def driver_event(store: Store, device: str, driver: str, event: DriverEvent, *,
+                 policy: Policy, now: _dt.datetime) -> str:
+    """Apply a driver's action from ``device``; returns the outcome stored with the event.
+
+    The event must concern an order on the driver's route; anything else is refused (stored,
+    counted, acknowledged so the tablet stops resending, and changes nothing else).
+    """
+    devices = DeviceStore(store)
+    if event.order_id not in devices.route(driver):
+        return f"refused: order {event.order_id} is not on driver {driver}'s route"
+    as_of = min(event.at, now)  # a tablet clock ahead of ours does not make news from the future
+    set_id = f"driver:{event.event_id}"
+    vals: dict[str, Any]
+    if event.action in ACTION_STATUS:
+        vals = {"status": ACTION_STATUS[event.action]}
+    elif event.action == "note":
+        vals = {"driver_note": event.note or ""}
+    else:  # resolve
+        if event.field is None or event.choose is None:
+            return "refused: a resolve event needs field and choose"
+        try:
+            res = _resolution(store, event.order_id, event.field, event.choose,
+                              by=f"driver:{driver}@{device}", rid=f"driver:{event.event_id}",
+                              policy=policy, now=now)
+        except CommandError as exc:
+            return f"refused: {exc}"
+        store.add_resolution(res)
+        store.audit(now, f"driver:{driver}", "resolve", order_id=event.order_id,
+                    field=event.field, chose=res.chosen_claim_id)
+        return "applied"
+    store.add_claim_set(set_id=set_id, source="driver", order_id=event.order_id, vals=vals,
+                        as_of=as_of, received_at=now, hlc=store.next_hlc(now),
+                        based_on=event.based_on, source_rev=event.event_id)
+    if event.action in RESULTS:
+        arrived = devices.last_event_body(event.order_id, "arrive")
+        store.add_result(event.event_id, event.order_id, {
+            "result_id": event.event_id,
+            "order_id": event.order_id,
+            "result": ACTION_STATUS[event.action],
+            "reason": event.reason,
+            "arrived_at": json.loads(arrived)["at"] if arrived else None,
+            "done_at": event.at.isoformat(),
+            "note": event.note,
+        }, now)
+    return "applied"

@@ -1,0 +1,188 @@
+"""``crossdock dispatch``: send a command to the gateway over MQTT and print its reply.
+
+The config is ``dispatch.toml`` (written by ``gateway init``) or the gateway's own
+``gateway.toml`` (then the dispatch credential is read from ``dispatch.toml`` beside it). A
+refusal prints the gateway's one-line reason and exits 1; no reply within ``--timeout`` exits 1
+with "no reply" (the command may still be applied: it is idempotent, so send it again).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import queue
+import tomllib
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.errors import CommandError, ConfigError
+from gateway.mqtt import LinkSettings, MqttLink
+from sync.codec import decode, encode
+from sync.envelope import ENVELOPE, DispatchReplyMsg
+from sync.errors import CodecError
+from sync.topics import Topics, check_segment
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    depot: str
+    client: str
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+
+def load_dispatch_config(path: Path) -> DispatchConfig:
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path}: not valid TOML: {exc}") from None
+    broker = data.get("broker", {})
+    if "sources" in data or "db" in data:  # the gateway's own file
+        beside = path.resolve().parent / "dispatch.toml"
+        if beside.exists():
+            return load_dispatch_config(beside)
+        host, port = broker.get("host", "127.0.0.1"), broker.get("port", 1883)
+        url = broker.get("url") or ""
+        if url:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(url)
+            host, port = parts.hostname or host, parts.port or port
+        return DispatchConfig(str(data.get("depot", "depot-1")), "dispatch", host, int(port),
+                              broker.get("username"), broker.get("password"))
+    try:
+        return DispatchConfig(
+            depot=check_segment(str(data["depot"]), "depot"),
+            client=check_segment(str(data.get("client", "dispatch")), "client"),
+            host=str(broker.get("host", "127.0.0.1")),
+            port=int(broker.get("port", 1883)),
+            username=broker.get("username"),
+            password=broker.get("password"),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"config {path}: missing key {exc.args[0]!r}") from None
+
+
+def send_command(cfg: DispatchConfig, body: dict[str, Any], *, timeout: float = 10.0
+                 ) -> DispatchReplyMsg:
+    """Publish one command and wait for the gateway's reply to it."""
+    topics = Topics(cfg.depot)
+    command_id = f"cmd-{uuid.uuid4().hex[:16]}"
+    replies: queue.Queue[bytes] = queue.Queue()
+    link = MqttLink(
+        LinkSettings(host=cfg.host, port=cfg.port,
+                     client_id=f"crossdock-dispatch-{cfg.client}-{uuid.uuid4().hex[:6]}",
+                     username=cfg.username, password=cfg.password, session_expiry_s=0),
+        subscriptions=[topics.replies(cfg.client)],
+        on_message=lambda _t, p: replies.put(p),
+    )
+    link.start()
+    try:
+        if not link.wait_connected(timeout):
+            raise CommandError(f"no broker at {cfg.host}:{cfg.port} within {timeout:g} s")
+        now = _dt.datetime.now(_dt.UTC)
+        msg = ENVELOPE.validate_python({
+            "v": 1, "kind": "dispatch_command", "id": command_id, "origin": cfg.client,
+            "hlc": f"{int(now.timestamp() * 1000):015d}-000000-{cfg.client}",
+            "body": {**body, "client": cfg.client},
+        })
+        link.publish(topics.commands, encode(msg))
+        deadline = _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=timeout)
+        while True:
+            left = (deadline - _dt.datetime.now(_dt.UTC)).total_seconds()
+            if left <= 0:
+                raise CommandError(f"no reply from the gateway within {timeout:g} s "
+                                   f"(command {command_id}; it is safe to send again)")
+            try:
+                payload = replies.get(timeout=left)
+            except queue.Empty:
+                continue
+            try:
+                reply = decode(payload)
+            except CodecError:
+                continue
+            if isinstance(reply, DispatchReplyMsg) and reply.body.command_id == command_id:
+                return reply
+    finally:
+        link.stop()
+
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), default="dispatch.toml",
+    show_default=True, help="dispatch.toml, or the gateway's gateway.toml.")
+
+
+@click.group()
+@config_option
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for a reply.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reply as JSON.")
+@click.pass_context
+def dispatch(ctx: click.Context, config_path: Path, timeout: float, as_json: bool) -> None:
+    """Commands to the gateway: assign, cancel, resolve, approve, reject."""
+    ctx.obj = {"config": config_path, "timeout": timeout, "json": as_json}
+
+
+def _send(ctx: click.Context, body: dict[str, Any]) -> None:
+    cfg = load_dispatch_config(ctx.obj["config"])
+    reply = send_command(cfg, body, timeout=ctx.obj["timeout"])
+    if ctx.obj["json"]:
+        click.echo(json.dumps(reply.body.model_dump(mode="json"), indent=2))
+    elif reply.body.ok:
+        detail = ", ".join(f"{k}={v}" for k, v in reply.body.detail.items())
+        click.echo(f"ok: {body['action']}" + (f" ({detail})" if detail else ""))
+    if not reply.body.ok:
+        raise CommandError(f"refused: {reply.body.reason}")
+
+
+@dispatch.command()
+@click.argument("order")
+@click.argument("driver")
+@click.option("--override", is_flag=True,
+              help="Claim and resolve in one: an audited override of what the sources say.")
+@click.pass_context
+def assign(ctx: click.Context, order: str, driver: str, override: bool) -> None:
+    """Assign ORDER to DRIVER."""
+    _send(ctx, {"action": "assign", "order_id": order, "driver": driver, "override": override})
+
+
+@dispatch.command()
+@click.argument("order")
+@click.option("--reason", default="", help="Why (the customer cancelled, ...).")
+@click.pass_context
+def cancel(ctx: click.Context, order: str, reason: str) -> None:
+    """Cancel ORDER."""
+    _send(ctx, {"action": "cancel", "order_id": order, "reason": reason})
+
+
+@dispatch.command()
+@click.argument("order")
+@click.argument("field")
+@click.option("--choose", required=True, help="The source (or claim id) whose value wins.")
+@click.pass_context
+def resolve(ctx: click.Context, order: str, field: str, choose: str) -> None:
+    """Resolve the conflict on ORDER's FIELD by choosing one candidate."""
+    _send(ctx, {"action": "resolve", "order_id": order, "field": field, "choose": choose})
+
+
+@dispatch.command()
+@click.argument("proposal")
+@click.pass_context
+def approve(ctx: click.Context, proposal: str) -> None:
+    """Approve an optimizer proposal held for approval."""
+    _send(ctx, {"action": "approve", "proposal_id": proposal})
+
+
+@dispatch.command()
+@click.argument("proposal")
+@click.pass_context
+def reject(ctx: click.Context, proposal: str) -> None:
+    """Reject an optimizer proposal held for approval."""
+    _send(ctx, {"action": "reject", "proposal_id": proposal})

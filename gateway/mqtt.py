@@ -1,0 +1,114 @@
+"""The gateway's MQTT link: the only gateway module that imports paho.
+
+It turns paho's callbacks into two plain calls — ``on_message(topic, payload)`` and
+``on_connect()`` — and offers ``publish``. MQTT 5, a fixed client id, a persistent session
+(``clean_start=False`` with an explicit session expiry: paho's default would start clean on
+every process start), reconnect with capped backoff, and a retained will on ``gateway/status``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    host: str
+    port: int
+    client_id: str
+    username: str | None = None
+    password: str | None = None
+    session_expiry_s: int = 7 * 24 * 3600
+    keepalive_s: int = 30
+    backoff_min_s: float = 0.2
+    backoff_max_s: float = 10.0
+
+
+class MqttLink:
+    """One paho client for the gateway (or a dispatch console)."""
+
+    def __init__(
+        self,
+        settings: LinkSettings,
+        *,
+        subscriptions: Sequence[str],
+        on_message: Callable[[str, bytes], None],
+        on_connect: Callable[[], None] = lambda: None,
+        will: tuple[str, bytes] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.subscriptions = list(subscriptions)
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self.connected = threading.Event()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
+                             protocol=mqtt.MQTTv5)
+        client.max_queued_messages_set(0)  # paho keeps every unsent message: never drop
+        client.max_inflight_messages_set(100)
+        client.reconnect_delay_set(min_delay=max(1, int(settings.backoff_min_s)),
+                                   max_delay=max(1, int(settings.backoff_max_s)))
+        if settings.username:
+            client.username_pw_set(settings.username, settings.password)
+        if will is not None:
+            client.will_set(will[0], will[1], qos=1, retain=True)
+        client.on_connect = self._connected
+        client.on_disconnect = self._disconnected
+        client.on_message = self._message
+        self._client = client
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        if self.settings.session_expiry_s:
+            props.SessionExpiryInterval = self.settings.session_expiry_s
+        try:
+            self._client.connect_async(self.settings.host, self.settings.port,
+                                       keepalive=self.settings.keepalive_s,
+                                       clean_start=self.settings.session_expiry_s == 0,
+                                       properties=props)
+        except (OSError, ValueError) as exc:
+            raise GatewayError(f"mqtt {self.settings.host}:{self.settings.port}: {exc}") from None
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected.wait(timeout)
+
+    def _connected(self, client: mqtt.Client, _userdata: object, _flags: object,
+                   reason: ReasonCode, _props: object) -> None:
+        if reason.is_failure:
+            log.warning("mqtt connect refused: %s", reason)
+            return
+        for topic in self.subscriptions:
+            client.subscribe(topic, qos=1)
+        self.connected.set()
+        self._on_connect()
+
+    def _disconnected(self, _client: mqtt.Client, _userdata: object, _flags: object,
+                      reason: ReasonCode, _props: object) -> None:
+        self.connected.clear()
+        log.info("mqtt disconnected: %s", reason)
+
+    def _message(self, _client: mqtt.Client, _userdata: object,
+                 message: mqtt.MQTTMessage) -> None:
+        self._on_message(message.topic, bytes(message.payload))

@@ -1,0 +1,123 @@
+"""``crossdock gateway run``: the managed broker, the MQTT service and the scheduler together.
+
+``GatewayRunner`` starts Mosquitto (unless ``broker.url`` names a running broker) with users
+and ACL from the device registry, the gateway service, and the scheduler, and supervises them:
+a broker that dies is restarted, and a device added with ``gateway devices add`` while the
+gateway runs gets its credential and ACL on the next check (the broker re-reads them on
+SIGHUP).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from gateway.broker import BrokerSettings, BrokerUser, ManagedBroker, write_config
+from gateway.config import GatewayConfig
+from gateway.devicestore import DeviceStore
+from gateway.errors import ConfigError
+from gateway.service import Clock, GatewayService, utc_now
+from gateway.setup import dispatch_password
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def broker_users(cfg: GatewayConfig, store: Store) -> list[BrokerUser]:
+    """The gateway, the dispatch console (dispatch.toml) and every registered device."""
+    users = [BrokerUser.model_validate({"username": cfg.broker.username,
+                                        "password": cfg.broker.password or "-",
+                                        "role": "gateway"})]
+    password = dispatch_password(cfg)
+    if password:
+        users.append(BrokerUser.model_validate({"username": "dispatch", "password": password,
+                                                "role": "dispatch"}))
+    for device in DeviceStore(store).all():
+        users.append(BrokerUser.model_validate({"username": device.device,
+                                                "password": device.password,
+                                                "role": "device", "device": device.device}))
+    return users
+
+
+class GatewayRunner:
+    def __init__(self, cfg: GatewayConfig, *, clock: Clock = utc_now,
+                 scheduler: bool = True, status_interval_s: float = 30.0) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.broker: ManagedBroker | None = None
+        self.use_scheduler = scheduler
+        self.scheduler: object | None = None
+        self.status_interval_s = status_interval_s
+        self._stop = threading.Event()
+        self._registry: tuple[str, ...] = ()
+        if cfg.broker.url:
+            parts = urlsplit(cfg.broker.url)
+            if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+                raise ConfigError(f"broker.url {cfg.broker.url!r}: want mqtt://host:port")
+            self.host, self.port = parts.hostname, parts.port or 1883
+        else:
+            self.host, self.port = cfg.broker.host, cfg.broker.port
+        self.service: GatewayService | None = None
+
+    def start(self) -> None:
+        if not self.cfg.broker.url:
+            with Store(self.cfg.db_path) as store:
+                users = broker_users(self.cfg, store)
+            self._registry = tuple(u.username for u in users)
+            settings = BrokerSettings(
+                data_dir=Path(self.cfg.path(self.cfg.broker.data_dir)),
+                host=self.cfg.broker.host, port=self.cfg.broker.port,
+                max_queued_messages=self.cfg.broker.max_queued_messages,
+            )
+            self.broker = ManagedBroker(settings, users, self.cfg.depot)
+            self.broker.start()
+        self.service = GatewayService(
+            self.cfg, host=self.host, port=self.port, username=self.cfg.broker.username,
+            password=self.cfg.broker.password or None, clock=self.clock,
+            status_interval_s=self.status_interval_s,
+        )
+        self.service.start()
+        if self.use_scheduler:
+            from gateway.scheduler import GatewayScheduler
+
+            service = self.service
+            sched = GatewayScheduler(self.cfg, clock=self.clock,
+                                     on_run=lambda *_args: service.request_refresh("ingest"))
+            sched.start()
+            self.scheduler = sched
+
+    def check(self) -> None:
+        """Supervise the broker and pick up devices added since the last check."""
+        if self.broker is None:
+            return
+        if self.broker.supervise():
+            log.warning("mosquitto died and was restarted (%d restarts)", self.broker.restarts)
+        with Store(self.cfg.db_path) as store:
+            users = broker_users(self.cfg, store)
+        names = tuple(u.username for u in users)
+        if names != self._registry:
+            self._registry = names
+            self.broker.users = tuple(users)
+            write_config(self.broker.settings, users, self.cfg.depot)
+            pid = self.broker.pid
+            if pid is not None:
+                os.kill(pid, signal.SIGHUP)  # mosquitto re-reads passwords and ACL
+            log.info("broker users updated: %d identities", len(users))
+
+    def run_forever(self, check_every_s: float = 5.0) -> None:
+        while not self._stop.wait(check_every_s):
+            self.check()
+
+    def stop(self) -> None:
+        self._stop.set()
+        sched = self.scheduler
+        if sched is not None:
+            sched.shutdown()  # type: ignore[attr-defined]
+        if self.service is not None:
+            self.service.stop()
+        if self.broker is not None:
+            self.broker.stop()

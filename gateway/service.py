@@ -1,0 +1,399 @@
+"""The running gateway: MQTT in and out, one worker thread owning the store's stream side.
+
+Thread model: paho's network thread only puts ``(topic, payload)`` on a queue; the scheduler's
+jobs ingest in their own threads with their own Store and then put a refresh request on the
+same queue. One worker thread takes from the queue, owns a Store, applies driver events and
+dispatch commands, merges, appends to device streams and publishes — so entries leave in
+``seq`` order and a slow or bad message never blocks anything but itself.
+
+Every inbound message is decoded by ``sync.codec``; a malformed, oversize, unknown-version or
+unauthorized one is logged with its topic, counted (the counters are in ``gateway/status``) and
+dropped; the next message is handled as usual.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import commands
+from gateway.config import GatewayConfig
+from gateway.devicestore import DeviceStore, Entry
+from gateway.errors import CommandError
+from gateway.mqtt import LinkSettings, MqttLink
+from gateway.status import source_freshness
+from gateway.store import Store
+from gateway.views import refresh
+from sync.codec import decode, encode
+from sync.envelope import (
+    ENVELOPE,
+    Ack,
+    AckMsg,
+    AppliedMsg,
+    DispatchCommandMsg,
+    DispatchReply,
+    DispatchReplyMsg,
+    DriverEventMsg,
+    ResyncMsg,
+    Snapshot,
+    SnapshotMsg,
+    SourceFreshness,
+    Status,
+    StatusMsg,
+    ViewChange,
+    ViewChangeMsg,
+)
+from sync.errors import CodecError
+from sync.model import OrderView
+from sync.streams import Replay, SendSnapshot, plan_repair
+from sync.topics import Topics
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+
+Clock = Callable[[], _dt.datetime]
+
+
+def utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+@dataclass(frozen=True)
+class _Message:
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class _Refresh:
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Call:
+    fn: Callable[[Store], Any]
+    done: threading.Event
+    box: list[Any]
+
+
+class GatewayService:
+    """The gateway's MQTT side. ``start()``; ``stop()``; ``request_refresh()`` after ingest."""
+
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        *,
+        host: str,
+        port: int,
+        username: str | None = None,
+        password: str | None = None,
+        clock: Clock = utc_now,
+        status_interval_s: float = 30.0,
+        tick_s: float = 1.0,
+    ) -> None:
+        self.cfg = cfg
+        self.topics = Topics(cfg.depot)
+        self.clock = clock
+        self.policy = cfg.merge_policy()
+        self.status_interval_s = status_interval_s
+        self.tick_s = tick_s
+        self._queue: queue.Queue[_Message | _Refresh | _Call | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._store: Store | None = None
+        self._last_status = 0.0
+        self._last_housekeeping = 0.0
+        self.published = 0
+        self.ready = threading.Event()
+        will = encode(self._status_msg(online=False, counters={}, sources=()))
+        self.link = MqttLink(
+            LinkSettings(host=host, port=port, client_id=f"crossdock-gateway-{cfg.depot}",
+                         username=username, password=password),
+            subscriptions=[self.topics.all_outboxes, self.topics.all_device_status,
+                           self.topics.commands],
+            on_message=lambda t, p: self._queue.put(_Message(t, p)),
+            on_connect=lambda: self._queue.put(_Refresh("connect")),
+            will=(self.topics.gateway_status, will),
+        )
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread = threading.Thread(target=self._run, name="crossdock-gateway", daemon=True)
+        self._thread.start()
+        self.link.start()
+        self.ready.wait(timeout)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.link.stop()
+
+    def request_refresh(self, reason: str = "ingest") -> None:
+        self._queue.put(_Refresh(reason))
+
+    def call(self, fn: Callable[[Store], Any], timeout: float = 30.0) -> Any:
+        """Run ``fn(store)`` on the worker thread (in order with messages) and return its result."""
+        done = threading.Event()
+        box: list[Any] = []
+        self._queue.put(_Call(fn, done, box))
+        if not done.wait(timeout):
+            raise TimeoutError("gateway worker did not answer")
+        if box and isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0] if box else None
+
+    def _run(self) -> None:
+        store = Store(self.cfg.db_path)
+        self._store = store
+        self.ready.set()
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=self.tick_s)
+                except queue.Empty:
+                    item = _Refresh("tick")
+                if item is None:
+                    break
+                try:
+                    self._handle(store, item)
+                except Exception:  # the worker must outlive any one bad input
+                    log.exception("gateway worker: %r failed", item)
+                    self._count(store, "worker_errors")
+                self._housekeeping(store)
+        finally:
+            try:
+                self._publish_status(store, online=False)
+            finally:
+                store.close()
+
+    # --- dispatching inputs -------------------------------------------------------------
+
+    def _handle(self, store: Store, item: _Message | _Refresh | _Call) -> None:
+        if isinstance(item, _Call):
+            try:
+                item.box.append(item.fn(store))
+            except BaseException as exc:  # handed back to the caller's thread
+                item.box.append(exc)
+            item.done.set()
+            return
+        if isinstance(item, _Refresh):
+            self._refresh_and_publish(store)
+            return
+        self._message(store, item.topic, item.payload)
+
+    def _message(self, store: Store, topic: str, payload: bytes) -> None:
+        if not payload:
+            return  # a cleared retained message
+        try:
+            env = decode(payload)
+        except CodecError as exc:
+            log.warning("bad message on %s: %s", topic, exc)
+            self._count(store, "bad_messages", f"bad_messages_{exc.reason}")
+            return
+        if topic == self.topics.commands:
+            if isinstance(env, DispatchCommandMsg):
+                self._command(store, env)
+            else:
+                self._unauthorized(store, topic, f"{env.kind} is not a dispatch command")
+            return
+        device = self.topics.device_of(topic)
+        if device is None:
+            self._unauthorized(store, topic, "not a crossdock topic")
+            return
+        registered = DeviceStore(store).get(device)
+        if registered is None:
+            self._unauthorized(store, topic, f"device {device} is not registered")
+            return
+        if env.origin != device:
+            self._unauthorized(store, topic, f"origin {env.origin!r} is not device {device}")
+            return
+        if topic == self.topics.device_status(device) and isinstance(env, StatusMsg):
+            with store.transaction():
+                DeviceStore(store).set_status(device, env.body.online,
+                                              env.body.model_dump_json(), self.clock())
+        elif topic == self.topics.outbox(device):
+            if isinstance(env, DriverEventMsg):
+                self._driver_event(store, device, registered.driver, env)
+            elif isinstance(env, ResyncMsg):
+                self._resync(store, device, env.body.after)
+            elif isinstance(env, AppliedMsg):
+                with store.transaction():
+                    DeviceStore(store).set_applied(device, env.body.seq)
+            else:
+                self._unauthorized(store, topic, f"{env.kind} does not belong on an outbox")
+        else:
+            self._unauthorized(store, topic, f"{env.kind} does not belong on this topic")
+
+    def _unauthorized(self, store: Store, topic: str, why: str) -> None:
+        log.warning("refused message on %s: %s", topic, why)
+        self._count(store, "unauthorized_messages")
+
+    def _count(self, store: Store, *names: str) -> None:
+        with store.transaction():
+            for name in names:
+                DeviceStore(store).bump(name)
+
+    # --- driver events ------------------------------------------------------------------
+
+    def _driver_event(self, store: Store, device: str, driver: str, env: DriverEventMsg) -> None:
+        event = env.body
+        now = self.clock()
+        devices = DeviceStore(store)
+        with store.transaction():
+            outcome = devices.event_outcome(event.event_id)
+            if outcome is None:
+                outcome = commands.driver_event(store, device, driver, event, policy=self.policy,
+                                                now=now)
+                devices.record_event(event.event_id, device, event.order_id, event.action,
+                                     event.model_dump_json(), outcome, now)
+                devices.bump("driver_events")
+                if outcome != "applied":
+                    devices.bump("refused_events")
+                    log.warning("device %s event %s %s", device, event.event_id, outcome)
+            else:
+                devices.bump("duplicate_events")
+        # stored durably (committed): now it may be acknowledged
+        self._publish(self.topics.acks(device), AckMsg(
+            v=1, kind="ack", id=f"ack-{event.event_id}", origin="gateway",
+            hlc=self._hlc(store), body=Ack(event_ids=(event.event_id,))))
+        self._refresh_and_publish(store)
+
+    # --- dispatch commands --------------------------------------------------------------
+
+    def _command(self, store: Store, env: DispatchCommandMsg) -> None:
+        cmd = env.body
+        now = self.clock()
+        devices = DeviceStore(store)
+        previous = devices.reply_of(env.id)
+        if previous is not None:  # a resent command gets the answer it got the first time
+            self.link.publish(self.topics.replies(cmd.client), previous.encode())
+            return
+        try:
+            with store.transaction():
+                detail = self._apply_command(store, env, now)
+                reply = self._reply(store, env.id, ok=True, detail=detail)
+                devices.record_command(env.id, cmd.client, cmd.model_dump_json(),
+                                       reply.decode(), now)
+        except CommandError as exc:
+            reply = self._reply(store, env.id, ok=False, reason=str(exc))
+            with store.transaction():
+                devices.record_command(env.id, cmd.client, cmd.model_dump_json(),
+                                       reply.decode(), now)
+                devices.bump("refused_commands")
+        self.link.publish(self.topics.replies(cmd.client), reply)
+        self._refresh_and_publish(store)
+
+    def _apply_command(self, store: Store, env: DispatchCommandMsg, now: _dt.datetime
+                       ) -> dict[str, Any]:
+        cmd = env.body
+        if cmd.action == "assign":
+            return commands.assign(store, cmd, command_id=env.id, policy=self.policy, now=now)
+        if cmd.action == "cancel":
+            return commands.cancel(store, cmd, command_id=env.id, policy=self.policy, now=now)
+        if cmd.action == "resolve":
+            return commands.resolve(store, cmd, command_id=env.id, policy=self.policy, now=now)
+        if cmd.action == "approve":
+            return commands.approve(store, cmd, policy=self.policy, now=now)
+        return commands.reject(store, cmd, now=now)
+
+    def _reply(self, store: Store, command_id: str, *, ok: bool, reason: str = "",
+               detail: dict[str, Any] | None = None) -> bytes:
+        return encode(DispatchReplyMsg(
+            v=1, kind="dispatch_reply", id=f"reply-{command_id}", origin="gateway",
+            hlc=self._hlc(store),
+            body=DispatchReply(command_id=command_id, ok=ok, reason=reason,
+                               detail=json.loads(json.dumps(detail or {}, default=str)))))
+
+    # --- streams ------------------------------------------------------------------------
+
+    def _refresh_and_publish(self, store: Store) -> None:
+        entries = refresh(store, self.policy, self.clock())
+        for device, device_entries in entries.items():
+            self._publish_entries(store, device, device_entries)
+
+    def _publish_entries(self, store: Store, device: str, entries: list[Entry]) -> None:
+        topic = self.topics.inbox(device)
+        hlc = self._hlc(store)
+        for entry in entries:
+            view = None if entry.body is None else OrderView.model_validate_json(entry.body)
+            self._publish(topic, ViewChangeMsg(
+                v=1, kind="view_change", id=f"{device}:{entry.seq}", origin="gateway", hlc=hlc,
+                body=ViewChange(seq=entry.seq, order_id=entry.order_id, view=view)))
+
+    def _resync(self, store: Store, device: str, after: int) -> None:
+        devices = DeviceStore(store)
+        first, last = devices.bounds(device)
+        plan = plan_repair(after, first=first, last=last)
+        if isinstance(plan, Replay):
+            self._publish_entries(store, device, devices.entries(device, plan.first, plan.last))
+        elif isinstance(plan, SendSnapshot):
+            seq, bodies = devices.snapshot(device)
+            self._publish(self.topics.inbox(device), SnapshotMsg(
+                v=1, kind="snapshot", id=f"{device}:snapshot:{seq}", origin="gateway",
+                hlc=self._hlc(store),
+                body=Snapshot(seq=seq, views=tuple(OrderView.model_validate_json(b)
+                                                   for b in bodies))))
+
+    def _publish(self, topic: str, msg: Any) -> None:
+        self.link.publish(topic, encode(msg))
+        self.published += 1
+
+    def _hlc(self, store: Store) -> str:
+        with store.transaction():
+            return store.next_hlc(self.clock())
+
+    # --- status and housekeeping --------------------------------------------------------
+
+    def _status_msg(self, *, online: bool, counters: dict[str, int],
+                    sources: tuple[SourceFreshness, ...]) -> StatusMsg:
+        now = self.clock()
+        return ENVELOPE.validate_python({
+            "v": 1, "kind": "status", "id": f"gateway-status-{uuid.uuid4().hex[:12]}",
+            "origin": "gateway", "hlc": f"{int(now.timestamp() * 1000):015d}-000000-gateway",
+            "body": Status(role="gateway", online=online, at=now, app_version=VERSION,
+                           sources=sources, counters=counters).model_dump(),
+        })  # type: ignore[return-value]
+
+    def _publish_status(self, store: Store, *, online: bool = True) -> None:
+        sources = tuple(
+            SourceFreshness(
+                source=row["source"],
+                as_of=_dt.datetime.fromisoformat(row["as_of"]) if row["as_of"] else None,
+                cadence_s=row["cadence_s"],
+                last_run_at=(_dt.datetime.fromisoformat(row["last_run_at"])
+                             if row["last_run_at"] else None),
+                last_ok_at=(_dt.datetime.fromisoformat(row["last_ok_at"])
+                            if row["last_ok_at"] else None),
+                last_error=row["last_error"],
+            )
+            for row in source_freshness(store, self.cfg)
+        )
+        counters = DeviceStore(store).counters()
+        msg = self._status_msg(online=online, counters=counters, sources=sources)
+        self.link.publish(self.topics.gateway_status, encode(msg), retain=True)
+
+    def publish_status(self) -> None:
+        self.call(lambda store: self._publish_status(store))
+
+    def _housekeeping(self, store: Store) -> None:
+        now = time.monotonic()
+        if now - self._last_status >= self.status_interval_s and self.link.connected.is_set():
+            self._last_status = now
+            self._publish_status(store)
+        if now - self._last_housekeeping >= 60:
+            self._last_housekeeping = now
+            with store.transaction():
+                commands.expire_proposals(store, self.clock(),
+                                          on_expiry=self.cfg.policy.approval_expiry)
+                devices = DeviceStore(store)
+                for device in devices.all():
+                    devices.compact(device.device, self.cfg.policy.changelog_keep)

@@ -1,0 +1,139 @@
+"""A whole depot in one test process: a legacy FoxPro export, the gateway service on a real
+Mosquitto, tablets running the real agent, and dispatch commands over MQTT."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import dbf
+
+from agent.config import AgentConfig
+from agent.service import Agent
+from gateway.config import GatewayConfig, load_config
+from gateway.devicestore import DeviceStore
+from gateway.dispatch import DispatchConfig, send_command
+from gateway.ingest.pipeline import ingest_source
+from gateway.service import GatewayService
+from gateway.store import Store
+from gateway.views import sync_driver
+from sync.envelope import DispatchReplyMsg
+
+MAPPING = """\
+required = ["status"]
+
+[source]
+timezone = "Europe/Berlin"
+cadence = "0 0 * * *"
+
+[columns]
+order_id = "ORDER_ID"
+driver = "DRIVER_ID"
+sequence = "SEQ"
+status = "STATUS"
+
+[status]
+planned = ["PLANNED", "Planned"]
+delivered = ["DELIVERED", "DLVD"]
+cancelled = ["CANC", "Cancelled"]
+"""
+
+
+def write_orders(path: Path, rows: Iterable[tuple[str, str, int, str]]) -> None:
+    """A Visual FoxPro orders table, as the legacy system's nightly export writes it."""
+    path.unlink(missing_ok=True)
+    table = dbf.Table(str(path), "ORDER_ID C(12); DRIVER_ID C(8); SEQ N(4,0); STATUS C(12)",
+                      dbf_type="vfp", codepage="cp1252")
+    table.open(dbf.READ_WRITE)
+    try:
+        for order_id, driver, seq, status in rows:
+            table.append((order_id, driver, seq, status))
+    finally:
+        table.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+class Depot:
+    def __init__(self, root: Path, host: str, port: int, *, escalate_after_min: float = 30,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.root = root
+        self.host, self.port = host, port
+        (root / "export").mkdir(parents=True, exist_ok=True)
+        (root / "legacy.mapping.toml").write_text(MAPPING, encoding="utf-8")
+        (root / "gateway.toml").write_text(
+            f'depot = "test-depot"\ndb = "gateway.sqlite"\n\n[broker]\n'
+            f'url = "mqtt://{host}:{port}"\n\n[policy]\n'
+            f"escalate_after_min = {escalate_after_min}\n\n"
+            '[[sources]]\nname = "legacy"\nkind = "foxpro"\npath = "export/orders.dbf"\n'
+            'mapping = "legacy.mapping.toml"\n\n[writeback]\nkind = "csv"\npath = "import"\n',
+            encoding="utf-8",
+        )
+        self.cfg: GatewayConfig = load_config(root / "gateway.toml")
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.service = GatewayService(self.cfg, host=host, port=port, clock=self.clock,
+                                      status_interval_s=0.5, tick_s=0.2)
+        self.agents: list[Agent] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.service.start()
+        assert self.service.link.wait_connected(10)
+
+    def stop(self) -> None:
+        for agent in self.agents:
+            agent.stop()
+        self.service.stop()
+
+    def export(self, rows: Iterable[tuple[str, str, int, str]]) -> None:
+        """The legacy system writes its nightly export; the gateway reads it."""
+        write_orders(self.root / "export" / "orders.dbf", rows)
+        self.ingest()
+
+    def ingest(self) -> list[Any]:
+        def run(store: Store) -> list[Any]:
+            return ingest_source(store, self.cfg, self.cfg.sources[0], now=self.clock)
+
+        summaries = self.service.call(run)
+        self.service.request_refresh()
+        return summaries
+
+    def add_device(self, device: str, driver: str, *, start: bool = True,
+                   resync_quiet_s: float = 30) -> Agent:
+        def register(store: Store) -> None:
+            with store.transaction():
+                DeviceStore(store).add(device, driver, "pw-" + device, self.clock())
+            sync_driver(store, driver, self.cfg.merge_policy(), self.clock())
+
+        self.service.call(register)
+        config = AgentConfig.model_validate({
+            "depot": "test-depot", "device": device, "driver": driver,
+            "db": str(self.root / f"{device}.sqlite"),
+            "broker": {"host": self.host, "port": self.port},
+            "sync": {"resync_quiet_s": resync_quiet_s, "backoff_min_s": 0.1,
+                     "backoff_max_s": 1.0},
+        })
+        agent = Agent(config)
+        self.agents.append(agent)
+        if start:
+            agent.start()
+            assert agent.wait_online(10)
+        return agent
+
+    def dispatch(self, **body: Any) -> DispatchReplyMsg:
+        cfg = DispatchConfig("test-depot", "anna", self.host, self.port, None, None)
+        return send_command(cfg, body, timeout=10)
+
+    def store(self) -> Store:
+        return Store(self.cfg.db_path)
