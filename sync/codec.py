@@ -19,8 +19,9 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 
 
 def encode(envelope: Envelope) -> bytes:
-    """The envelope as compact UTF-8 JSON."""
-    return envelope.model_dump_json(exclude_defaults=False).encode()
+    """The envelope as compact UTF-8 JSON; fields at their default are left out (decode
+    fills them in), which keeps a view change small on the wire."""
+    return envelope.model_dump_json(exclude_defaults=True).encode()
 
 
 def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
