@@ -258,7 +258,8 @@ class GatewayService:
                 devices.bump("driver_events")
                 if outcome != "applied":
                     devices.bump("refused_events")
-                    log.warning("device %s event %s %s", device, event.event_id, outcome)
+                    log.warning("refused event on %s: %s %s", self.topics.outbox(device),
+                                event.event_id, outcome)
             else:
                 devices.bump("duplicate_events")
         # stored durably (committed): now it may be acknowledged

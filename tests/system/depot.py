@@ -22,6 +22,7 @@ from gateway.service import GatewayService
 from gateway.store import Store
 from gateway.views import sync_driver
 from sync.envelope import DispatchReplyMsg
+from sync.model import OrderView
 
 MAPPING = """\
 required = ["status"]
@@ -137,3 +138,96 @@ class Depot:
 
     def store(self) -> Store:
         return Store(self.cfg.db_path)
+
+
+# --- helpers for the fault, offline, bad-input and escalation tests ------------------------
+
+
+class SteppedClock:
+    """Wall-clock time plus an offset a test moves forward (``advance(minutes=31)``)."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta()
+
+    def __call__(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += dt.timedelta(**delta)
+
+
+def agent_config(depot: Depot, device: str, driver: str, *, resync_quiet_s: float = 30
+                 ) -> AgentConfig:
+    """The config ``Depot.add_device`` gives a tablet (same db file, same broker)."""
+    return AgentConfig.model_validate({
+        "depot": "test-depot", "device": device, "driver": driver,
+        "db": str(depot.root / f"{device}.sqlite"),
+        "broker": {"host": depot.host, "port": depot.port},
+        "sync": {"resync_quiet_s": resync_quiet_s, "backoff_min_s": 0.1, "backoff_max_s": 1.0},
+    })
+
+
+def write_agent_config(depot: Depot, device: str, driver: str) -> Path:
+    """The tablet's TOML file, for an agent run in its own process."""
+    path = depot.root / f"{device}.toml"
+    path.write_text(
+        f'depot = "test-depot"\ndevice = "{device}"\ndriver = "{driver}"\n'
+        f'db = "{device}.sqlite"\n\n[broker]\nhost = "{depot.host}"\nport = {depot.port}\n\n'
+        "[sync]\nresync_quiet_s = 30\nbackoff_min_s = 0.1\nbackoff_max_s = 1.0\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def reopen(depot: Depot, device: str, driver: str, *, start: bool = True) -> Agent:
+    """A new Agent on a device's existing SQLite file (after a stop, a crash or offline)."""
+    agent = Agent(agent_config(depot, device, driver))
+    depot.agents.append(agent)
+    if start:
+        agent.start()
+    return agent
+
+
+def pause_gateway(depot: Depot) -> None:
+    """Stop the gateway service; its persistent MQTT session keeps what arrives meanwhile."""
+    depot.service.stop()
+
+
+def resume_gateway(depot: Depot) -> None:
+    """Start a new gateway service on the same store and MQTT identity."""
+    depot.service = GatewayService(depot.cfg, host=depot.host, port=depot.port,
+                                   clock=depot.clock, status_interval_s=0.5, tick_s=0.2)
+    depot.start()
+
+
+def gateway_views(depot: Depot, device: str) -> dict[str, str]:
+    """What the gateway last sent the device, per order: order id → view JSON."""
+    with depot.store() as store:
+        return DeviceStore(store).sent(device)
+
+
+def last_seq(depot: Depot, device: str) -> int:
+    with depot.store() as store:
+        return DeviceStore(store).bounds(device)[1]
+
+
+def tablet_views(agent: Agent) -> dict[str, str]:
+    """The tablet's route views, per order: order id → view JSON (no local overlay)."""
+    return {stop.order_id: stop.view.model_dump_json() for stop in agent.route()}
+
+
+def _normalized(views: dict[str, str]) -> dict[str, Any]:
+    return {order_id: OrderView.model_validate_json(body).model_dump(mode="json")
+            for order_id, body in views.items()}
+
+
+def in_step(depot: Depot, agent: Agent, device: str) -> bool:
+    """The tablet holds exactly the gateway's views for the device, up to its last seq."""
+    if agent.sync_status().last_seq != last_seq(depot, device):
+        return False
+    return _normalized(tablet_views(agent)) == _normalized(gateway_views(depot, device))
+
+
+def values(agent: Agent, *fields: str) -> dict[str, tuple[Any, ...]]:
+    """Order id → the settled values of ``fields``: what a driver sees, without timestamps."""
+    return {stop.order_id: tuple(stop.view.value(f) for f in fields) for stop in agent.route()}
