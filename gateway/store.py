@@ -496,6 +496,12 @@ class Store:
         ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
+    def source_orders(self, source: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every order the source lists now, with its last values, by order id."""
+        return [(o, dict(json.loads(v))) for o, v in self.conn.execute(
+            "SELECT order_id, vals FROM source_state WHERE source=? ORDER BY order_id",
+            (source,))]
+
     def source_order_count(self, source: str) -> int:
         return int(self.conn.execute(
             "SELECT count(*) FROM source_state WHERE source=?", (source,)
