@@ -642,6 +642,10 @@ class SourceRun:
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")  # staging was outside: readers and writers went on
+            # indexed once staged (cheaper than maintaining them per insert); the duplicate and
+            # withdrawal queries look rows up by order id
+            conn.execute("CREATE INDEX IF NOT EXISTS temp.staged_order ON staged(order_id)")
+            conn.execute("CREATE INDEX IF NOT EXISTS temp.rejected_order ON rejected(order_id)")
             self._flag_duplicates()
             run_id = int(conn.execute(
                 "INSERT INTO runs(source, started_at, location, fingerprint, status, as_of) "
