@@ -57,7 +57,7 @@ def write_orders(path: Path, rows: Iterable[tuple[str, str, int, str]]) -> None:
         table.close()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
