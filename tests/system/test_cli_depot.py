@@ -1,0 +1,103 @@
+"""A depot set up and run only through the `crossdock` command, as an operator would:
+sample → devices add (writes the tablet's file) → gateway run (managed Mosquitto with
+passwords and ACL) → agent run → dispatch, with the refusals' exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.broker import free_port
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+
+def crossdock(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "crossdock_cli", *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def spawn(log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as err:
+        return subprocess.Popen([sys.executable, "-m", "crossdock_cli", *args],
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+
+
+def until(fn, timeout: float = 45.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.25)
+    return fn()
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_operator_sets_up_a_tablet_and_dispatches_through_the_cli(tmp_path: Path):
+    depot = tmp_path / "depot"
+    port = free_port()
+    assert crossdock("gateway", "sample", "--out", str(depot), "--orders", "30", "--drivers",
+                     "5", "--port", str(port)).returncode == 0
+    config = str(depot / "gateway.toml")
+    ingest = crossdock("gateway", "ingest", "--config", config, "--json")
+    assert ingest.returncode == 0, ingest.stderr
+    tablet = tmp_path / "tab-1.toml"
+    added = crossdock("gateway", "devices", "add", "tab-1", "--driver", "DRV-001",
+                      "--agent-config", str(tablet), "--config", config)
+    assert added.returncode == 0, added.stderr
+    assert "password" in tablet.read_text()
+
+    gateway_log, agent_log = tmp_path / "gateway.log", tmp_path / "agent.log"
+    gateway = spawn(gateway_log, "gateway", "run", "--config", config, "--no-scheduler")
+    agent = spawn(agent_log, "agent", "run", "--config", str(tablet))
+    try:
+        def route() -> list[dict]:
+            proc = crossdock("agent", "state", "--config", str(tablet), "--json")
+            return json.loads(proc.stdout)["route"] if proc.returncode == 0 else []
+
+        stops = until(route)
+        assert stops, f"tablet got no route; gateway said: {gateway_log.read_text()[-800:]}"
+        order = stops[0]["order_id"]
+
+        refused = crossdock("dispatch", "--config", str(depot / "dispatch.toml"), "assign",
+                            order, "DRV-404")
+        assert refused.returncode == 1
+        assert refused.stderr.strip() == "crossdock: refused: unknown driver DRV-404"
+
+        ok = crossdock("dispatch", "--config", str(depot / "dispatch.toml"), "cancel", order,
+                       "--reason", "customer called")
+        assert ok.returncode == 0, ok.stderr
+
+        def status_conflict() -> bool:
+            return any(s["order_id"] == order and "status" in s["conflicts"] for s in route())
+
+        assert until(status_conflict)
+        listed = json.loads(crossdock("gateway", "conflicts", "--config", config,
+                                      "--json").stdout)
+        assert any(c["order_id"] == order and c["field"] == "status" for c in listed)
+        devices = json.loads(crossdock("gateway", "devices", "list", "--config", config,
+                                       "--json").stdout)
+        assert devices[0]["device"] == "tab-1" and devices[0]["last_seq"] >= 2
+    finally:
+        stop(agent)
+        stop(gateway)
+    assert gateway.returncode in (0, -signal.SIGTERM), gateway_log.read_text()[-800:]
+    assert "Traceback" not in gateway_log.read_text()
+    assert "Traceback" not in agent_log.read_text()
