@@ -389,14 +389,15 @@ class Agent:
         with self._lock:
             if self._closed:
                 return
-            self._observe(envelope.hlc)
+            stamp = self._observed(envelope.hlc)  # stored with the entry, or below
             now = self._now()
             store = self._store
             if isinstance(envelope, ViewChangeMsg) and topic == self._topics.inbox(device):
                 body = envelope.body
                 step = receive(store.receiver(), body.seq)
                 if step.verdict == "apply":
-                    store.apply_change(body.seq, body.order_id, body.view, at=now)
+                    store.apply_change(body.seq, body.order_id, body.view, at=now, hlc=stamp)
+                    stamp = None
                     self._last_progress = self._clock()
                     changed |= {"route", "conflicts", "sync"}
                 elif step.verdict == "duplicate":
@@ -428,6 +429,8 @@ class Agent:
             else:
                 store.bump("unexpected")
                 log.warning("ignored a %s message on %s", envelope.kind, topic)
+            if stamp is not None:
+                store.observe_stamp(stamp)
         self._send(out)
         if changed:
             self._notify(changed)
@@ -444,14 +447,15 @@ class Agent:
     def _stamp(self) -> str:
         return str(self._store.next_stamp(self.config.device, _ms(self._clock())))
 
-    def _observe(self, text: str) -> None:
+    def _observed(self, text: str) -> Hlc | None:
+        """The local clock after seeing a remote stamp (None for a bad one); the caller
+        stores it, in the same transaction as the entry it came with when there is one."""
         try:
             remote = Hlc.parse(text)
         except SyncError as exc:
             log.warning("ignored a bad HLC stamp: %s", exc)
-            return
-        local = self._store.hlc(self.config.device)
-        self._store.observe_stamp(observe(local, remote, _ms(self._clock())))
+            return None
+        return observe(self._store.hlc(self.config.device), remote, _ms(self._clock()))
 
     def _envelope(self, model: type[BaseModel], kind: str, body: BaseModel) -> bytes:
         message = model(

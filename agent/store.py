@@ -190,13 +190,15 @@ class Store:
             self._put_receiver(receiver)
 
     def apply_change(
-        self, seq: int, order_id: str, view: OrderView | None, *, at: datetime
+        self, seq: int, order_id: str, view: OrderView | None, *, at: datetime,
+        hlc: Hlc | None = None,
     ) -> None:
         """Apply stream entry ``seq`` (must be last + 1): the order's view and ``seq`` together.
 
         ``view=None`` removes the order from the route. Local actions already acked for this
         order are dropped (the gateway's view now reflects them); pending ones stay, marked as
-        having seen a later view.
+        having seen a later view. ``hlc``, the clock after observing the entry's stamp, is
+        stored in the same transaction (as ``observe_stamp``): one COMMIT per entry.
         """
         with self._tx():
             last = self.receiver().last
@@ -220,6 +222,8 @@ class Store:
             )
             self._put_receiver(Receiver(last=seq, asked_after=None))
             self._put("last_sync_at", at.isoformat())
+            if hlc is not None and hlc > self._hlc(hlc.node):
+                self._put("hlc", str(hlc))
 
     def apply_snapshot(self, seq: int, views: Sequence[OrderView], *, at: datetime) -> None:
         """Replace every view with a snapshot taken at ``seq``; the stream resumes at seq + 1."""
