@@ -7,7 +7,8 @@ stream rules (``sync.streams``):
   same transaction as its ``seq``, duplicates are counted and dropped, a gap sends
   ``Resync(after=last)`` once; every (re)connect and every ``resync_quiet_s`` without stream
   progress sends one too (``sync.streams.restart``), so a tablet that was away catches up
-  whatever the broker kept; a snapshot replaces the views;
+  whatever the broker kept; so does a gap with no progress for ``GAP_RETRY_S`` (the request
+  or its replay was lost); a snapshot replaces the views;
 * the last applied ``seq`` is reported with ``Applied`` at most every ``APPLIED_EVERY_S``;
 * a driver action is recorded (local overlay + outbox row) in one transaction, then published
   if online; the whole outbox is resent on every reconnect until each event is acked.
@@ -74,6 +75,12 @@ log = logging.getLogger(__name__)
 APPLIED_EVERY_S = 0.25
 """How often, at most, the agent reports its last applied ``seq`` (and checks for quiet)."""
 
+GAP_RETRY_S = 2.0
+"""After a gap, a stream quiet for this long (capped by ``resync_quiet_s``) may mean the resync
+request or part of its replay was lost (a broker restart before the gateway re-subscribed, a
+broker queue that dropped the replay's tail): ask again rather than wait out the quiet timeout.
+If nothing was lost the gateway answers "up to date" by sending nothing."""
+
 ACTIONS: tuple[str, ...] = get_args(DriverAction)
 
 Observer = Callable[[Change], None]
@@ -123,6 +130,7 @@ class Agent:
         self._closed = False
         self._last_progress = clock()
         self._applied_sent = -1
+        self._behind = False  # a gap was seen since the last resync request
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -404,6 +412,7 @@ class Agent:
                     store.bump("duplicates")
                 else:
                     store.bump("gaps")
+                    self._behind = True
                     if step.request_after is not None:
                         store.save_receiver(step.receiver)
                         self._last_progress = self._clock()
@@ -413,6 +422,7 @@ class Agent:
                 receiver = snapshot(store.receiver(), body_s.seq)
                 store.apply_snapshot(receiver.last, body_s.views, at=now)
                 self._last_progress = self._clock()
+                self._behind = False
                 self._applied_sent = -1  # report at once, even if the seq went back
                 changed |= {"route", "conflicts", "sync"}
             elif isinstance(envelope, AckMsg) and topic == self._topics.acks(device):
@@ -534,7 +544,8 @@ class Agent:
                 log.exception("agent ticker failed")
 
     def _tick(self) -> None:
-        """Report the last applied seq; ask for more after ``resync_quiet_s`` without progress."""
+        """Report the last applied seq; ask for more after ``resync_quiet_s`` without progress,
+        or after ``GAP_RETRY_S`` when a gap showed the stream went on without us."""
         transport = self._transport
         if transport is None or not transport.connected or not self._follow:
             return
@@ -543,10 +554,13 @@ class Agent:
             if self._closed:
                 return
             receiver = self._store.receiver()
-            if self._clock() - self._last_progress >= self.config.sync.resync_quiet_s:
+            quiet = self._clock() - self._last_progress
+            retry = min(GAP_RETRY_S, self.config.sync.resync_quiet_s)
+            if quiet >= self.config.sync.resync_quiet_s or (self._behind and quiet >= retry):
                 step = restart(receiver)
                 self._store.save_receiver(step.receiver)
                 self._last_progress = self._clock()
+                self._behind = False
                 out.append((None, self._resync(receiver.last)))
             if receiver.last != self._applied_sent:
                 self._applied_sent = receiver.last

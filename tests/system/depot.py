@@ -17,7 +17,7 @@ from agent.service import Agent
 from gateway.config import GatewayConfig, load_config
 from gateway.devicestore import DeviceStore
 from gateway.dispatch import DispatchConfig, send_command
-from gateway.ingest.pipeline import ingest_source
+from gateway.ingest.pipeline import ingest_source, make_adapter
 from gateway.service import GatewayService
 from gateway.store import Store
 from gateway.views import sync_driver
@@ -82,6 +82,9 @@ class Depot:
             encoding="utf-8",
         )
         self.cfg: GatewayConfig = load_config(root / "gateway.toml")
+        # this depot's own adapter: gateway.ingest.pipeline.ADAPTERS caches one per source
+        # NAME for the whole process, so a second depot would read the first one's export
+        self._adapter = make_adapter(self.cfg, self.cfg.sources[0])
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.service = GatewayService(self.cfg, host=host, port=port, clock=self.clock,
                                       status_interval_s=0.5, tick_s=0.2)
@@ -104,7 +107,8 @@ class Depot:
 
     def ingest(self) -> list[Any]:
         def run(store: Store) -> list[Any]:
-            return ingest_source(store, self.cfg, self.cfg.sources[0], now=self.clock)
+            return ingest_source(store, self.cfg, self.cfg.sources[0], now=self.clock,
+                                 adapter=self._adapter)
 
         summaries = self.service.call(run)
         self.service.request_refresh()
@@ -179,9 +183,10 @@ def write_agent_config(depot: Depot, device: str, driver: str) -> Path:
     return path
 
 
-def reopen(depot: Depot, device: str, driver: str, *, start: bool = True) -> Agent:
+def reopen(depot: Depot, device: str, driver: str, *, start: bool = True,
+           resync_quiet_s: float = 30) -> Agent:
     """A new Agent on a device's existing SQLite file (after a stop, a crash or offline)."""
-    agent = Agent(agent_config(depot, device, driver))
+    agent = Agent(agent_config(depot, device, driver, resync_quiet_s=resync_quiet_s))
     depot.agents.append(agent)
     if start:
         agent.start()
