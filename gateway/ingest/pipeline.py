@@ -135,9 +135,12 @@ class _Adapters:
         self._cache: dict[str, Adapter] = {}
 
     def get(self, cfg: GatewayConfig, src: SourceSection) -> Adapter:
-        if src.name not in self._cache:
-            self._cache[src.name] = make_adapter(cfg, src)
-        return self._cache[src.name]
+        # keyed by where the config lives and what the section says: two depots (or a changed
+        # section) never share an adapter
+        key = f"{cfg.base_dir}\0{src.model_dump_json()}"
+        if key not in self._cache:
+            self._cache[key] = make_adapter(cfg, src)
+        return self._cache[key]
 
 
 ADAPTERS = _Adapters()
