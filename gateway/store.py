@@ -93,8 +93,19 @@ def _time(text: str) -> _dt.datetime:
     return _dt.datetime.fromisoformat(text)
 
 
+_canonical = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False
+).encode
+"""``sync.model.canonical`` with its encoder built once (the same text, without building a
+JSONEncoder per call: ingest encodes a few values per row of a million-row export)."""
+
+
 def row_digest(vals: dict[str, Any]) -> str:
-    return hashlib.blake2b(canonical(vals).encode(), digest_size=12).hexdigest()
+    return _text_digest(_canonical(vals))
+
+
+def _text_digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 def _raw_default(value: object) -> object:
@@ -124,8 +135,13 @@ def _raw_hook(obj: dict[str, Any]) -> object:
     return obj
 
 
+_dump_record = json.JSONEncoder(
+    default=_raw_default, ensure_ascii=False, check_circular=False
+).encode
+
+
 def dump_record(values: Any) -> str:
-    return json.dumps(dict(values), default=_raw_default, ensure_ascii=False)
+    return _dump_record(values if isinstance(values, dict) else dict(values))
 
 
 def load_record(text: str) -> dict[str, object]:
@@ -397,6 +413,15 @@ class Store:
                 out[oid] = OrderView.model_validate_json(body)
         return out
 
+    def view_bodies(self, order_ids: Iterable[str]) -> dict[str, str]:
+        """The stored views' JSON, unparsed (as ``views`` returns them parsed)."""
+        out: dict[str, str] = {}
+        for chunk in _chunks(list(order_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            out.update(self.conn.execute(
+                f"SELECT order_id, body FROM views WHERE order_id IN ({marks})", chunk))
+        return out
+
     def conflict_views(self) -> list[OrderView]:
         rows = self.conn.execute(
             "SELECT body FROM views WHERE body LIKE '%\"state\":\"conflict\"%' ORDER BY order_id"
@@ -601,9 +626,13 @@ class SourceRun:
 
     def stage(self, rows: Sequence[StagedRow]) -> None:
         self.rows_read += len(rows)
+        staged = []
+        for r in rows:
+            text = _canonical(r.vals)
+            staged.append((r.row, r.order_id, _text_digest(text), text, r.record))
         self.conn.executemany(
             "INSERT INTO temp.staged(row, order_id, digest, vals, record) VALUES(?,?,?,?,?)",
-            [(r.row, r.order_id, row_digest(r.vals), canonical(r.vals), r.record) for r in rows],
+            staged,
         )
 
     def reject(self, rows: Sequence[BadRow], *, distinct_rows: int) -> None:
@@ -642,6 +671,10 @@ class SourceRun:
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")  # staging was outside: readers and writers went on
+            # indexed once staged (cheaper than maintaining them per insert); without them the
+            # withdrawal and duplicate look-ups scan the staged rows once per order
+            conn.execute("CREATE INDEX temp.staged_order ON staged(order_id)")
+            conn.execute("CREATE INDEX temp.rejected_order ON rejected(order_id)")
             # indexed once staged (cheaper than maintaining them per insert); the duplicate and
             # withdrawal queries look rows up by order id
             conn.execute("CREATE INDEX IF NOT EXISTS temp.staged_order ON staged(order_id)")
@@ -731,6 +764,10 @@ class SourceRun:
             batch.clear()
             state.clear()
 
+        if self.proposals is None:
+            changed, claims = self._claim_new(run_id, as_of_text, received, hlc)
+            if on_progress is not None:
+                on_progress(changed)
         top = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM temp.staged").fetchone()[0])
         for low in range(0, top, 5000):  # in slices: memory stays bounded on a huge export
             rows = conn.execute(
@@ -746,6 +783,33 @@ class SourceRun:
             if on_progress is not None:
                 on_progress(min(low + 5000, top))
         return self._withdraw(run_id, as_of_text, received, hlc, changed, claims)
+
+    def _claim_new(self, run_id: int, as_of_text: str, received: str, hlc: str
+                   ) -> tuple[int, int]:
+        """Orders the source never stated before: every field is a claim, written in SQL (their
+        staged ``vals`` are already the canonical text a claim set holds)."""
+        conn, source = self.conn, self.source
+        new = ("FROM temp.staged s WHERE NOT EXISTS (SELECT 1 FROM source_state old "
+               "WHERE old.source=? AND old.order_id=s.order_id)")
+        claims = int(conn.execute(
+            "SELECT count(*) FROM temp.staged s, json_each(s.vals) WHERE NOT EXISTS "
+            "(SELECT 1 FROM source_state old WHERE old.source=? AND old.order_id=s.order_id)",
+            (source,),
+        ).fetchone()[0])
+        changed = conn.execute(
+            "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, as_of, "
+            "received_at, hlc, present, vals, based_on) SELECT ? || s.order_id, ?, s.order_id, "
+            f"?, ?, ?, ?, ?, 1, s.vals, '[]' {new} ORDER BY s.rowid",
+            (f"{source}:{run_id}:", source, run_id, str(run_id), as_of_text, received, hlc,
+             source),
+        ).rowcount
+        conn.execute(f"INSERT OR IGNORE INTO dirty(order_id) SELECT s.order_id {new}", (source,))
+        conn.execute(
+            "INSERT INTO source_state(source, order_id, digest, vals) "
+            f"SELECT ?, s.order_id, s.digest, s.vals {new}",
+            (source, source),
+        )
+        return changed, claims
 
     def _claim_rows(self, rows: list[tuple[Any, ...]], run_id: int, as_of_text: str,
                     received: str, hlc: str, batch: list[tuple[Any, ...]],

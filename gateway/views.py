@@ -14,7 +14,7 @@ from collections import defaultdict
 from gateway.devicestore import DeviceStore, Entry
 from gateway.store import Store
 from sync.merge import drivers_of, merge_order
-from sync.model import Policy
+from sync.model import OrderView, Policy
 from sync.rules import check_route, with_warnings
 
 
@@ -59,10 +59,17 @@ def _sync_driver(store: Store, devices: DeviceStore, driver: str, policy: Policy
     if not bound:
         return {}
     route_ids = devices.route(driver)
-    views = store.views(route_ids)
-    route = [views[o] for o in route_ids if o in views]
-    warned = with_warnings(route, check_route(route, policy))
-    bodies = {v.order_id: v.model_dump_json() for v in warned}
+    stored = store.view_bodies(route_ids)
+    route = [OrderView.model_validate_json(stored[o]) for o in route_ids if o in stored]
+    warnings = check_route(route, policy)
+    # A view without warnings is sent as stored (the same JSON ``with_warnings`` would dump);
+    # only views that gain or lose warnings are copied and dumped again.
+    bodies = {v.order_id: stored[v.order_id] for v in route
+              if not v.warnings and not warnings.get(v.order_id)}
+    bodies.update((v.order_id, v.model_dump_json())
+                  for v in with_warnings([v for v in route if v.order_id not in bodies],
+                                         warnings))
+    bodies = {o: bodies[o] for o in route_ids if o in bodies}  # route order, as before
     out: dict[str, list[Entry]] = {}
     for device in bound:
         sent = devices.sent(device.device)
