@@ -214,6 +214,7 @@ class Store:
             self.conn = conn
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: big runs stay off the disk
             conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(SCHEMA)
             from gateway.devicestore import DEVICE_SCHEMA

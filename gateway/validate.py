@@ -15,6 +15,7 @@ The values that come out are plain JSON, ready to be claims: ``location`` is
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -76,6 +77,7 @@ class _Order(TypedDict, total=False):
 
 
 _ORDER: TypeAdapter[_Order] = TypeAdapter(_Order)
+_ORDERS: TypeAdapter[list[_Order]] = TypeAdapter(list[_Order])
 
 
 class _Bad(Exception):
@@ -92,6 +94,8 @@ def _raw_text(value: object) -> str:
 
 
 def _text(value: object) -> str | None:
+    if value.__class__ is str:
+        return value.strip() or None
     if value is None:
         return None
     if isinstance(value, Decimal | float) and value == int(value):
@@ -101,6 +105,9 @@ def _text(value: object) -> str | None:
 
 
 def _number(value: object) -> float | None:
+    cls = value.__class__
+    if cls is Decimal or cls is float or cls is int:
+        return float(value)  # type: ignore[arg-type]
     if value is None:
         return None
     if isinstance(value, bool):
@@ -149,6 +156,10 @@ class _Times:
         self.last_format = _TIME_FORMATS[0]
 
     def __call__(self, value: object) -> str | None:
+        if value.__class__ is _dt.datetime:
+            if value.tzinfo is None:
+                return value.replace(tzinfo=self.zone).isoformat()
+            return value.isoformat()
         if value is None:
             return None
         if isinstance(value, _dt.datetime):
@@ -180,8 +191,17 @@ class _Times:
             raise _Bad("is not a time this mapping can read") from None
 
 
+_MISSING = object()
+_NUMBER_TYPES = (int, float, Decimal)
+
+
 class RowValidator:
-    """Validates one source's rows against its mapping (and the known drivers, when listed)."""
+    """Validates one source's rows against its mapping (and the known drivers, when listed).
+
+    ``validate_many`` is the fast path for a stream: the rows are converted one by one, then the
+    converted values of a whole batch go through pydantic in one call (the same checks as
+    ``validate``, without a Python-to-pydantic round trip per row).
+    """
 
     def __init__(self, mapping: Mapping, *, drivers: frozenset[str] | None = None) -> None:
         self.mapping = mapping
@@ -189,11 +209,58 @@ class RowValidator:
         self.vocab = mapping.vocabulary()
         self.drivers = drivers
         self.times = _Times(mapping)
+        col = self.columns
+        self._texts = tuple((f, col[f]) for f in ("driver", "route", "customer", "address",
+                                                  "notes") if f in col)
+        self._location = "lat" in col or "lon" in col
+        self._window = "window_start" in col or "window_end" in col
+        self._required = tuple(mapping.required)
 
     def validate(self, raw: RawRow) -> Valid | Invalid:
+        result = self._convert(raw)
+        if isinstance(result, Valid):
+            try:
+                _ORDER.validate_python(result.values)
+            except ValidationError as exc:
+                return Invalid(raw.row, result.order_id,
+                               tuple(self._pydantic_problems(raw, exc.errors())))
+        return result
+
+    def validate_many(self, raws: Sequence[RawRow]) -> list[Valid | Invalid]:
+        """``validate`` for each row, in order; pydantic sees the batch in one call."""
+        results = [self._convert(raw) for raw in raws]
+        index = [i for i, r in enumerate(results) if isinstance(r, Valid)]
+        if not index:
+            return results
+        try:
+            _ORDERS.validate_python([results[i].values for i in index])  # type: ignore[union-attr]
+        except ValidationError as exc:
+            by_item: dict[int, list[Any]] = {}
+            for err in exc.errors():
+                by_item.setdefault(int(err["loc"][0]), []).append(
+                    {**err, "loc": err["loc"][1:]})
+            for item, errors in by_item.items():
+                i = index[item]
+                raw = raws[i]
+                results[i] = Invalid(raw.row, results[i].order_id,
+                                     tuple(self._pydantic_problems(raw, errors)))
+        return results
+
+    def _pydantic_problems(self, raw: RawRow, errors: Sequence[Any]) -> list[Problem]:
+        out = []
+        col = self.columns
+        for err in errors:
+            loc = [str(p) for p in err["loc"]]
+            field = {"lat": "lat", "lon": "lon"}.get(loc[-1], loc[0])
+            raw_value = _raw_text(raw.values.get(col.get(field, ""), err.get("input")))
+            out.append(Problem(field, raw_value, f"{field}: {err['msg']}"))
+        return out
+
+    def _convert(self, raw: RawRow) -> Valid | Invalid:
+        """Step 1 (plain functions): a Valid whose values pydantic has still to check, or the
+        row's problems."""
         values = raw.values
         problems: list[Problem] = []
-        order_id: str | None = None
         if PROBLEM_KEY in values:
             problems.append(Problem("row", "", str(values[PROBLEM_KEY])))
         col = self.columns
@@ -203,10 +270,11 @@ class RowValidator:
             name = col.get(field)
             if name is None:
                 return None
-            if name not in values:
+            value = values.get(name, _MISSING)
+            if value is _MISSING:
                 problems.append(Problem(field, "", f"column {name} is missing"))
                 return None
-            return values[name]
+            return value
 
         def convert(field: str, fn: Any, raw_value: object) -> Any:
             try:
@@ -219,9 +287,15 @@ class RowValidator:
         if order_id is None:
             problems.append(Problem("order_id", _raw_text(values.get(col["order_id"])),
                                     "order_id is empty"))
-        for field in ("driver", "route", "customer", "address", "notes"):
-            if field in col:
-                out[field] = _text(get(field))
+        for field, name in self._texts:
+            value = values.get(name, _MISSING)
+            if value.__class__ is str:
+                out[field] = value.strip() or None
+            elif value is _MISSING:
+                problems.append(Problem(field, "", f"column {name} is missing"))
+                out[field] = None
+            else:
+                out[field] = _text(value)
         if "sequence" in col:
             out["sequence"] = convert("sequence", _integer, get("sequence"))
         if "load" in col:
@@ -237,32 +311,22 @@ class RowValidator:
                 problems.append(Problem("status", _raw_text(raw_status), why))
             else:
                 out["status"] = status
-        if "lat" in col or "lon" in col:
+        if self._location:
             lat = convert("lat", _number, get("lat"))
             lon = convert("lon", _number, get("lon"))
             out["location"] = None if lat is None or lon is None else {"lat": lat, "lon": lon}
-        if "window_start" in col or "window_end" in col:
+        if self._window:
             start = convert("window_start", self.times, get("window_start"))
             end = convert("window_end", self.times, get("window_end"))
             out["window"] = None if start is None and end is None else {"start": start, "end": end}
         if "eta" in col:
             out["eta"] = convert("eta", self.times, get("eta"))
-        for field in self.mapping.required:
-            if field in out and out[field] is None and not any(p.field == field for p in problems):
-                problems.append(Problem(field, "", f"{field} is empty"))
+        for req in self._required:
+            if req in out and out[req] is None and not any(p.field == req for p in problems):
+                problems.append(Problem(req, "", f"{req} is empty"))
         driver = out.get("driver")
         if self.drivers is not None and driver is not None and driver not in self.drivers:
             problems.append(Problem("driver", driver, f"driver {driver!r} is not a known driver"))
-        if not problems:
-            try:
-                _ORDER.validate_python(out)
-            except ValidationError as exc:
-                for err in exc.errors():
-                    loc = [str(p) for p in err["loc"]]
-                    field = {"lat": "lat", "lon": "lon"}.get(loc[-1], loc[0])
-                    raw_value = _raw_text(values.get(col.get(field, ""), err.get("input")))
-                    problems.append(Problem(field, raw_value, f"{field}: {err['msg']}"))
         if problems or order_id is None:
             return Invalid(raw.row, order_id, tuple(problems))
         return Valid(raw.row, order_id, out)
-

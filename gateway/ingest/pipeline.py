@@ -16,13 +16,13 @@ adapter has ready:
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gateway.config import GatewayConfig, SourceSection
 from gateway.errors import ConfigError, GatewayError, NotReady, SourceError
-from gateway.ingest.base import Adapter, Export
+from gateway.ingest.base import Adapter, Export, RawRow
 from gateway.mapping import Mapping, load_mapping
 from gateway.store import BadRow, StagedRow, Store, dump_record, load_record
 from gateway.validate import RowValidator, Valid
@@ -206,26 +206,20 @@ def _run_export(
     bad: list[BadRow] = []
     bad_rows = 0
     try:
-        for raw in export.rows:
-            result = validator.validate(raw)
-            if isinstance(result, Valid):
-                good.append(StagedRow(result.row, result.order_id, result.values,
-                                      dump_record(raw.values)))
-            else:
+        for raws in _batches(export.rows, BATCH):
+            for raw, result in zip(raws, validator.validate_many(raws), strict=True):
                 record = dump_record(raw.values)
-                bad_rows += 1
-                bad.extend(BadRow(result.row, result.order_id, p.field, p.raw, p.reason, record)
-                           for p in result.problems)
-            if len(good) >= BATCH:
-                run.stage(good)
-                good = []
-                if progress is not None:
-                    progress("read", run.rows_read)
-            if len(bad) >= BATCH:
-                run.reject(bad, distinct_rows=bad_rows)
-                bad, bad_rows = [], 0
-        run.stage(good)
-        run.reject(bad, distinct_rows=bad_rows)
+                if isinstance(result, Valid):
+                    good.append(StagedRow(result.row, result.order_id, result.values, record))
+                else:
+                    bad_rows += 1
+                    bad.extend(BadRow(result.row, result.order_id, p.field, p.raw, p.reason,
+                                      record) for p in result.problems)
+            run.stage(good)
+            run.reject(bad, distinct_rows=bad_rows)
+            good, bad, bad_rows = [], [], 0
+            if progress is not None:
+                progress("read", run.rows_read)
         if progress is not None:
             progress("read", run.rows_read)
         info = run.commit(
@@ -252,6 +246,17 @@ def _run_export(
     )
 
 
+def _batches(rows: Iterator[RawRow], size: int) -> Iterator[list[RawRow]]:
+    batch: list[RawRow] = []
+    for raw in rows:
+        batch.append(raw)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _retry_quarantine(
     store: Store,
     src: SourceSection,
@@ -268,8 +273,6 @@ def _retry_quarantine(
     records = store.open_quarantine_records(source, mapping.digest)
     if not records:
         return []
-    from gateway.ingest.base import RawRow
-
     started = now()
     run = store.begin_run(source, started_at=started, location="quarantine re-try",
                           fingerprint=None)
