@@ -82,8 +82,8 @@ class Depot:
             encoding="utf-8",
         )
         self.cfg: GatewayConfig = load_config(root / "gateway.toml")
-        # this depot's own adapter: gateway.ingest.pipeline.ADAPTERS caches one per source
-        # NAME for the whole process, so a second depot would read the first one's export
+        # this depot's own adapter, never one shared through the process-wide cache
+        # (it was once keyed by source name alone: a second depot read the first's export)
         self._adapter = make_adapter(self.cfg, self.cfg.sources[0])
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.service = GatewayService(self.cfg, host=host, port=port, clock=self.clock,
