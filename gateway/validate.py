@@ -203,7 +203,12 @@ class RowValidator:
     ``validate``, without a Python-to-pydantic round trip per row).
     """
 
-    def __init__(self, mapping: Mapping, *, drivers: frozenset[str] | None = None) -> None:
+    def __init__(self, mapping: Mapping, *, drivers: frozenset[str] | None = None,
+                 partial: bool = False) -> None:
+        """``partial``: a row states only the fields whose columns it has (an optimizer's
+        proposal names what it changes); a column it lacks is not stated, not a problem."""
+        self.partial = partial
+        self._partial_cache: dict[frozenset[str], RowValidator] = {}
         self.mapping = mapping
         self.columns = mapping.columns
         self.vocab = mapping.vocabulary()
@@ -256,9 +261,19 @@ class RowValidator:
             out.append(Problem(field, raw_value, f"{field}: {err['msg']}"))
         return out
 
+    def _for_columns(self, keys: frozenset[str]) -> RowValidator:
+        found = self._partial_cache.get(keys)
+        if found is None:
+            columns = {f: c for f, c in self.columns.items() if c in keys or f == "order_id"}
+            mapping = self.mapping.model_copy(update={"columns": columns, "required": ()})
+            found = self._partial_cache[keys] = RowValidator(mapping, drivers=self.drivers)
+        return found
+
     def _convert(self, raw: RawRow) -> Valid | Invalid:
         """Step 1 (plain functions): a Valid whose values pydantic has still to check, or the
         row's problems."""
+        if self.partial:
+            return self._for_columns(frozenset(raw.values))._convert(raw)
         values = raw.values
         problems: list[Problem] = []
         if PROBLEM_KEY in values:

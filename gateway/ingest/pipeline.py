@@ -159,7 +159,9 @@ def ingest_source(
     started = now()
     try:
         mapping = source_mapping(cfg, src)
-        validator = RowValidator(mapping, drivers=known_drivers(cfg, mapping))
+        # an HTTP source without a mapping sends proposals: each states only what it changes
+        validator = RowValidator(mapping, drivers=known_drivers(cfg, mapping),
+                                 partial=src.mapping is None)
         adapter = adapter or ADAPTERS.get(cfg, src)
         summaries = _retry_quarantine(store, src, mapping, validator, now)
         for export in adapter.exports():
