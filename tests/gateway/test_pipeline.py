@@ -375,7 +375,6 @@ _KILL_ROWS = 200_000
 @pytest.mark.slow
 def test_nothing_is_lost_when_the_gateway_is_killed_mid_run(tmp_path: Path) -> None:
     from bench.bench_foxpro import generate
-
     from gateway.config import load_config
 
     (tmp_path / "export").mkdir()
