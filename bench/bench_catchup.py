@@ -1,0 +1,147 @@
+"""Benchmark: a tablet 2,000 changes behind catches up; bytes on the wire.
+
+    .venv/bin/python -m bench.bench_catchup [--behind 2000] [--orders 150] [--dir DIR]
+
+One driver with ``--orders`` stops (legacy claims), one device, one agent process. The agent
+applies its snapshot and stops; ``--behind`` stop changes are appended to its stream while it
+is away (new legacy claim sets + a refresh, as the export's next runs do). Then the agent
+starts again: its ``Resync(after=last)`` is answered by replay. Measured:
+
+* **gateway-side work** -- the time the gateway's worker spends in ``_resync`` (plan + read
+  the changelog + build and hand every ``view_change`` to paho), timed around the call on the
+  worker thread; the target is < 2 s;
+* **convergence** -- agent start -> the agent's COMMIT of the last entry (includes process
+  start, connect, and the broker and agent work);
+* **bytes on the wire** -- payload sizes of the replayed ``view_change`` envelopes (the MQTT
+  PUBLISH adds a fixed header, the topic and a packet id: reported separately), and of the
+  ``snapshot`` envelope of a device whose changelog was compacted (``--orders`` stops).
+
+The baseline is the same number of raw paho QoS 1 messages of the same sizes through the
+same Mosquitto to one subscriber process (time from first publish to last receipt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._depot import (
+    BenchGateway,
+    Fleet,
+    device_id,
+    running,
+    start_bench_broker,
+    table,
+    wait_until,
+)
+from bench.bench_fanout import inject, run_raw
+
+
+class _Timed:
+    """Wraps ``GatewayService._resync`` to time it on the worker thread."""
+
+    def __init__(self, service: Any) -> None:
+        self.seconds: list[float] = []
+        self.payloads: list[int] = []
+        self._resync = service._resync
+        self._publish = service.link.publish
+        service._resync = self.resync
+        service.link.publish = self.publish
+
+    def resync(self, store: Any, device: str, after: int) -> None:
+        t = time.perf_counter()
+        self._resync(store, device, after)
+        self.seconds.append(time.perf_counter() - t)
+
+    def publish(self, topic: str, payload: bytes, **kw: Any) -> None:
+        if topic.endswith("/inbox"):
+            self.payloads.append(len(payload))
+        self._publish(topic, payload, **kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--behind", type=int, default=2000)
+    ap.add_argument("--orders", type=int, default=150)
+    ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--dir", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if args.behind < 1 or args.orders < 1:
+        ap.error("--behind and --orders must be positive")
+    with tempfile.TemporaryDirectory(prefix="crossdock-catchup-", dir=args.dir) as tmp:
+        work = Path(tmp)
+        broker = start_bench_broker(work / "broker")
+        try:
+            out = run(broker, work, args)
+        finally:
+            broker.stop()
+    n, size = out["entries"], out["sizes"]
+    topic_len = len(f"crossdock/bench-depot/devices/{device_id(0)}/inbox")
+    rows = [
+        ("run", f"1 device, {args.orders} stops, {args.behind} changes behind"),
+        ("gateway-side work", f"{out['gateway_s']:.3f} s for {n} entries "
+         f"(target < 2 s; {out['gateway_s'] / max(n, 1) * 1e6:.0f} us/entry)"),
+        ("convergence", f"{out['converge_s']:.2f} s agent start -> last COMMIT "
+         f"({out['resyncs']} resync(s) served)"),
+        ("raw paho baseline", f"{out['raw_s']:.2f} s for {out['raw_n']} msgs of "
+         f"{size and int(statistics.mean(size))} B to one subscriber process"),
+        ("bytes per change", f"{statistics.mean(size):,.0f} B payload (min {min(size)}, "
+         f"max {max(size)}) + ~{topic_len + 7} B MQTT header/topic/packet id"),
+        ("snapshot", f"{out['snapshot_b']:,} B payload for {out['snapshot_views']} stops "
+         f"({out['snapshot_b'] / max(out['snapshot_views'], 1):,.0f} B/stop)"),
+    ]
+    print()
+    print(table(rows, "catch-up: a tablet behind, replayed by the gateway"))
+    return 0 if out["gateway_s"] < 2.0 else 1
+
+
+def run(broker: Any, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    gw = BenchGateway(work / "gateway", broker.host, broker.port, 1, args.orders)
+    gw.populate()
+    specs = gw.agent_specs([0], work / "agents")
+    gw.start()
+    try:
+        timed = _Timed(gw.service)
+        # 1. the agent takes its snapshot (a compacted stream), then goes away
+        fleet = Fleet("agent", broker.host, broker.port, specs, work)
+        with running(fleet):
+            if not fleet.wait_ready(60) or not wait_until(
+                    lambda: all(a >= last for last, a in gw.streams().values()), 60, 0.2):
+                raise RuntimeError("the agent did not apply its snapshot")
+        snapshot_b = timed.payloads[-1]
+        snapshot_views = args.orders
+        # 2. the stream grows by --behind entries while it is away
+        inject(gw, args.behind, args.orders, 0.0)  # a refresh between batches: no order
+        # changes twice in one refresh, so every change is one entry
+        wait_until(lambda: gw.streams()[device_id(0)][0] >= args.behind, args.timeout, 0.2)
+        target = gw.streams()[device_id(0)][0]
+        timed.seconds.clear()
+        timed.payloads.clear()
+        # 3. it comes back: Resync(after=last) -> replay
+        fleet = Fleet("agent", broker.host, broker.port, specs, work)
+        t0 = time.time()
+        with running(fleet):
+            ok = wait_until(lambda: gw.streams()[device_id(0)][1] >= target, args.timeout, 0.1)
+            results = fleet.stop()
+        if not ok:
+            raise RuntimeError(f"the agent did not reach seq {target}")
+        last_commit = max(t for _s, _o, t in results[0]["records"])
+        sizes = list(timed.payloads)
+        out = {"gateway_s": sum(timed.seconds), "resyncs": len(timed.seconds),
+               "converge_s": last_commit - t0, "entries": len(sizes), "sizes": sizes,
+               "snapshot_b": snapshot_b, "snapshot_views": snapshot_views}
+    finally:
+        gw.stop()
+    raw = run_raw(broker.host, broker.port, work / "raw", subscribers=1, messages=len(sizes),
+                  size=int(statistics.mean(sizes)))
+    out["raw_s"], out["raw_n"] = raw["wall"], raw["received"]
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
