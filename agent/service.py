@@ -407,6 +407,8 @@ class Agent:
                     store.apply_change(body.seq, body.order_id, body.view, at=now, hlc=stamp)
                     stamp = None
                     self._last_progress = self._clock()
+                    # the gateway's head says whether more is due: a dropped tail shows up here
+                    self._behind = body.head is not None and body.head > body.seq
                     changed |= {"route", "conflicts", "sync"}
                 elif step.verdict == "duplicate":
                     store.bump("duplicates")

@@ -322,13 +322,16 @@ class GatewayService:
             self._publish_entries(store, device, device_entries)
 
     def _publish_entries(self, store: Store, device: str, entries: list[Entry]) -> None:
+        if not entries:
+            return
         topic = self.topics.inbox(device)
         hlc = self._hlc(store)
+        head = DeviceStore(store).bounds(device)[1]
         for entry in entries:
             view = None if entry.body is None else OrderView.model_validate_json(entry.body)
             self._publish(topic, ViewChangeMsg(
                 v=1, kind="view_change", id=f"{device}:{entry.seq}", origin="gateway", hlc=hlc,
-                body=ViewChange(seq=entry.seq, order_id=entry.order_id, view=view)))
+                body=ViewChange(seq=entry.seq, order_id=entry.order_id, view=view, head=head)))
 
     def _resync(self, store: Store, device: str, after: int) -> None:
         devices = DeviceStore(store)

@@ -31,11 +31,16 @@ _ID = Field(min_length=1, max_length=128)
 
 
 class ViewChange(Frozen):
-    """Entry ``seq`` of a device's stream: the order's new view, or None when it left the route."""
+    """Entry ``seq`` of a device's stream: the order's new view, or None when it left the route.
+
+    ``head`` is the stream's last seq when the entry was sent: a receiver whose last applied seq
+    stays below it knows entries are missing even when the tail of a burst was dropped.
+    """
 
     seq: int = Field(ge=1)
     order_id: str = _ID
     view: OrderView | None = None
+    head: int | None = Field(default=None, ge=1)
 
 
 class Snapshot(Frozen):
