@@ -130,7 +130,15 @@ def _measure(mode: str, root: Path) -> dict[str, float]:
         extra = {"changed": summary.rows_changed, "claims": summary.claims,
                  "quarantined": summary.rows_quarantined}
     seconds = time.perf_counter() - start
-    return {"rows": count, "seconds": seconds, "peak_rss_kib": _peak_rss_kib(), **extra}
+    # the ingest's reading processes (gateway.ingest.parallel) count too: at most two run at
+    # once, so the peak is at most this process's plus twice the largest child's
+    import resource
+
+    child_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    parent_kib = _peak_rss_kib()
+    readers = 2 if child_kib else 0
+    return {"rows": count, "seconds": seconds, "peak_rss_kib": parent_kib + readers * child_kib,
+            "parent_rss_kib": parent_kib, "reader_rss_kib": child_kib, **extra}
 
 
 def _child(mode: str, root: Path, profile: bool) -> dict[str, float]:

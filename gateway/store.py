@@ -27,6 +27,7 @@ import sqlite_utils
 from gateway.errors import StoreError
 from sync.hlc import Hlc, tick
 from sync.model import Claim, OrderView, Resolution, canonical
+from sync.rules import rule_inputs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,7 +66,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE INDEX IF NOT EXISTS quarantine_open ON quarantine(source, closed_at);
 CREATE TABLE IF NOT EXISTS views (
     order_id TEXT PRIMARY KEY, body TEXT NOT NULL, digest TEXT NOT NULL,
-    drivers TEXT NOT NULL, deadline TEXT
+    drivers TEXT NOT NULL, deadline TEXT,
+    rules TEXT  -- the view's settled rule inputs (sync.rules.rule_inputs), canonical JSON
 );
 CREATE INDEX IF NOT EXISTS views_deadline ON views(deadline);
 CREATE TABLE IF NOT EXISTS dirty (order_id TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -106,6 +108,16 @@ def row_digest(vals: dict[str, Any]) -> str:
 
 def _text_digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+StagedTuple = tuple[int, str, str, str, str, int]
+"""A staged row as SourceRun stores it: (row, order id, digest, values JSON, record, fields)."""
+
+
+def staged_tuple(row: int, order_id: str, vals: dict[str, Any], record: str = "") -> StagedTuple:
+    """The staged form of a valid row (computed in whichever process read the row)."""
+    text = _canonical(vals)
+    return (row, order_id, _text_digest(text), text, record, len(vals))
 
 
 def _raw_default(value: object) -> object:
@@ -216,10 +228,12 @@ class Store:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: big runs stay off the disk
             conn.execute("PRAGMA foreign_keys=ON")
+            older = _tables(conn)
             conn.executescript(SCHEMA)
             from gateway.devicestore import DEVICE_SCHEMA
 
             conn.executescript(DEVICE_SCHEMA)
+            _migrate(conn, older)
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path}: {exc}") from None
 
@@ -385,8 +399,12 @@ class Store:
         return [] if row is None else list(json.loads(row[0]))
 
     def put_view(self, view: OrderView, drivers: Sequence[str]) -> bool:
-        """Store an order's merged view; False when it is identical to the stored one."""
-        body = view.model_dump_json()
+        """Store an order's merged view; False when it is identical to the stored one.
+
+        The body is stored in the wire's compact form (defaults left out, as ``sync.codec``
+        encodes), so a stream entry can carry it as it is; beside it, the view's rule inputs,
+        so a route's rules are checked without parsing its views."""
+        body = view.model_dump_json(exclude_defaults=True)
         digest = hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
         deadlines = [c.deadline for c in view.conflicts() if not c.escalated]
         deadline = _iso(min(deadlines)) if deadlines else None
@@ -397,10 +415,12 @@ class Store:
         if old is not None and old == (digest, drivers_json, deadline):
             return False
         self.conn.execute(
-            "INSERT INTO views(order_id, body, digest, drivers, deadline) VALUES(?,?,?,?,?) "
+            "INSERT INTO views(order_id, body, digest, drivers, deadline, rules) "
+            "VALUES(?,?,?,?,?,?) "
             "ON CONFLICT(order_id) DO UPDATE SET body=excluded.body, digest=excluded.digest, "
-            "drivers=excluded.drivers, deadline=excluded.deadline",
-            (view.order_id, body, digest, drivers_json, deadline),
+            "drivers=excluded.drivers, deadline=excluded.deadline, rules=excluded.rules",
+            (view.order_id, body, digest, drivers_json, deadline,
+             _canonical(rule_inputs(view))),
         )
         return old is None or old[0] != digest or old[1] != drivers_json
 
@@ -421,6 +441,18 @@ class Store:
             marks = ",".join("?" * len(chunk))
             out.update(self.conn.execute(
                 f"SELECT order_id, body FROM views WHERE order_id IN ({marks})", chunk))
+        return out
+
+    def view_rules(self, order_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The stored views' rule inputs (``sync.rules.rule_inputs``), parsed from their small
+        column: all ``sync.rules.check_inputs`` needs."""
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(order_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for oid, rules in self.conn.execute(
+                f"SELECT order_id, rules FROM views WHERE order_id IN ({marks})", chunk
+            ):
+                out[oid] = json.loads(rules)
         return out
 
     def conflict_views(self) -> list[OrderView]:
@@ -501,10 +533,13 @@ class Store:
 
     def open_quarantine_records(self, source: str, mapping_digest: str
                                 ) -> list[tuple[int, str, int, str]]:
-        """Open quarantined rows recorded under another mapping: (id, location, row, record)."""
+        """Open quarantined rows recorded under another mapping: (id, location, row, record).
+
+        Rows refused as duplicate order ids carry no raw record (no mapping can fix them) and
+        wait for the next export instead."""
         return list(self.conn.execute(
             "SELECT id, location, row, record FROM quarantine "
-            "WHERE source=? AND closed_at IS NULL AND mapping != ? ORDER BY id",
+            "WHERE source=? AND closed_at IS NULL AND mapping != ? AND record != '' ORDER BY id",
             (source, mapping_digest),
         ))
 
@@ -590,6 +625,37 @@ class _Tx:
             self.conn.execute("ROLLBACK")
 
 
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def _migrate(conn: sqlite3.Connection, older: set[str]) -> None:
+    """Bring a store written by an older gateway up to this schema (``older``: the tables the
+    file held before ``SCHEMA`` ran; empty for a new file).
+
+    * ``views.rules`` (rule inputs beside each view): added, and filled from the stored bodies.
+    * ``route_warnings`` (the warnings each driver's devices were last sent): new. An older
+      gateway re-sent whole routes, so its devices hold the warnings the rules give now; the
+      meta key ``route_warnings`` = ``unknown`` asks the next refresh to record them (without
+      sending anything).
+    """
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(views)")}
+    if "rules" not in columns:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("ALTER TABLE views ADD COLUMN rules TEXT")
+            rows = conn.execute("SELECT order_id, body FROM views").fetchall()
+            conn.executemany("UPDATE views SET rules=? WHERE order_id=?", [
+                (_canonical(rule_inputs(OrderView.model_validate_json(body))), oid)
+                for oid, body in rows])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    if "views" in older and "route_warnings" not in older:
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('route_warnings', 'unknown')")
+
+
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -618,7 +684,7 @@ class SourceRun:
         self.conn.execute("DROP TABLE IF EXISTS temp.rejected")
         self.conn.execute(
             "CREATE TEMP TABLE staged (row INTEGER, order_id TEXT, digest TEXT, vals TEXT, "
-            "record TEXT)"
+            "record TEXT, nfields INTEGER)"
         )
         self.conn.execute(
             "CREATE TEMP TABLE rejected (row INTEGER, order_id TEXT, field TEXT, raw TEXT, "
@@ -626,13 +692,13 @@ class SourceRun:
         )
 
     def stage(self, rows: Sequence[StagedRow]) -> None:
-        self.rows_read += len(rows)
-        staged = []
-        for r in rows:
-            text = _canonical(r.vals)
-            staged.append((r.row, r.order_id, _text_digest(text), text, r.record))
+        self.stage_prepared([staged_tuple(r.row, r.order_id, r.vals, r.record) for r in rows])
+
+    def stage_prepared(self, staged: Sequence[StagedTuple]) -> None:
+        self.rows_read += len(staged)
         self.conn.executemany(
-            "INSERT INTO temp.staged(row, order_id, digest, vals, record) VALUES(?,?,?,?,?)",
+            "INSERT INTO temp.staged(row, order_id, digest, vals, record, nfields) "
+            "VALUES(?,?,?,?,?,?)",
             staged,
         )
 
@@ -676,10 +742,6 @@ class SourceRun:
             # withdrawal and duplicate look-ups scan the staged rows once per order
             conn.execute("CREATE INDEX temp.staged_order ON staged(order_id)")
             conn.execute("CREATE INDEX temp.rejected_order ON rejected(order_id)")
-            # indexed once staged (cheaper than maintaining them per insert); the duplicate and
-            # withdrawal queries look rows up by order id
-            conn.execute("CREATE INDEX IF NOT EXISTS temp.staged_order ON staged(order_id)")
-            conn.execute("CREATE INDEX IF NOT EXISTS temp.rejected_order ON rejected(order_id)")
             self._flag_duplicates()
             run_id = int(conn.execute(
                 "INSERT INTO runs(source, started_at, location, fingerprint, status, as_of) "
@@ -792,11 +854,8 @@ class SourceRun:
         conn, source = self.conn, self.source
         new = ("FROM temp.staged s WHERE NOT EXISTS (SELECT 1 FROM source_state old "
                "WHERE old.source=? AND old.order_id=s.order_id)")
-        claims = int(conn.execute(
-            "SELECT count(*) FROM temp.staged s, json_each(s.vals) WHERE NOT EXISTS "
-            "(SELECT 1 FROM source_state old WHERE old.source=? AND old.order_id=s.order_id)",
-            (source,),
-        ).fetchone()[0])
+        claims = int(conn.execute(f"SELECT coalesce(sum(s.nfields), 0) {new}",
+                                  (source,)).fetchone()[0])
         changed = conn.execute(
             "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, as_of, "
             "received_at, hlc, present, vals, based_on) SELECT ? || s.order_id, ?, s.order_id, "

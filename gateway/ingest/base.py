@@ -39,6 +39,11 @@ class Export:
     fingerprint: str | None
     rows: Iterator[RawRow]
     complete: bool = True
+    reopen: tuple[str, str, str] | None = None
+    """How another process can read the same input again, e.g. ("foxpro", path, encoding):
+    a large file is then read and validated in a second process (gateway.ingest.parallel)."""
+    size: int = 0
+    """The input's size in bytes, when known."""
     problems: list[str] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
 

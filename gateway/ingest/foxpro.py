@@ -411,7 +411,8 @@ def _memo_file(header: DbfHeader) -> MemoFile:
 
 
 def _iter_rows(
-    table: DBF, header: DbfHeader, counters: dict[str, int], problems: list[str]
+    table: DBF, header: DbfHeader, counters: dict[str, int], problems: list[str],
+    first: int = 1, last: int | None = None,
 ) -> Iterator[RawRow]:
     path = header.path
     name = path.name
@@ -455,11 +456,12 @@ def _iter_rows(
         from_bytes = int.from_bytes
         reclen = header.record_length
         per_chunk = max(1, _CHUNK // reclen)
-        remaining = header.record_count
-        recno = 0
+        last = header.record_count if last is None else min(last, header.record_count)
+        remaining = max(0, last - first + 1)
+        recno = first - 1
         deleted = 0
         with _translate(path), path.open("rb") as fh:
-            fh.seek(header.header_length)
+            fh.seek(header.header_length + (first - 1) * reclen)
             while remaining > 0:
                 n = min(per_chunk, remaining)
                 chunk = fh.read(n * reclen)
@@ -524,26 +526,40 @@ def _fingerprint(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def read_dbf(path: str | Path, *, encoding: str = DEFAULT_ENCODING) -> Export:
+def read_dbf(
+    path: str | Path,
+    *,
+    encoding: str = DEFAULT_ENCODING,
+    records: tuple[int, int] | None = None,
+    fingerprint: bool = True,
+) -> Export:
     """Open one table: header checked now, rows streamed as the export is iterated.
 
     Raises ``SourceError`` at once for a missing file, a damaged or truncated header, an
     unsupported version or a missing memo file; while iterating, for an undecodable value
     (naming row and field).
+
+    ``records`` (first, last; 1-based, inclusive) reads only that slice of the table, numbered
+    as in the whole table: records are fixed-length, so two processes can read two halves.
+    ``fingerprint=False`` skips hashing the files (a slice reader does not need it).
     """
     p = Path(path)
     table, header = _open_table(p, encoding)
     with _translate(p):
         files = [p] + ([header.memo_path] if header.memo_path is not None else [])
-        fingerprint = _fingerprint(files)
+        digest = _fingerprint(files) if fingerprint else None
+        size = sum(f.stat().st_size for f in files)
     counters: dict[str, int] = {"deleted": 0}
     problems = list(header.problems)
+    first, last = records if records is not None else (1, header.record_count)
     return Export(
         location=str(p),
-        fingerprint=fingerprint,
-        rows=_iter_rows(table, header, counters, problems),
+        fingerprint=digest,
+        rows=_iter_rows(table, header, counters, problems, first, last),
         problems=problems,
         counters=counters,
+        reopen=("foxpro", str(p), encoding),
+        size=size,
     )
 
 

@@ -16,21 +16,21 @@ adapter has ready:
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gateway.config import GatewayConfig, SourceSection
 from gateway.errors import ConfigError, GatewayError, NotReady, SourceError
 from gateway.ingest.base import Adapter, Export, RawRow
+from gateway.ingest.parallel import BATCH, batches, prepare, prepared_batches, worth_it
 from gateway.mapping import Mapping, load_mapping
-from gateway.store import BadRow, StagedRow, Store, dump_record, load_record
+from gateway.store import BadRow, StagedRow, Store, load_record
 from gateway.validate import RowValidator, Valid
 
 Progress = Callable[[str, int], None]
 """Called with (phase, rows so far): ``read`` while streaming, ``diff`` while writing claims."""
 
-BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -154,8 +154,12 @@ def ingest_source(
     now: Callable[[], _dt.datetime],
     progress: Progress | None = None,
     adapter: Adapter | None = None,
+    parallel: bool | None = None,
 ) -> list[RunSummary]:
-    """Run one source once; one summary per input it had ready (or one saying why none)."""
+    """Run one source once; one summary per input it had ready (or one saying why none).
+
+    ``parallel``: read and validate in a second process (None: for large files on a machine
+    with more than one core; see gateway.ingest.parallel)."""
     started = now()
     try:
         mapping = source_mapping(cfg, src)
@@ -165,7 +169,8 @@ def ingest_source(
         adapter = adapter or ADAPTERS.get(cfg, src)
         summaries = _retry_quarantine(store, src, mapping, validator, now)
         for export in adapter.exports():
-            summaries.append(_run_export(store, src, mapping, validator, export, now, progress))
+            summaries.append(_run_export(store, src, mapping, validator, export, now, progress,
+                                         parallel))
             if summaries[-1].status in ("ok", "skipped", "partial"):
                 adapter.done(export)
     except NotReady as exc:
@@ -192,6 +197,7 @@ def _run_export(
     export: Export,
     now: Callable[[], _dt.datetime],
     progress: Progress | None,
+    parallel: bool | None = None,
 ) -> RunSummary:
     source = src.claim_source
     started = now()
@@ -204,22 +210,16 @@ def _run_export(
         return RunSummary(src.name, "skipped", export.location, run_id=run_id)
     run = store.begin_run(source, started_at=started, location=export.location,
                           fingerprint=fingerprint)
-    good: list[StagedRow] = []
-    bad: list[BadRow] = []
-    bad_rows = 0
+    if parallel is None:
+        parallel = worth_it(export)
     try:
-        for raws in _batches(export.rows, BATCH):
-            for raw, result in zip(raws, validator.validate_many(raws), strict=True):
-                record = dump_record(raw.values)
-                if isinstance(result, Valid):
-                    good.append(StagedRow(result.row, result.order_id, result.values, record))
-                else:
-                    bad_rows += 1
-                    bad.extend(BadRow(result.row, result.order_id, p.field, p.raw, p.reason,
-                                      record) for p in result.problems)
-            run.stage(good)
-            run.reject(bad, distinct_rows=bad_rows)
-            good, bad, bad_rows = [], [], 0
+        if parallel and export.reopen is not None:
+            prepared = prepared_batches(export, mapping, validator.drivers)
+        else:
+            prepared = (prepare(raws, validator) for raws in batches(export.rows, BATCH))
+        for staged, bad, refused in prepared:
+            run.stage_prepared(staged)
+            run.reject(bad, distinct_rows=refused)
             if progress is not None:
                 progress("read", run.rows_read)
         if progress is not None:
@@ -246,17 +246,6 @@ def _run_export(
         src.name, info.status, export.location, info.rows_read, info.rows_changed,
         info.rows_quarantined, info.rows_deleted, info.claims, info.error, info.run_id,
     )
-
-
-def _batches(rows: Iterator[RawRow], size: int) -> Iterator[list[RawRow]]:
-    batch: list[RawRow] = []
-    for raw in rows:
-        batch.append(raw)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _retry_quarantine(
