@@ -9,6 +9,11 @@ Fields read (only when settled — agreed or resolved; a contested value checks 
 
 Checks: shift hours (from the first planned arrival, ``Policy.shift_cap``, 10 h by default),
 delivery window against planned arrival, and vehicle capacity when it is known.
+
+The checks read nothing but those four settled values, so a caller that keeps them apart from
+the full view (``rule_inputs``, e.g. a small column beside a stored view) can check a whole
+route with ``check_inputs`` without parsing any view; ``check_route`` is the same check over
+parsed views.
 """
 
 from __future__ import annotations
@@ -37,11 +42,29 @@ def _number(value: JsonValue) -> float | None:
     return float(value)
 
 
-def _order_key(view: OrderView) -> tuple[float, str, str]:
-    seq = _number(view.value("sequence"))
-    eta = view.value("eta")
+RULE_FIELDS = ("eta", "window", "load", "sequence")
+"""The fields the checks read: all a route check needs to know about a view."""
+
+RuleInputs = Mapping[str, JsonValue]
+"""One view's settled rule fields (``rule_inputs``): field -> value, absent when unsettled."""
+
+
+def rule_inputs(view: OrderView) -> dict[str, JsonValue]:
+    """The view's settled values of ``RULE_FIELDS`` (fields without one are left out)."""
+    out: dict[str, JsonValue] = {}
+    for name in RULE_FIELDS:
+        value = view.value(name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _order_key(item: tuple[str, RuleInputs]) -> tuple[float, str, str]:
+    order_id, inputs = item
+    seq = _number(inputs.get("sequence"))
+    eta = inputs.get("eta")
     position = seq if seq is not None else float("inf")
-    return (position, eta if isinstance(eta, str) else "", view.order_id)
+    return (position, eta if isinstance(eta, str) else "", order_id)
 
 
 def _hours(delta: timedelta) -> str:
@@ -55,6 +78,16 @@ def check_route(
     capacity: float | None = None,
 ) -> dict[str, tuple[Warning, ...]]:
     """Warnings per order id for one driver's route (orders without warnings are left out)."""
+    return check_inputs({v.order_id: rule_inputs(v) for v in route}, policy, capacity=capacity)
+
+
+def check_inputs(
+    route: Mapping[str, RuleInputs],
+    policy: Policy,
+    *,
+    capacity: float | None = None,
+) -> dict[str, tuple[Warning, ...]]:
+    """``check_route`` over each order's ``rule_inputs`` (order id -> inputs, in route order)."""
     found: dict[str, list[Warning]] = {}
 
     def warn(order_id: str, code: str, message: str, field: str | None) -> None:
@@ -64,42 +97,41 @@ def check_route(
             )
         )
 
-    etas = {v.order_id: _time(v.value("eta")) for v in route}
+    etas = {order_id: _time(inputs.get("eta")) for order_id, inputs in route.items()}
     planned = [t for t in etas.values() if t is not None]
     if planned:
         start = min(planned)
-        for view in route:
-            eta = etas[view.order_id]
+        for order_id, eta in etas.items():
             if eta is not None and eta + policy.service_time - start > policy.shift_cap:
                 worked = _hours(eta + policy.service_time - start)
                 warn(
-                    view.order_id,
+                    order_id,
                     "shift-hours",
                     f"planned arrival puts the shift at {worked}, over the "
                     f"{_hours(policy.shift_cap)} cap",
                     "eta",
                 )
-    for view in route:
-        eta = etas[view.order_id]
-        window = view.value("window")
+    for order_id, inputs in route.items():
+        eta = etas[order_id]
+        window = inputs.get("window")
         if eta is None or not isinstance(window, dict):
             continue
         start_w, end_w = _time(window.get("start")), _time(window.get("end"))
         if start_w is not None and eta < start_w:
-            warn(view.order_id, "window", f"planned arrival {eta:%H:%M} is before the window "
+            warn(order_id, "window", f"planned arrival {eta:%H:%M} is before the window "
                  f"opens at {start_w:%H:%M}", "window")
         elif end_w is not None and eta > end_w:
-            warn(view.order_id, "window", f"planned arrival {eta:%H:%M} is after the window "
+            warn(order_id, "window", f"planned arrival {eta:%H:%M} is after the window "
                  f"closes at {end_w:%H:%M}", "window")
     if capacity is not None:
         total = 0.0
-        for view in sorted(route, key=_order_key):
-            load = _number(view.value("load"))
+        for order_id, inputs in sorted(route.items(), key=_order_key):
+            load = _number(inputs.get("load"))
             if load is None:
                 continue
             total += load
             if total > capacity:
-                warn(view.order_id, "capacity", f"load reaches {total:g} of the vehicle's "
+                warn(order_id, "capacity", f"load reaches {total:g} of the vehicle's "
                      f"{capacity:g}", "load")
     return {k: tuple(v) for k, v in found.items()}
 

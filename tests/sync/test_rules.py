@@ -75,3 +75,15 @@ def test_warnings_are_attached_to_their_stops():
     stops = route(("A", 0, None, None), ("B", 11 * 60, None, None))
     attached = with_warnings(stops, check_route(stops, POLICY))
     assert [len(v.warnings) for v in attached] == [0, 1]
+
+
+def test_check_inputs_on_rule_inputs_is_check_route():
+    from sync.rules import check_inputs, rule_inputs
+
+    window = (90, 120)
+    stops = route(("A", 60, window, 400), ("B", 11 * 60, window, 500), ("C", 100, None, 200))
+    inputs = {v.order_id: rule_inputs(v) for v in stops}
+    assert set(inputs["A"]) == {"eta", "window", "load", "sequence"}
+    for capacity in (None, 1000):
+        assert check_inputs(inputs, POLICY, capacity=capacity) == check_route(
+            stops, POLICY, capacity=capacity)
