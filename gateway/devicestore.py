@@ -4,7 +4,9 @@ Tables live in the same SQLite file as the rest of the store (``Store`` creates 
 module holds their SQL. A device's stream is a changelog with a gapless ``seq``: each entry is
 one order's new view for that device's driver, or its removal. ``device_orders`` remembers the
 body each device was last sent per order, so an identical view produces no entry, and it is
-what a snapshot holds once the changelog has been compacted.
+what a snapshot holds once the changelog has been compacted. ``route_warnings`` holds the rule
+warnings each driver's devices were last sent per order (only orders that have some), so a
+route sync builds bodies only for the orders that changed or whose warnings did.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ CREATE TABLE IF NOT EXISTS devices (
 );
 CREATE TABLE IF NOT EXISTS route_members (
     driver TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (driver, order_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS route_warnings (
+    driver TEXT NOT NULL, order_id TEXT NOT NULL, warnings TEXT NOT NULL,
+    PRIMARY KEY (driver, order_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS streams (
     device TEXT PRIMARY KEY, first_seq INTEGER NOT NULL DEFAULT 1,
@@ -117,10 +123,42 @@ class DeviceStore:
         return [r[0] for r in self.conn.execute(
             "SELECT order_id FROM route_members WHERE driver=? ORDER BY order_id", (driver,))]
 
+    def route_warnings(self, driver: str) -> dict[str, str]:
+        """The warnings last sent for the driver's orders: order id -> warnings JSON (orders
+        without warnings have no row)."""
+        return dict(self.conn.execute(
+            "SELECT order_id, warnings FROM route_warnings WHERE driver=?", (driver,)).fetchall())
+
+    def set_route_warnings(self, driver: str, changed: dict[str, str | None]) -> None:
+        """Record the driver's new warnings per order (None: the order has none now)."""
+        self.conn.executemany(
+            "INSERT INTO route_warnings(driver, order_id, warnings) VALUES(?,?,?) "
+            "ON CONFLICT(driver, order_id) DO UPDATE SET warnings=excluded.warnings",
+            [(driver, o, w) for o, w in changed.items() if w is not None])
+        self.conn.executemany(
+            "DELETE FROM route_warnings WHERE driver=? AND order_id=?",
+            [(driver, o) for o, w in changed.items() if w is None])
+
+    def drivers_with_routes(self) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT driver FROM route_members ORDER BY driver")]
+
     def sent(self, device: str) -> dict[str, str]:
         """What the device was last sent, per order: order id → view JSON."""
         return dict(self.conn.execute(
             "SELECT order_id, body FROM device_orders WHERE device=?", (device,)).fetchall())
+
+    def sent_of(self, device: str, order_ids: Iterable[str]) -> dict[str, str]:
+        """``sent`` for the given orders only."""
+        out: dict[str, str] = {}
+        ids = list(order_ids)
+        for low in range(0, len(ids), 500):
+            chunk = ids[low:low + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(self.conn.execute(
+                "SELECT order_id, body FROM device_orders WHERE device=? "
+                f"AND order_id IN ({marks})", (device, *chunk)).fetchall())
+        return out
 
     # --- streams ------------------------------------------------------------------------
 
@@ -128,7 +166,8 @@ class DeviceStore:
                now: _dt.datetime) -> list[Entry]:
         """Append changes (order id, view JSON or None) that differ from what the device was
         last sent; identical ones produce no entry. Returns the new entries, in seq order."""
-        sent = self.sent(device)
+        changes = list(changes)
+        sent = self.sent_of(device, {order_id for order_id, _ in changes})
         row = self.conn.execute("SELECT last_seq FROM streams WHERE device=?", (device,))
         found = row.fetchone()
         if found is None:

@@ -4,26 +4,39 @@
 changed (or whose conflict reached its deadline), stores the view, and for every driver whose
 route it touches re-checks the route's rules and appends to each of the driver's devices'
 streams what differs from what the device was last sent. An identical view appends nothing.
+
+A route sync is incremental: the rules are checked over the route's stored rule inputs (no view
+is parsed), and only the orders that changed in this batch, or whose warnings changed, are
+offered to the devices. Every other order's body would be what its devices already hold: its
+view did not change and its warnings are the ones recorded as sent (``route_warnings``).
+``sync_driver`` (a device newly bound) offers the whole route.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from collections import defaultdict
+from collections.abc import Collection, Mapping
 
 from gateway.devicestore import DeviceStore, Entry
 from gateway.store import Store
 from sync.merge import drivers_of, merge_order
-from sync.model import OrderView, Policy
-from sync.rules import check_route, with_warnings
+from sync.model import OrderView, Policy, Warning
+from sync.rules import check_inputs
 
 
 def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 2000
             ) -> dict[str, list[Entry]]:
-    """Merge the dirty orders; returns the new stream entries per device, to publish."""
+    """Merge the dirty orders; returns the new stream entries per device, to publish.
+
+    Dirty orders are taken ``batch`` at a time, one transaction each, with one route sync per
+    driver the batch touched."""
     devices = DeviceStore(store)
     out: dict[str, list[Entry]] = defaultdict(list)
     store.mark_due(now)
+    if store.meta("route_warnings") == "unknown":
+        _record_warnings(store, devices, policy)
     while True:
         with store.transaction():
             ids = store.take_dirty(batch)
@@ -31,51 +44,105 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
                 break
             claims = store.claims_for(ids)
             resolutions = store.resolutions_for(ids)
-            affected: set[str] = set()
+            changed: dict[str, set[str]] = defaultdict(set)
             for order_id in ids:
                 view = merge_order(order_id, claims.get(order_id, []),
                                    resolutions.get(order_id, []), policy, now)
                 new = drivers_of(view)
                 old = store.view_drivers(order_id)
                 if store.put_view(view, new):
-                    affected.update(old, new)
+                    for driver in {*old, *new}:
+                        changed[driver].add(order_id)
                     devices.set_route_members(order_id, old, new)
-            for driver in sorted(affected):
-                for device, entries in _sync_driver(store, devices, driver, policy, now).items():
+            for driver in sorted(changed):
+                synced = _sync_driver(store, devices, driver, policy, now, changed[driver])
+                for device, entries in synced.items():
                     out[device].extend(entries)
     return dict(out)
 
 
 def sync_driver(store: Store, driver: str, policy: Policy, now: _dt.datetime
                 ) -> dict[str, list[Entry]]:
-    """Bring every device of one driver up to date with its route (e.g. a new device)."""
+    """Bring every device of one driver up to date with its whole route (e.g. a new device)."""
     with store.transaction():
-        return _sync_driver(store, DeviceStore(store), driver, policy, now)
+        return _sync_driver(store, DeviceStore(store), driver, policy, now, None)
 
 
 def _sync_driver(store: Store, devices: DeviceStore, driver: str, policy: Policy,
-                 now: _dt.datetime) -> dict[str, list[Entry]]:
+                 now: _dt.datetime, changed: Collection[str] | None
+                 ) -> dict[str, list[Entry]]:
+    """Append to the driver's devices' streams; ``changed``: the orders whose view changed
+    (None: offer the whole route, and remove whatever the devices hold beyond it)."""
     bound = devices.of_driver(driver)
     if not bound:
         return {}
-    route_ids = devices.route(driver)
-    stored = store.view_bodies(route_ids)
-    route = [OrderView.model_validate_json(stored[o]) for o in route_ids if o in stored]
-    warnings = check_route(route, policy)
-    # A view without warnings is sent as stored (the same JSON ``with_warnings`` would dump);
-    # only views that gain or lose warnings are copied and dumped again.
-    bodies = {v.order_id: stored[v.order_id] for v in route
-              if not v.warnings and not warnings.get(v.order_id)}
-    bodies.update((v.order_id, v.model_dump_json())
-                  for v in with_warnings([v for v in route if v.order_id not in bodies],
-                                         warnings))
-    bodies = {o: bodies[o] for o in route_ids if o in bodies}  # route order, as before
+    route_ids = devices.route(driver)  # order id order
+    inputs = store.view_rules(route_ids)
+    route = [o for o in route_ids if o in inputs]
+    warnings = check_inputs({o: inputs[o] for o in route}, policy)
+    moved = _record(devices, driver, warnings)
+    wanted = set(moved) if changed is None else {*changed, *moved}
+    offered = _bodies(store, [o for o in route if changed is None or o in wanted], warnings)
+    on_route = set(route)
+    gone = [(o, None) for o in sorted(wanted) if o not in on_route]
     out: dict[str, list[Entry]] = {}
     for device in bound:
-        sent = devices.sent(device.device)
-        changes: list[tuple[str, str | None]] = list(bodies.items())
-        changes += [(o, None) for o in sorted(sent) if o not in bodies]
+        changes: list[tuple[str, str | None]]
+        if changed is None or devices.bounds(device.device)[1] == 0:
+            # the whole route: a device never sent anything gets it even on a partial sync
+            if changed is not None:
+                offered = _bodies(store, route, warnings)
+                changed = None
+            changes = list(offered.items())
+            changes += [(o, None) for o in sorted(devices.sent(device.device))
+                        if o not in on_route]
+        else:
+            changes = [*offered.items(), *gone]
         entries = devices.append(device.device, changes, now)
         if entries:
             out[device.device] = entries
     return out
+
+
+def _bodies(store: Store, order_ids: list[str], warnings: Mapping[str, tuple[Warning, ...]]
+            ) -> dict[str, str]:
+    """The bodies to offer, in route order: the stored view as it is (views are stored
+    without warnings, in the wire's form), or with its warnings attached (parsed only then)."""
+    stored = store.view_bodies(order_ids)
+    out: dict[str, str] = {}
+    for order_id in order_ids:
+        body, found = stored[order_id], warnings.get(order_id)
+        if found:
+            view = OrderView.model_validate_json(body).model_copy(update={"warnings": found})
+            body = view.model_dump_json(exclude_defaults=True)
+        out[order_id] = body
+    return out
+
+
+def _warnings_text(found: tuple[Warning, ...]) -> str:
+    return json.dumps([w.model_dump(mode="json") for w in found], sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False)
+
+
+def _record(devices: DeviceStore, driver: str, warnings: Mapping[str, tuple[Warning, ...]]
+            ) -> set[str]:
+    """Store the route's warnings as sent; returns the orders whose warnings changed."""
+    new = {o: _warnings_text(w) for o, w in warnings.items() if w}
+    old = devices.route_warnings(driver)
+    moved: dict[str, str | None] = {o: new.get(o) for o in old.keys() | new.keys()
+                                    if old.get(o) != new.get(o)}
+    if moved:
+        devices.set_route_warnings(driver, moved)
+    return set(moved)
+
+
+def _record_warnings(store: Store, devices: DeviceStore, policy: Policy) -> None:
+    """A store from an older gateway: its devices hold the warnings the rules give now (it
+    re-sent whole routes); record them as sent, sending nothing."""
+    with store.transaction():
+        for driver in devices.drivers_with_routes():
+            route_ids = devices.route(driver)
+            inputs = store.view_rules(route_ids)
+            _record(devices, driver, check_inputs(
+                {o: inputs[o] for o in route_ids if o in inputs}, policy))
+        store.set_meta("route_warnings", "known")

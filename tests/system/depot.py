@@ -206,9 +206,11 @@ def resume_gateway(depot: Depot) -> None:
 
 
 def gateway_views(depot: Depot, device: str) -> dict[str, str]:
-    """What the gateway last sent the device, per order: order id → view JSON."""
+    """What the gateway last sent the device, per order: order id → view JSON (in the form the
+    tablet stores: the gateway keeps the wire's compact form, defaults left out)."""
     with depot.store() as store:
-        return DeviceStore(store).sent(device)
+        return {order_id: OrderView.model_validate_json(body).model_dump_json()
+                for order_id, body in DeviceStore(store).sent(device).items()}
 
 
 def last_seq(depot: Depot, device: str) -> int:

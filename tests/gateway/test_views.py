@@ -1,0 +1,109 @@
+"""Route syncs are incremental: after any refresh, the devices hold what a full sync gives."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from gateway.devicestore import DeviceStore
+from gateway.store import Store
+from gateway.views import refresh, sync_driver
+from sync.model import OrderView, Policy
+from sync.rules import check_route, with_warnings
+from tests.sync.factories import T0, at
+
+POLICY = Policy(shift_cap=timedelta(hours=2))
+ORDERS = [f"O{i}" for i in range(5)]
+DEVICES = {"t7": "7", "t12a": "12", "t12b": "12"}
+
+_change = st.tuples(
+    st.sampled_from(ORDERS),
+    st.sampled_from(["legacy", "legacy", "legacy", "dispatch"]),  # mostly settled values
+    st.one_of(
+        st.tuples(st.just("driver"), st.sampled_from(["7", "12"])),
+        st.tuples(st.just("eta"), st.sampled_from([0, 30, 90, 150, 200]).map(
+            lambda m: (T0 + timedelta(minutes=m)).isoformat())),
+        st.tuples(st.just("window"), st.just({"start": T0.isoformat(),
+                                              "end": at(60).isoformat()})),
+    ),
+)
+
+
+def _put(store: Store, n: int, change: tuple) -> None:
+    order_id, source, (field, value) = change
+    with store.transaction():
+        store.add_claim_set(set_id=f"{source}:{n}:{order_id}", source=source, order_id=order_id,
+                            vals={field: value}, as_of=at(n), received_at=at(n),
+                            hlc=store.next_hlc(at(n)))
+
+
+def _expected(store: Store, driver: str) -> dict[str, str]:
+    devices = DeviceStore(store)
+    route = list(store.views(devices.route(driver)).values())
+    shown = with_warnings(route, check_route(route, POLICY))
+    return {v.order_id: v.model_dump_json(exclude_defaults=True) for v in shown}
+
+
+def _eta(minutes: int) -> tuple[str, str]:
+    return ("eta", (T0 + timedelta(minutes=minutes)).isoformat())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(_change, min_size=1, max_size=4), min_size=1, max_size=6))
+@example([  # O1 moves later: the shift starts later and O0, unchanged, loses its warning
+    [("O0", "legacy", ("driver", "7")), ("O0", "legacy", _eta(150)),
+     ("O1", "legacy", ("driver", "7")), ("O1", "legacy", _eta(0))],
+    [("O1", "legacy", _eta(200))],
+])
+def test_after_any_refresh_a_full_sync_has_nothing_to_add(batches):
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "g.sqlite") as store:
+        devices = DeviceStore(store)
+        for device, driver in DEVICES.items():
+            with store.transaction():
+                devices.add(device, driver, "pw", T0)
+            sync_driver(store, driver, POLICY, T0)
+        n = 0
+        for batch in batches:
+            for change in batch:
+                n += 1
+                _put(store, n, change)
+            refresh(store, POLICY, at(n), batch=3)  # several batches per refresh, too
+            for device, driver in DEVICES.items():
+                assert sync_driver(store, driver, POLICY, at(n)) == {}
+                sent = devices.sent(device)
+                assert {o: OrderView.model_validate_json(b) for o, b in sent.items()} == {
+                    o: OrderView.model_validate_json(b)
+                    for o, b in _expected(store, driver).items()}
+
+
+def test_a_store_from_an_older_gateway_is_migrated_without_resending(tmp_path):
+    path = tmp_path / "g.sqlite"
+    with Store(path) as store:
+        devices = DeviceStore(store)
+        with store.transaction():
+            devices.add("t7", "7", "pw", T0)
+        for n, change in enumerate([("O0", "legacy", ("driver", "7")),
+                                    ("O0", "legacy", _eta(150)),
+                                    ("O1", "legacy", ("driver", "7")),
+                                    ("O1", "legacy", _eta(0))], start=1):
+            _put(store, n, change)
+        refresh(store, POLICY, at(5))
+        sent = devices.sent("t7")
+        # as an older gateway left it: no rule inputs, no record of the warnings sent
+        store.conn.execute("ALTER TABLE views DROP COLUMN rules")
+        store.conn.execute("DROP TABLE route_warnings")
+    with Store(path) as store:
+        devices = DeviceStore(store)
+        assert store.view_rules(["O0"]) == {"O0": {"eta": _eta(150)[1]}}  # filled in
+        assert store.meta("route_warnings") == "unknown"
+        assert refresh(store, POLICY, at(6)) == {}
+        assert set(devices.route_warnings("7")) == {"O0"}
+        assert devices.sent("t7") == sent
+        _put(store, 7, ("O1", "legacy", _eta(200)))  # O0 loses its warning
+        entries = refresh(store, POLICY, at(7))
+        assert [e.order_id for e in entries["t7"]] == ["O0", "O1"]
+        assert sync_driver(store, "7", POLICY, at(8)) == {}
