@@ -43,16 +43,11 @@ from sync.envelope import (
     DispatchReplyMsg,
     DriverEventMsg,
     ResyncMsg,
-    Snapshot,
-    SnapshotMsg,
     SourceFreshness,
     Status,
     StatusMsg,
-    ViewChange,
-    ViewChangeMsg,
 )
 from sync.errors import CodecError
-from sync.model import OrderView
 from sync.streams import Replay, SendSnapshot, plan_repair
 from sync.topics import Topics
 
@@ -328,10 +323,8 @@ class GatewayService:
         hlc = self._hlc(store)
         head = DeviceStore(store).bounds(device)[1]
         for entry in entries:
-            view = None if entry.body is None else OrderView.model_validate_json(entry.body)
-            self._publish(topic, ViewChangeMsg(
-                v=1, kind="view_change", id=f"{device}:{entry.seq}", origin="gateway", hlc=hlc,
-                body=ViewChange(seq=entry.seq, order_id=entry.order_id, view=view, head=head)))
+            self.link.publish(topic, view_change_bytes(device, entry, hlc=hlc, head=head))
+            self.published += 1
 
     def _resync(self, store: Store, device: str, after: int) -> None:
         devices = DeviceStore(store)
@@ -341,11 +334,9 @@ class GatewayService:
             self._publish_entries(store, device, devices.entries(device, plan.first, plan.last))
         elif isinstance(plan, SendSnapshot):
             seq, bodies = devices.snapshot(device)
-            self._publish(self.topics.inbox(device), SnapshotMsg(
-                v=1, kind="snapshot", id=f"{device}:snapshot:{seq}", origin="gateway",
-                hlc=self._hlc(store),
-                body=Snapshot(seq=seq, views=tuple(OrderView.model_validate_json(b)
-                                                   for b in bodies))))
+            self.link.publish(self.topics.inbox(device),
+                              snapshot_bytes(device, seq, bodies, hlc=self._hlc(store)))
+            self.published += 1
 
     def _publish(self, topic: str, msg: Any) -> None:
         self.link.publish(topic, encode(msg))
@@ -354,6 +345,7 @@ class GatewayService:
     def _hlc(self, store: Store) -> str:
         with store.transaction():
             return store.next_hlc(self.clock())
+
 
     # --- status and housekeeping --------------------------------------------------------
 
@@ -401,3 +393,31 @@ class GatewayService:
                 devices = DeviceStore(store)
                 for device in devices.all():
                     devices.compact(device.device, self.cfg.policy.changelog_keep)
+
+
+# --- stream messages, composed around the stored bodies ---------------------------------------
+#
+# A stored view body (``Store.put_view``, ``DeviceStore.append``) is already an OrderView's JSON
+# in the wire's compact form, so a ``view_change`` or ``snapshot`` is the envelope text around
+# it: the same message ``sync.codec.encode`` makes of the models (tests/gateway/test_stream_wire
+# decodes both and compares), without parsing and re-encoding the view per entry. Key order and
+# left-out defaults follow ``encode``; the scalar parts go through ``json.dumps``.
+
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def view_change_bytes(device: str, entry: Entry, *, hlc: str, head: int | None) -> bytes:
+    """Stream entry ``entry`` of ``device`` as a ``view_change`` envelope (as ``encode``)."""
+    view = "" if entry.body is None else f',"view":{entry.body}'
+    tail = "" if head is None else f',"head":{int(head)}'
+    return (f'{{"v":1,"id":{_json(f"{device}:{entry.seq}")},"origin":"gateway",'
+            f'"hlc":{_json(hlc)},"kind":"view_change","body":{{"seq":{int(entry.seq)},'
+            f'"order_id":{_json(entry.order_id)}{view}{tail}}}}}').encode()
+
+
+def snapshot_bytes(device: str, seq: int, bodies: list[str], *, hlc: str) -> bytes:
+    """The device's route at ``seq`` (stored view bodies) as a ``snapshot`` envelope."""
+    views = f',"views":[{",".join(bodies)}]' if bodies else ""
+    return (f'{{"v":1,"id":{_json(f"{device}:snapshot:{seq}")},"origin":"gateway",'
+            f'"hlc":{_json(hlc)},"kind":"snapshot","body":{{"seq":{int(seq)}{views}}}}}'
+            ).encode()
