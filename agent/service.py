@@ -131,6 +131,7 @@ class Agent:
         self._last_progress = clock()
         self._applied_sent = -1
         self._behind = False  # a gap was seen since the last resync request
+        self._unnotified: set[ChangeKind] = set()  # changes of a burst not yet told observers
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -409,7 +410,12 @@ class Agent:
                     self._last_progress = self._clock()
                     # the gateway's head says whether more is due: a dropped tail shows up here
                     self._behind = body.head is not None and body.head > body.seq
-                    changed |= {"route", "conflicts", "sync"}
+                    if self._behind:
+                        # mid-burst: observers hear of it once, with the burst's last entry (or
+                        # from the ticker within APPLIED_EVERY_S when the tail never comes)
+                        self._unnotified |= {"route", "conflicts", "sync"}
+                    else:
+                        changed |= {"route", "conflicts", "sync"}
                 elif step.verdict == "duplicate":
                     store.bump("duplicates")
                 else:
@@ -507,9 +513,13 @@ class Agent:
                     self._store.mark_sent(sent, at=self._now())
 
     def _notify(self, what: Iterable[ChangeKind]) -> None:
-        change = Change(what=frozenset(what))
         with self._lock:
+            kinds = frozenset({*what, *self._unnotified})
+            self._unnotified.clear()
             observers = list(self._observers)
+        if not kinds:
+            return
+        change = Change(what=kinds)
         for observer in observers:
             try:
                 observer(change)
@@ -541,6 +551,8 @@ class Agent:
     def _tick_loop(self) -> None:
         while not self._stopping.wait(APPLIED_EVERY_S):
             try:
+                if self._unnotified:
+                    self._notify(())
                 self._tick()
             except Exception:
                 log.exception("agent ticker failed")

@@ -15,9 +15,23 @@ local_actions  event_id PK, order_id, action, at, acked, view_seen, event JSON: 
 =============  ================================================================================
 
 Every public write is ONE ``BEGIN IMMEDIATE`` transaction (an entry and its ``seq`` together; an
-action and its outbox row together), with WAL and ``synchronous=FULL`` so a committed action
-survives a power cut. The connection is in driver autocommit mode so Python never opens a
-transaction behind our back.
+action and its outbox row together). The connection is in driver autocommit mode so Python never
+opens a transaction behind our back.
+
+Durability is chosen per transaction (WAL; ``PRAGMA synchronous`` can only change outside a
+transaction, so ``_tx`` sets it just before ``BEGIN`` when the level differs from the last one):
+
+* ``synchronous=FULL`` (the default, every write but the stream's): COMMIT waits for the WAL to
+  reach the disk, so a driver action in the outbox survives a power cut — it exists nowhere
+  else until the gateway acks it.
+* ``synchronous=NORMAL`` for applying stream entries and snapshots: COMMIT does not fsync. The
+  database stays consistent, but a power cut may lose the last few commits. Each entry is
+  committed together with its ``seq``, so what is lost is a tail of the stream, and the agent's
+  ``seq`` goes back with it: on restart it asks for ``seq > last`` and the gateway replays
+  exactly that tail (or sends a snapshot). Nothing is applied twice or skipped. The gateway may
+  have been told a higher ``Applied`` seq; that only drives compaction, and a request behind
+  the compacted log is answered by a snapshot. The next FULL commit (an action) syncs the WAL,
+  these entries included.
 
 A ``Store`` is not thread-safe by itself: its owner (the ``Agent``) serialises calls with one
 lock. Two processes on one file (``agent run`` and ``agent act``) are fine: writes wait for
@@ -56,6 +70,7 @@ class Store:
     def __init__(self, db: sqlite_utils.Database, path: Path) -> None:
         self._db = db
         self._path = path
+        self._durable = True  # the connection's synchronous level: FULL (True) or NORMAL
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -132,9 +147,13 @@ class Store:
                 )
 
     @contextmanager
-    def _tx(self) -> Iterator[None]:
+    def _tx(self, *, durable: bool = True) -> Iterator[None]:
+        """One transaction; ``durable=False`` (stream entries only) commits without fsync."""
         conn = self._db.conn
         try:
+            if durable != self._durable:
+                conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+                self._durable = durable
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise StoreError(f"tablet store {self._path}: cannot begin: {exc}") from None
@@ -200,34 +219,45 @@ class Store:
         having seen a later view. ``hlc``, the clock after observing the entry's stamp, is
         stored in the same transaction (as ``observe_stamp``): one COMMIT per entry.
         """
-        with self._tx():
-            last = self.receiver().last
+        conn = self._db.conn
+        with self._tx(durable=False):
+            state = dict(conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('receiver', 'hlc')").fetchall())
+            last = int(json.loads(state.get("receiver", "{}")).get("last", 0))
             if seq != last + 1:
                 raise StoreError(
                     f"tablet store {self._path}: entry {seq} does not follow last seq {last}"
                 )
             if view is None:
-                self._db.execute("DELETE FROM views WHERE order_id = ?", [order_id])
+                conn.execute("DELETE FROM views WHERE order_id = ?", (order_id,))
             else:
-                self._db.execute(
+                conn.execute(
                     "INSERT INTO views (order_id, seq, json) VALUES (?, ?, ?) "
                     "ON CONFLICT(order_id) DO UPDATE SET seq = excluded.seq, json = excluded.json",
-                    [order_id, seq, view.model_dump_json()],
+                    (order_id, seq, view.model_dump_json()),
                 )
-            self._db.execute(
-                "DELETE FROM local_actions WHERE order_id = ? AND acked = 1", [order_id]
+            if conn.execute(
+                "SELECT 1 FROM local_actions WHERE order_id = ? LIMIT 1", (order_id,)
+            ).fetchone() is not None:
+                conn.execute(
+                    "DELETE FROM local_actions WHERE order_id = ? AND acked = 1", (order_id,)
+                )
+                conn.execute(
+                    "UPDATE local_actions SET view_seen = 1 WHERE order_id = ?", (order_id,)
+                )
+            meta = {"receiver": {"last": seq, "asked_after": None},
+                    "last_sync_at": at.isoformat()}
+            if hlc is not None and hlc > self._stored_hlc(state.get("hlc"), hlc.node):
+                meta["hlc"] = str(hlc)
+            conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [(key, json.dumps(value)) for key, value in meta.items()],
             )
-            self._db.execute(
-                "UPDATE local_actions SET view_seen = 1 WHERE order_id = ?", [order_id]
-            )
-            self._put_receiver(Receiver(last=seq, asked_after=None))
-            self._put("last_sync_at", at.isoformat())
-            if hlc is not None and hlc > self._hlc(hlc.node):
-                self._put("hlc", str(hlc))
 
     def apply_snapshot(self, seq: int, views: Sequence[OrderView], *, at: datetime) -> None:
         """Replace every view with a snapshot taken at ``seq``; the stream resumes at seq + 1."""
-        with self._tx():
+        with self._tx(durable=False):
             self._db.execute("DELETE FROM views")
             for view in views:
                 self._db.execute(
@@ -372,9 +402,15 @@ class Store:
         return self._hlc(node)
 
     def _hlc(self, node: str) -> Hlc:
-        text = self._get("hlc")
-        if text is None:
+        return self._stored_hlc(self._db.execute(
+            "SELECT value FROM meta WHERE key = 'hlc'").fetchone(), node)
+
+    @staticmethod
+    def _stored_hlc(row: Any, node: str) -> Hlc:
+        """The clock from meta's ``hlc`` value (a row, or its JSON text; None: not stored)."""
+        if row is None:
             return Hlc.zero(node)
+        text = json.loads(row if isinstance(row, str) else row[0])
         stored = Hlc.parse(text)
         return Hlc(stored.wall_ms, stored.counter, node)
 

@@ -79,3 +79,20 @@ def test_sync_status_offline(agent: Agent) -> None:
     status = agent.sync_status()
     assert (status.online, status.last_seq, status.outbox_size) == (False, 2, 1)
     assert status.last_sync_age_s == pytest.approx(28 * 60)
+
+
+def test_a_burst_of_entries_is_told_observers_once_at_its_end(agent: Agent) -> None:
+    from agent.session import Incoming
+    from sync.envelope import ViewChange, ViewChangeMsg
+
+    changes: list[Change] = []
+    agent.subscribe(changes.append)
+    inbox = agent._topics.inbox(agent.config.device)
+    for seq in (3, 4, 5):  # the gateway's head says 5: entries 3 and 4 are mid-burst
+        agent.session_message(Incoming(inbox, ViewChangeMsg(
+            v=1, kind="view_change", id=f"tab-07:{seq}", origin="gateway",
+            hlc="001795830400000-000000-gateway",
+            body=ViewChange(seq=seq, order_id=f"B{seq}", view=view(f"B{seq}"), head=5))))
+        assert len(changes) == (1 if seq == 5 else 0)
+    assert changes[0].what >= {"route", "conflicts", "sync"}
+    assert [s.order_id for s in agent.route()] == ["A", "B3", "B4", "B5", "C"]

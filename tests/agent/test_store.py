@@ -130,3 +130,19 @@ def test_counters(store: Store) -> None:
     assert store.bump("codec_errors") == 1
     assert store.bump("codec_errors") == 2
     assert store.counters() == {"codec_errors": 2}
+
+
+def test_stream_entries_commit_without_fsync_and_outbox_writes_with_it(store: Store) -> None:
+    def level() -> int:  # PRAGMA synchronous: 1 NORMAL, 2 FULL
+        return int(store._db.execute("PRAGMA synchronous").fetchone()[0])
+
+    assert level() == 2
+    store.apply_change(1, "A", view("A"), at=at(1))
+    assert level() == 1
+    store.record_action(_event("e1"), created_at=at(2))
+    assert level() == 2
+    store.apply_snapshot(5, [view("A")], at=at(3))
+    assert level() == 1
+    store.ack(["e1"])
+    assert level() == 2
+    assert store.receiver() == Receiver(last=5) and store.pending() == []
