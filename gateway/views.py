@@ -76,10 +76,9 @@ def _sync_driver(store: Store, devices: DeviceStore, driver: str, policy: Policy
     bound = devices.of_driver(driver)
     if not bound:
         return {}
-    route_ids = devices.route(driver)  # order id order
-    inputs = store.view_rules(route_ids)
-    route = [o for o in route_ids if o in inputs]
-    warnings = check_inputs({o: inputs[o] for o in route}, policy)
+    inputs = devices.route_rules(driver)  # order id order
+    route = list(inputs)
+    warnings = check_inputs(inputs, policy)
     moved = _record(devices, driver, warnings)
     wanted = set(moved) if changed is None else {*changed, *moved}
     offered = _bodies(store, [o for o in route if changed is None or o in wanted], warnings)
@@ -141,8 +140,5 @@ def _record_warnings(store: Store, devices: DeviceStore, policy: Policy) -> None
     re-sent whole routes); record them as sent, sending nothing."""
     with store.transaction():
         for driver in devices.drivers_with_routes():
-            route_ids = devices.route(driver)
-            inputs = store.view_rules(route_ids)
-            _record(devices, driver, check_inputs(
-                {o: inputs[o] for o in route_ids if o in inputs}, policy))
+            _record(devices, driver, check_inputs(devices.route_rules(driver), policy))
         store.set_meta("route_warnings", "known")
