@@ -827,24 +827,40 @@ class SourceRun:
             batch.clear()
             state.clear()
 
-        if self.proposals is None:
+        listed_before = self.store.source_order_count(source)
+        # one pass over the staged rows finds what is new or changed (``old_vals`` NULL: new)
+        conn.execute("DROP TABLE IF EXISTS temp.delta")
+        conn.execute(
+            "CREATE TEMP TABLE delta AS SELECT s.rowid AS rid, old.vals AS old_vals "
+            "FROM temp.staged s LEFT JOIN source_state old "
+            "ON old.source=? AND old.order_id=s.order_id "
+            "WHERE old.digest IS NULL OR old.digest != s.digest",
+            (source,),
+        )
+        staged = int(conn.execute("SELECT count(*) FROM temp.staged").fetchone()[0])
+        new = int(conn.execute(
+            "SELECT count(*) FROM temp.delta WHERE old_vals IS NULL").fetchone()[0])
+        if self.proposals is None and new:
             changed, claims = self._claim_new(run_id, as_of_text, received, hlc)
             if on_progress is not None:
                 on_progress(changed)
-        top = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM temp.staged").fetchone()[0])
+        only_changed = "AND d.old_vals IS NOT NULL" if self.proposals is None else ""
+        top = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM temp.delta").fetchone()[0])
         for low in range(0, top, 5000):  # in slices: memory stays bounded on a huge export
             rows = conn.execute(
-                "SELECT s.order_id, s.digest, s.vals, old.vals FROM temp.staged s "
-                "LEFT JOIN source_state old ON old.source=? AND old.order_id=s.order_id "
-                "WHERE s.rowid > ? AND s.rowid <= ? "
-                "AND (old.digest IS NULL OR old.digest != s.digest)",
-                (source, low, low + 5000),
+                "SELECT s.order_id, s.digest, s.vals, d.old_vals FROM temp.delta d "
+                "JOIN temp.staged s ON s.rowid = d.rid "
+                f"WHERE d.rowid > ? AND d.rowid <= ? {only_changed}",
+                (low, low + 5000),
             ).fetchall()
             changed, claims = self._claim_rows(rows, run_id, as_of_text, received, hlc,
                                                batch, state, changed, claims)
             flush()
             if on_progress is not None:
                 on_progress(min(low + 5000, top))
+        conn.execute("DROP TABLE temp.delta")
+        if listed_before == staged - new:
+            return changed, claims  # every order listed before is staged again: none is gone
         return self._withdraw(run_id, as_of_text, received, hlc, changed, claims)
 
     def _claim_new(self, run_id: int, as_of_text: str, received: str, hlc: str
@@ -852,22 +868,20 @@ class SourceRun:
         """Orders the source never stated before: every field is a claim, written in SQL (their
         staged ``vals`` are already the canonical text a claim set holds)."""
         conn, source = self.conn, self.source
-        new = ("FROM temp.staged s WHERE NOT EXISTS (SELECT 1 FROM source_state old "
-               "WHERE old.source=? AND old.order_id=s.order_id)")
-        claims = int(conn.execute(f"SELECT coalesce(sum(s.nfields), 0) {new}",
-                                  (source,)).fetchone()[0])
+        new = ("FROM temp.delta d JOIN temp.staged s ON s.rowid = d.rid "
+               "WHERE d.old_vals IS NULL")
+        claims = int(conn.execute(f"SELECT coalesce(sum(s.nfields), 0) {new}").fetchone()[0])
         changed = conn.execute(
             "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, as_of, "
             "received_at, hlc, present, vals, based_on) SELECT ? || s.order_id, ?, s.order_id, "
             f"?, ?, ?, ?, ?, 1, s.vals, '[]' {new} ORDER BY s.rowid",
-            (f"{source}:{run_id}:", source, run_id, str(run_id), as_of_text, received, hlc,
-             source),
+            (f"{source}:{run_id}:", source, run_id, str(run_id), as_of_text, received, hlc),
         ).rowcount
-        conn.execute(f"INSERT OR IGNORE INTO dirty(order_id) SELECT s.order_id {new}", (source,))
+        conn.execute(f"INSERT OR IGNORE INTO dirty(order_id) SELECT s.order_id {new}")
         conn.execute(
             "INSERT INTO source_state(source, order_id, digest, vals) "
             f"SELECT ?, s.order_id, s.digest, s.vals {new}",
-            (source, source),
+            (source,),
         )
         return changed, claims
 
