@@ -1,7 +1,8 @@
 """``crossdock gateway run``: the managed broker, the MQTT service and the scheduler together.
 
 ``GatewayRunner`` starts Mosquitto (unless ``broker.url`` names a running broker) with users
-and ACL from the device registry, the gateway service, and the scheduler, and supervises them:
+and ACL from the device registry, the gateway service, and the scheduler (each source is read
+once at start, then on its own cron or interval), and supervises them:
 a broker that dies is restarted, and a device added with ``gateway devices add`` while the
 gateway runs gets its credential and ACL on the next check (the broker re-reads them on
 SIGHUP).
@@ -89,6 +90,10 @@ class GatewayRunner:
                                      on_run=lambda *_args: service.request_refresh("ingest"))
             sched.start()
             self.scheduler = sched
+            # a source is read once at start, not first at its next cron time (a nightly export
+            # would otherwise wait a day); an unchanged file is skipped without parsing
+            for src in self.cfg.sources:
+                sched.run_now(src.name)
 
     def check(self) -> None:
         """Supervise the broker and pick up devices added since the last check."""

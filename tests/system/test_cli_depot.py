@@ -101,3 +101,23 @@ def test_operator_sets_up_a_tablet_and_dispatches_through_the_cli(tmp_path: Path
     assert gateway.returncode in (0, -signal.SIGTERM), gateway_log.read_text()[-800:]
     assert "Traceback" not in gateway_log.read_text()
     assert "Traceback" not in agent_log.read_text()
+
+
+def test_gateway_run_reads_each_source_at_start_not_first_at_its_cron_time(tmp_path: Path):
+    depot = tmp_path / "depot"
+    port = free_port()
+    assert crossdock("gateway", "sample", "--out", str(depot), "--orders", "20", "--drivers",
+                     "3", "--port", str(port)).returncode == 0
+    config = str(depot / "gateway.toml")
+    log = tmp_path / "gateway.log"
+    gateway = spawn(log, "gateway", "run", "--config", config)
+    try:
+        def last_run() -> str | None:
+            proc = crossdock("gateway", "sources", "--config", config, "--json")
+            rows = json.loads(proc.stdout) if proc.returncode == 0 else []
+            return rows[0]["last_run_status"] if rows else None
+
+        assert until(last_run) == "ok", log.read_text()[-800:]
+    finally:
+        stop(gateway)
+    assert "Traceback" not in log.read_text()
