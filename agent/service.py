@@ -9,7 +9,10 @@ stream rules (``sync.streams``):
   progress sends one too (``sync.streams.restart``), so a tablet that was away catches up
   whatever the broker kept; so does a gap with no progress for ``GAP_RETRY_S`` (the request
   or its replay was lost); a snapshot replaces the views;
-* the last applied ``seq`` is reported with ``Applied`` at most every ``APPLIED_EVERY_S``;
+* the last applied ``seq`` is reported with ``Applied`` only when it moved: at most every
+  ``APPLIED_EVERY_S``, or sooner once a burst has ended (the entry's ``head`` equals its ``seq``
+  and no entry arrived for a tick); the stamp of an ``Applied`` (as of any status-like message)
+  is stored without fsync (``synchronous=NORMAL``) — only a driver action's is FULL;
 * a driver action is recorded (local overlay + outbox row) in one transaction, then published
   if online; the whole outbox is resent on every reconnect until each event is acked.
 
@@ -72,8 +75,12 @@ from sync.topics import Topics
 
 log = logging.getLogger(__name__)
 
-APPLIED_EVERY_S = 0.25
-"""How often, at most, the agent reports its last applied ``seq`` (and checks for quiet)."""
+TICK_S = 0.25
+"""How often the ticker checks for quiet, unreported bursts and an ``Applied`` due."""
+
+APPLIED_EVERY_S = 2.0
+"""How often, at most, the agent reports its last applied ``seq`` while entries keep coming;
+once a burst has ended (caught up with ``head``, quiet for a tick) it reports at the next tick."""
 
 GAP_RETRY_S = 2.0
 """After a gap, a stream quiet for this long (capped by ``resync_quiet_s``) may mean the resync
@@ -130,6 +137,7 @@ class Agent:
         self._closed = False
         self._last_progress = clock()
         self._applied_sent = -1
+        self._applied_at = float("-inf")  # clock() of the last Applied sent
         self._behind = False  # a gap was seen since the last resync request
         self._unnotified: set[ChangeKind] = set()  # changes of a burst not yet told observers
 
@@ -361,6 +369,7 @@ class Agent:
                 self._store.save_receiver(restart(receiver).receiver)
                 self._last_progress = self._clock()
                 self._applied_sent = -1
+                self._applied_at = float("-inf")
                 out.append((None, self._resync(receiver.last)))
                 status = self._status(online=True)
                 out.append(
@@ -412,7 +421,7 @@ class Agent:
                     self._behind = body.head is not None and body.head > body.seq
                     if self._behind:
                         # mid-burst: observers hear of it once, with the burst's last entry (or
-                        # from the ticker within APPLIED_EVERY_S when the tail never comes)
+                        # from the ticker within TICK_S when the tail never comes)
                         self._unnotified |= {"route", "conflicts", "sync"}
                     else:
                         changed |= {"route", "conflicts", "sync"}
@@ -432,6 +441,7 @@ class Agent:
                 self._last_progress = self._clock()
                 self._behind = False
                 self._applied_sent = -1  # report at once, even if the seq went back
+                self._applied_at = float("-inf")
                 changed |= {"route", "conflicts", "sync"}
             elif isinstance(envelope, AckMsg) and topic == self._topics.acks(device):
                 store.ack(envelope.body.event_ids)
@@ -463,7 +473,9 @@ class Agent:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     def _stamp(self) -> str:
-        return str(self._store.next_stamp(self.config.device, _ms(self._clock())))
+        """A stamp for a status-like message (resync, applied, status): its clock tick is
+        stored without fsync; a lost tick only repeats a stamp no one orders by."""
+        return str(self._store.next_stamp(self.config.device, _ms(self._clock()), durable=False))
 
     def _observed(self, text: str) -> Hlc | None:
         """The local clock after seeing a remote stamp (None for a bad one); the caller
@@ -549,7 +561,7 @@ class Agent:
             unsubscribe()
 
     def _tick_loop(self) -> None:
-        while not self._stopping.wait(APPLIED_EVERY_S):
+        while not self._stopping.wait(TICK_S):
             try:
                 if self._unnotified:
                     self._notify(())
@@ -576,8 +588,13 @@ class Agent:
                 self._last_progress = self._clock()
                 self._behind = False
                 out.append((None, self._resync(receiver.last)))
-            if receiver.last != self._applied_sent:
+            now = self._clock()
+            if receiver.last != self._applied_sent and (
+                now - self._applied_at >= APPLIED_EVERY_S
+                or (not self._behind and now - self._last_progress >= TICK_S)
+            ):
                 self._applied_sent = receiver.last
+                self._applied_at = now
                 body = Applied(seq=receiver.last)
                 out.append(
                     (

@@ -385,9 +385,12 @@ class Store:
 
     # -- clock, gateway status, presence, counters --------------------------------------------
 
-    def next_stamp(self, node: str, now_ms: int) -> Hlc:
-        """Tick the stored HLC and return the new stamp (one transaction: safe across processes)."""
-        with self._tx():
+    def next_stamp(self, node: str, now_ms: int, *, durable: bool = True) -> Hlc:
+        """Tick the stored HLC and return the new stamp (one transaction: safe across processes).
+
+        ``durable=False`` (the stamp of a status-like message: resync, applied, status) commits
+        without fsync; a driver action's stamp stays FULL, with its outbox row."""
+        with self._tx(durable=durable):
             stamp = tick(self._hlc(node), now_ms)
             self._put("hlc", str(stamp))
         return stamp
