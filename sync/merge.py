@@ -29,6 +29,9 @@ step   rule                    effect
 
 All orderings are by content (``hlc``, ids), so any permutation or duplication of the same
 claims and resolutions yields the same views.
+
+The views are built with ``sync.model.trusted`` (no validation): every value in them comes from
+validated claims, resolutions and policy, so they equal, and serialise as, validated ones.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from sync.model import (
     StaleCandidate,
     SupersessionRule,
     canonical,
+    trusted,
 )
 
 BASED_ON = "based-on"
@@ -108,7 +112,7 @@ def merge_order(
         for name in sorted(by_field)
     }
     hold = any(f.conflict is not None and f.conflict.escalated for f in fields.values())
-    return OrderView(order_id=order_id, fields=fields, hold=hold)
+    return trusted(OrderView, order_id=order_id, fields=fields, hold=hold)
 
 
 def merge_field(
@@ -132,7 +136,8 @@ def merge_field(
     remaining = [c for c in live if c.claim_id not in stale]
     candidates = tuple(_candidate(c) for c in remaining)
     stale_views = tuple(
-        StaleCandidate(
+        trusted(
+            StaleCandidate,
             source=c.source,
             value=c.value,
             as_of=c.as_of,
@@ -144,10 +149,13 @@ def merge_field(
         if c.claim_id in stale
     )
     if not remaining:
-        return FieldView(field=field, state="withdrawn", stale=stale_views, withdrawn=withdrawn)
+        return trusted(
+            FieldView, field=field, state="withdrawn", stale=stale_views, withdrawn=withdrawn
+        )
     values = {canonical(c.value) for c in remaining}
     if len(values) == 1:  # rule 6
-        return FieldView(
+        return trusted(
+            FieldView,
             field=field,
             state="agreed",
             value=remaining[0].value,
@@ -157,7 +165,8 @@ def merge_field(
         )
     resolution = _covering_resolution(remaining, resolutions)  # rule 7
     if resolution is not None:
-        return FieldView(
+        return trusted(
+            FieldView,
             field=field,
             state="resolved",
             value=resolution.value,
@@ -170,7 +179,8 @@ def merge_field(
         )
     opened_at = max(c.received_at for c in remaining)  # rule 8
     deadline = opened_at + policy.escalate_after
-    conflict = Conflict(
+    conflict = trusted(
+        Conflict,
         order_id=order_id,
         field=field,
         opened_at=opened_at,
@@ -178,7 +188,8 @@ def merge_field(
         escalated=now >= deadline,  # rule 9
         candidates=candidates,
     )
-    return FieldView(
+    return trusted(
+        FieldView,
         field=field,
         state="conflict",
         candidates=candidates,
@@ -259,7 +270,8 @@ def _stale(
 
 
 def _candidate(claim: Claim) -> Candidate:
-    return Candidate(
+    return trusted(
+        Candidate,
         source=claim.source,
         value=claim.value,
         as_of=claim.as_of,
