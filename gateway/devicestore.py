@@ -126,10 +126,19 @@ class DeviceStore:
 
     def route_rules(self, driver: str) -> dict[str, dict[str, Any]]:
         """The driver's route with each view's rule inputs (``Store.view_rules``), in order id
-        order: one query for both."""
-        return {o: json.loads(r) for o, r in self.conn.execute(
-            "SELECT m.order_id, v.rules FROM route_members m JOIN views v USING (order_id) "
-            "WHERE m.driver=? ORDER BY m.order_id", (driver,))}
+        order: one query for both. The parsed inputs are kept on the Store per order while
+        their text is unchanged (a route is re-checked on every change of any of its orders):
+        callers must not modify them."""
+        cache = self.store.rules_cache
+        out: dict[str, dict[str, Any]] = {}
+        for o, text in self.conn.execute(
+                "SELECT m.order_id, v.rules FROM route_members m JOIN views v USING (order_id) "
+                "WHERE m.driver=? ORDER BY m.order_id", (driver,)):
+            hit = cache.get(o)
+            if hit is None or hit[0] != text:
+                hit = cache[o] = (text, json.loads(text))
+            out[o] = hit[1]
+        return out
 
     def route_warnings(self, driver: str) -> dict[str, str]:
         """The warnings last sent for the driver's orders: order id -> warnings JSON (orders

@@ -26,7 +26,7 @@ import sqlite_utils
 
 from gateway.errors import StoreError
 from sync.hlc import Hlc, tick
-from sync.model import Claim, OrderView, Resolution, canonical
+from sync.model import Claim, OrderView, Resolution, canonical, trusted
 from sync.rules import rule_inputs
 
 SCHEMA = """
@@ -212,12 +212,21 @@ class BadRow:
     record: str
 
 
+class _Unread:
+    """``put_view``'s default: the stored state is read by ``put_view`` itself."""
+
+
+_UNREAD = _Unread()
+
+
 class Store:
     """The gateway's SQLite store. Not thread-safe: one Store per thread (WAL lets them share
     the file)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.rules_cache: dict[str, tuple[str, dict[str, Any]]] = {}
+        """order id -> (rules text, parsed): ``DeviceStore.route_rules``' parsed inputs."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
@@ -323,14 +332,16 @@ class Store:
                 chunk,
             ).fetchall()
             for set_id, source, order_id, rev, as_of, rec, hlc, present, vals, based in rows:
+                # our own rows, validated when they were stored: built without validation
                 based_on = tuple(json.loads(based))
+                as_of_t, rec_t, live = _time(as_of), _time(rec), bool(present)
+                claims = out.setdefault(order_id, [])
                 for field, value in json.loads(vals).items():
-                    out.setdefault(order_id, []).append(
-                        Claim(
-                            claim_id=f"{set_id}#{field}", order_id=order_id, field=field,
-                            value=value, present=bool(present), source=source, source_rev=rev,
-                            as_of=_time(as_of), received_at=_time(rec), based_on=based_on,
-                            hlc=hlc,
+                    claims.append(
+                        trusted(
+                            Claim, claim_id=f"{set_id}#{field}", order_id=order_id, field=field,
+                            value=value, present=live, source=source, source_rev=rev,
+                            as_of=as_of_t, received_at=rec_t, based_on=based_on, hlc=hlc,
                         )
                     )
         return out
@@ -392,14 +403,31 @@ class Store:
         row = self.conn.execute("SELECT body FROM views WHERE order_id=?", (order_id,)).fetchone()
         return None if row is None else OrderView.model_validate_json(row[0])
 
+    def view_states(self, order_ids: Iterable[str]) -> dict[str, tuple[str, str, str | None]]:
+        """What ``put_view`` compares a new view with, for many orders in one query per 500:
+        order id -> (digest, drivers JSON, deadline); orders without a view are left out."""
+        out: dict[str, tuple[str, str, str | None]] = {}
+        for chunk in _chunks(list(order_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for oid, digest, drivers, deadline in self.conn.execute(
+                "SELECT order_id, digest, drivers, deadline FROM views "
+                f"WHERE order_id IN ({marks})", chunk,
+            ):
+                out[oid] = (digest, drivers, deadline)
+        return out
+
     def view_drivers(self, order_id: str) -> list[str]:
         row = self.conn.execute(
             "SELECT drivers FROM views WHERE order_id=?", (order_id,)
         ).fetchone()
         return [] if row is None else list(json.loads(row[0]))
 
-    def put_view(self, view: OrderView, drivers: Sequence[str]) -> bool:
+    def put_view(self, view: OrderView, drivers: Sequence[str], *,
+                 old: tuple[str, str, str | None] | _Unread | None = _UNREAD) -> bool:
         """Store an order's merged view; False when it is identical to the stored one.
+
+        ``old`` is the stored view's state as ``view_states`` read it (None: no view yet);
+        read here when not given.
 
         The body is stored in the wire's compact form (defaults left out, as ``sync.codec``
         encodes), so a stream entry can carry it as it is; beside it, the view's rule inputs,
@@ -408,11 +436,15 @@ class Store:
         digest = hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
         deadlines = [c.deadline for c in view.conflicts() if not c.escalated]
         deadline = _iso(min(deadlines)) if deadlines else None
-        old = self.conn.execute(
-            "SELECT digest, drivers, deadline FROM views WHERE order_id=?", (view.order_id,)
-        ).fetchone()
+        stored: tuple[str, str, str | None] | None
+        if isinstance(old, _Unread):
+            stored = self.conn.execute(
+                "SELECT digest, drivers, deadline FROM views WHERE order_id=?", (view.order_id,)
+            ).fetchone()
+        else:
+            stored = old
         drivers_json = json.dumps(sorted(drivers))
-        if old is not None and old == (digest, drivers_json, deadline):
+        if stored is not None and stored == (digest, drivers_json, deadline):
             return False
         self.conn.execute(
             "INSERT INTO views(order_id, body, digest, drivers, deadline, rules) "
@@ -422,7 +454,7 @@ class Store:
             (view.order_id, body, digest, drivers_json, deadline,
              _canonical(rule_inputs(view))),
         )
-        return old is None or old[0] != digest or old[1] != drivers_json
+        return stored is None or stored[0] != digest or stored[1] != drivers_json
 
     def views(self, order_ids: Iterable[str]) -> dict[str, OrderView]:
         out = {}

@@ -44,13 +44,15 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
                 break
             claims = store.claims_for(ids)
             resolutions = store.resolutions_for(ids)
+            states = store.view_states(ids)
             changed: dict[str, set[str]] = defaultdict(set)
             for order_id in ids:
                 view = merge_order(order_id, claims.get(order_id, []),
                                    resolutions.get(order_id, []), policy, now)
                 new = drivers_of(view)
-                old = store.view_drivers(order_id)
-                if store.put_view(view, new):
+                state = states.get(order_id)
+                old: list[str] = [] if state is None else list(json.loads(state[1]))
+                if store.put_view(view, new, old=state):
                     for driver in {*old, *new}:
                         changed[driver].add(order_id)
                     devices.set_route_members(order_id, old, new)
