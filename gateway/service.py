@@ -181,9 +181,26 @@ class GatewayService:
             item.done.set()
             return
         if isinstance(item, _Refresh):
+            self._coalesce_refreshes()
             self._refresh_and_publish(store)
             return
         self._message(store, item.topic, item.payload)
+
+    def _coalesce_refreshes(self) -> None:
+        """Drop the refresh requests queued right behind the one being handled: one refresh
+        takes every dirty order, so back-to-back requests need one. Anything else queued
+        stays where it is, in order (a message or call behind them ends the run)."""
+        q = self._queue
+        with q.mutex:
+            dropped = 0
+            while q.queue and isinstance(q.queue[0], _Refresh):
+                q.queue.popleft()
+                dropped += 1
+            if dropped:
+                q.unfinished_tasks -= dropped
+                if not q.unfinished_tasks:
+                    q.all_tasks_done.notify_all()
+                q.not_full.notify(dropped)
 
     def _message(self, store: Store, topic: str, payload: bytes) -> None:
         if not payload:
@@ -313,15 +330,27 @@ class GatewayService:
 
     def _refresh_and_publish(self, store: Store) -> None:
         entries = refresh(store, self.policy, self.clock())
-        for device, device_entries in entries.items():
-            self._publish_entries(store, device, device_entries)
+        if not any(entries.values()):
+            return
+        # each device's stamp and head, in one transaction for the whole refresh
+        heads: dict[str, tuple[str, int]] = {}
+        devices = DeviceStore(store)
+        with store.transaction():
+            for device, device_entries in entries.items():
+                if device_entries:
+                    heads[device] = (store.next_hlc(self.clock()), devices.bounds(device)[1])
+        for device, (hlc, head) in heads.items():
+            self._publish_entries(store, device, entries[device], hlc=hlc, head=head)
 
-    def _publish_entries(self, store: Store, device: str, entries: list[Entry]) -> None:
+    def _publish_entries(self, store: Store, device: str, entries: list[Entry], *,
+                         hlc: str | None = None, head: int | None = None) -> None:
         if not entries:
             return
         topic = self.topics.inbox(device)
-        hlc = self._hlc(store)
-        head = DeviceStore(store).bounds(device)[1]
+        if hlc is None:
+            hlc = self._hlc(store)
+        if head is None:
+            head = DeviceStore(store).bounds(device)[1]
         for entry in entries:
             self.link.publish(topic, view_change_bytes(device, entry, hlc=hlc, head=head))
             self.published += 1
