@@ -4,7 +4,10 @@ The gateway either connects to a broker that is already running or runs its own:
 renders the broker's config from the templates in ``packaging/mosquitto/`` and supervises the
 ``mosquitto`` process.
 
-* ``BrokerSettings`` -- one frozen, validated settings object (the ``[broker]`` table).
+* ``BrokerSettings`` -- one frozen, validated settings object (the ``[broker]`` table): a
+  plain listener on ``host`` (loopback: the gateway and dispatch on this box) and, with
+  ``tls_port``/``certfile``/``keyfile``, a TLS listener on ``tls_host`` for the tablets
+  (DESIGN.md §6: TLS on every listener that leaves the box).
 * ``BrokerUser`` -- one MQTT identity: the gateway, a dispatch console or one tablet.
 * ``write_config(settings, users, depot)`` -- ``mosquitto.conf``, a hashed password file
   (made by ``mosquitto_passwd``; plain passwords never reach the disk for longer than the
@@ -43,6 +46,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -57,9 +61,11 @@ __all__ = [
     "BrokerSettings",
     "BrokerUser",
     "ManagedBroker",
+    "find_binary",
     "find_mosquitto",
     "free_port",
     "render_acl",
+    "render_tls_listener",
     "write_config",
 ]
 
@@ -107,8 +113,14 @@ class BrokerSettings(BaseModel):
     max_inflight_messages: int = Field(default=20, ge=0)
     # The largest envelope payload, as sync.codec.DEFAULT_MAX_BYTES; see ``max_packet_size``.
     max_payload_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024)
+    # The TLS listener for clients off the box (tablets on the depot Wi-Fi): all three of
+    # tls_port, certfile and keyfile, or none. Same identities and ACL as the plain listener.
+    tls_port: int | None = Field(default=None, ge=1, le=65535)
+    tls_host: str = "0.0.0.0"
+    certfile: Path | None = None
+    keyfile: Path | None = None
 
-    @field_validator("host")
+    @field_validator("host", "tls_host")
     @classmethod
     def _host_is_one_token(cls, value: str) -> str:
         if not _HOST.match(value):
@@ -122,12 +134,25 @@ class BrokerSettings(BaseModel):
             raise ValueError(f"{value!r} is not a duration like 14d (units: h d w m y)")
         return value
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "certfile", "keyfile")
     @classmethod
-    def _data_dir_is_one_line(cls, value: Path) -> Path:
-        if "\n" in str(value) or "\r" in str(value):
-            raise ValueError("data_dir must not contain a line break")
+    def _path_is_one_line(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and ("\n" in str(value) or "\r" in str(value)):
+            raise ValueError(f"{info.field_name} must not contain a line break")
         return value
+
+    @model_validator(mode="after")
+    def _tls_is_all_or_nothing(self) -> Self:
+        given = {"tls_port": self.tls_port, "certfile": self.certfile, "keyfile": self.keyfile}
+        missing = [name for name, value in given.items() if value is None]
+        if missing and len(missing) < len(given):
+            raise ValueError(
+                f"a TLS listener needs tls_port, certfile and keyfile; missing: "
+                f"{', '.join(missing)}"
+            )
+        if self.tls_port is not None and self.tls_port == self.port:
+            raise ValueError(f"tls_port and port are both {self.port}; give TLS its own port")
+        return self
 
     @property
     def max_packet_size(self) -> int:
@@ -196,20 +221,25 @@ class BrokerUser(BaseModel):
 # --- binaries and ports --------------------------------------------------------------------
 
 
-def _find_binary(name: str) -> Path:
+_BINARY_FOLDERS: tuple[str, ...] = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")
+"""Where a binary is looked for when it is not on PATH (a gateway started by systemd or cron)."""
+
+
+def find_binary(name: str, package: str = "mosquitto") -> Path:
+    """``name`` on PATH, then in the sbin/bin folders; GatewayError naming the Debian package."""
     found = shutil.which(name)
     if found:
         return Path(found)
-    for folder in ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"):
+    for folder in _BINARY_FOLDERS:
         candidate = Path(folder) / name
         if os.access(candidate, os.X_OK):
             return candidate
-    raise GatewayError(f"{name} is not installed: apt-get install mosquitto")
+    raise GatewayError(f"{name} is not installed: apt-get install {package}")
 
 
 def find_mosquitto() -> Path:
     """The ``mosquitto`` binary (PATH, then /usr/sbin); GatewayError if it is not installed."""
-    return _find_binary("mosquitto")
+    return find_binary("mosquitto")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -298,7 +328,7 @@ def _write_private(path: Path, text: str) -> None:
 
 def _write_password_file(path: Path, users: Sequence[BrokerUser]) -> None:
     """Hash the passwords with ``mosquitto_passwd -U`` on a private scratch file."""
-    tool = _find_binary("mosquitto_passwd")
+    tool = find_binary("mosquitto_passwd")
     tmp = path.with_name(path.name + ".plain")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -322,12 +352,44 @@ def _write_password_file(path: Path, users: Sequence[BrokerUser]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _check_readable(path: Path, what: str) -> None:
+    """ConfigError (one line, naming the file) unless ``path`` is a file this user can read."""
+    if not path.is_file():
+        raise ConfigError(f"broker {what} {path}: no such file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"broker {what} {path}: cannot read: {exc.strerror}") from None
+
+
+def render_tls_listener(settings: BrokerSettings) -> str:
+    """The TLS listener block from ``tls-listener.tmpl``, or a comment when TLS is off."""
+    if settings.tls_port is None or settings.certfile is None or settings.keyfile is None:
+        return "# no TLS listener: tls_port, certfile and keyfile are not set"
+    values = {
+        "tls_port": settings.tls_port,
+        "tls_host": settings.tls_host,
+        "certfile": settings.certfile.resolve(),
+        "keyfile": settings.keyfile.resolve(),
+    }
+    text = "\n".join(
+        line for line in _template("tls-listener.tmpl").splitlines() if not line.startswith("#:")
+    )
+    return _substitute(text.strip("\n"), values, "tls-listener.tmpl")
+
+
 def write_config(settings: BrokerSettings, users: Sequence[BrokerUser], depot: str) -> Path:
     """Write ``mosquitto.conf``, the password file and the ACL into ``settings.data_dir``.
 
-    Returns the path of ``mosquitto.conf``. Files are rewritten on every call.
+    Returns the path of ``mosquitto.conf``. Files are rewritten on every call. With TLS, the
+    certificate and key must be readable files (ConfigError naming the file otherwise).
     """
     topics = _topics(depot)
+    if settings.certfile is not None:
+        _check_readable(settings.certfile, "certfile")
+    if settings.keyfile is not None:
+        _check_readable(settings.keyfile, "keyfile")
     names = [user.username for user in users]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -370,6 +432,7 @@ def write_config(settings: BrokerSettings, users: Sequence[BrokerUser], depot: s
         "max_inflight_messages": settings.max_inflight_messages,
         "max_packet_size": settings.max_packet_size,
         "log_file": settings.log_file,
+        "tls_listener": render_tls_listener(settings),
     }
     conf = _substitute(_template("mosquitto.conf.tmpl"), values, "mosquitto.conf.tmpl")
     _write_private(settings.conf_file, conf)
@@ -411,8 +474,15 @@ class ManagedBroker:
 
     @property
     def url(self) -> str:
-        """``mqtt://HOST:PORT``."""
+        """``mqtt://HOST:PORT``: the plain listener."""
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def tls_url(self) -> str | None:
+        """``mqtts://TLS_HOST:TLS_PORT``, or None without a TLS listener."""
+        if self.settings.tls_port is None:
+            return None
+        return f"mqtts://{self.settings.tls_host}:{self.settings.tls_port}"
 
     @property
     def alive(self) -> bool:
@@ -530,6 +600,8 @@ class ManagedBroker:
     ) -> None:
         deadline = time.monotonic() + timeout
         where = f"{self.host}:{self.port}"
+        if self.settings.tls_port is not None:
+            where += f" and {self.settings.tls_host}:{self.settings.tls_port} (TLS)"
         while True:
             code = process.poll()
             if code is not None:
@@ -556,6 +628,9 @@ class ManagedBroker:
             return False
 
     def _accepts_connections(self) -> bool:
+        # Only the plain listener: Mosquitto logs "running" once every listener is open (it
+        # exits if one cannot bind), and a bare TCP probe of the TLS port is logged as a failed
+        # TLS connection.
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
         try:
             with socket.create_connection((host, self.port), timeout=0.5):

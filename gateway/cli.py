@@ -260,6 +260,42 @@ def writeback(config_path: Path, as_json: bool) -> None:
         sys.exit(1)
 
 
+@gateway.command("tls-cert")
+@config_option
+@click.option("--host", "hosts", multiple=True, metavar="NAME_OR_IP",
+              help="A name or IP tablets use to reach this box (repeat). Default: "
+                   "broker.public_host, else this machine's host name.")
+@click.option("--days", default=825, show_default=True, help="How long the certificate is valid.")
+@click.option("--port", "tls_port", default=8883, show_default=True,
+              help="The TLS port to suggest for [broker].")
+@click.option("--force", is_flag=True, help="Replace an existing certificate and key.")
+def tls_cert(config_path: Path, hosts: tuple[str, ...], days: int, tls_port: int,
+             force: bool) -> None:
+    """Make a self-signed certificate and key for the broker's TLS listener, beside the config.
+
+    Writes broker-cert.pem and broker-key.pem (mode 0600) and prints the lines to add to
+    [broker]; gateway.toml itself is left as it is.
+    """
+    import socket
+
+    from gateway.tls import make_self_signed
+
+    cfg = load_config(config_path)
+    chosen = list(hosts) or [cfg.broker.public_host or socket.gethostname()]
+    files = make_self_signed(config_path.parent, chosen, days=days,
+                             common_name=f"crossdock broker {cfg.depot}", overwrite=force)
+    click.echo(f"wrote {files.certfile} (for {', '.join(files.hosts)}; valid {days} days)")
+    click.echo(f"wrote {files.keyfile} (private key, mode 0600)")
+    click.echo(f"add to [broker] in {config_path}, then restart `gateway run` and rewrite each "
+               "tablet's file (`gateway devices add ... --agent-config`):")
+    click.echo(f"tls_port = {tls_port}")
+    click.echo('tls_host = "0.0.0.0"')
+    click.echo(f'certfile = "{files.certfile.name}"')
+    click.echo(f'keyfile = "{files.keyfile.name}"')
+    click.echo(f'public_host = "{files.hosts[0]}"')
+    click.echo(f'ca_file = "{files.certfile.name}"')
+
+
 # --- devices -----------------------------------------------------------------------------
 
 
@@ -292,8 +328,12 @@ def devices_add(device: str, driver: str, agent_config: Path | None, config_path
         sync_driver(store, driver, cfg.merge_policy(), _now())
     click.echo(f"device {device} bound to driver {driver}")
     if agent_config is not None:
-        write_agent_config(agent_config, cfg, device=device, driver=driver, password=password)
+        written = write_agent_config(agent_config, cfg, device=device, driver=driver,
+                                     password=password)
         click.echo(f"wrote {agent_config} (keep it private: it holds the device's credential)")
+        for extra in written[1:]:
+            click.echo(f"wrote {extra} (the certificate the tablet trusts; copy it with the "
+                       "config)")
 
 
 @devices.command("list")

@@ -11,6 +11,13 @@ commented example; ``crossdock gateway sample`` writes one pointing at a generat
     host = "127.0.0.1"        # where the managed Mosquitto listens
     port = 1883
     data_dir = "broker"
+    # TLS for the tablets (all of tls_port, certfile, keyfile, or none; see README "TLS"):
+    tls_port = 8883
+    tls_host = "0.0.0.0"      # where the TLS listener listens (every interface)
+    certfile = "broker-cert.pem"
+    keyfile = "broker-key.pem"
+    public_host = "192.168.1.10"   # the name or IP tablets reach this box by
+    ca_file = "broker-cert.pem"    # what tablets trust (default: certfile, as self-signed)
 
     [policy]
     escalate_after_min = 30   # an open conflict puts its stop on hold after this
@@ -53,6 +60,31 @@ class BrokerSection(_Model):
     username: str = "gateway"
     password: str = ""
     max_queued_messages: int = Field(default=100_000, ge=1)
+    # TLS listener for the tablets (DESIGN §6); files are relative to gateway.toml.
+    tls_port: int | None = Field(default=None, ge=1, le=65535)
+    tls_host: str = "0.0.0.0"
+    certfile: str | None = None
+    keyfile: str | None = None
+    # What a tablet's config gets: the name or IP tablets reach this box by, and the
+    # certificate they trust (a self-signed certificate is its own CA: default certfile).
+    public_host: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,253}$")
+    ca_file: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_all_or_none(self) -> BrokerSection:
+        given = {"tls_port": self.tls_port, "certfile": self.certfile, "keyfile": self.keyfile}
+        missing = [name for name, value in given.items() if value is None]
+        if missing and len(missing) < len(given):
+            raise ValueError(f"TLS needs tls_port, certfile and keyfile; missing: "
+                             f"{', '.join(missing)}")
+        if self.tls_port is not None and self.tls_port == self.port:
+            raise ValueError(f"tls_port and port are both {self.port}; give TLS its own port")
+        return self
+
+    @property
+    def tablet_ca_file(self) -> str | None:
+        """What tablets must trust: ``ca_file``, else the (self-signed) ``certfile``."""
+        return self.ca_file or self.certfile
 
 
 class PolicySection(_Model):

@@ -5,7 +5,8 @@ and ACL from the device registry, the gateway service, and the scheduler (each s
 once at start, then on its own cron or interval), and supervises them:
 a broker that dies is restarted, and a device added with ``gateway devices add`` while the
 gateway runs gets its credential and ACL on the next check (the broker re-reads them on
-SIGHUP).
+SIGHUP). With ``tls_port``, ``certfile`` and ``keyfile`` in ``[broker]`` the managed broker
+also has a TLS listener for the tablets (``broker_settings``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import logging
 import os
 import signal
 import threading
-from pathlib import Path
 from urllib.parse import urlsplit
+
+from pydantic import ValidationError
 
 from gateway.broker import BrokerSettings, BrokerUser, ManagedBroker, write_config
 from gateway.config import GatewayConfig
@@ -44,6 +46,25 @@ def broker_users(cfg: GatewayConfig, store: Store) -> list[BrokerUser]:
     return users
 
 
+def broker_settings(cfg: GatewayConfig) -> BrokerSettings:
+    """The managed Mosquitto's settings from ``[broker]``: the plain listener on ``host`` and,
+    when configured, the TLS listener for the tablets (files relative to gateway.toml)."""
+    b = cfg.broker
+    try:
+        return BrokerSettings(
+            data_dir=cfg.path(b.data_dir),
+            host=b.host, port=b.port,
+            max_queued_messages=b.max_queued_messages,
+            tls_port=b.tls_port, tls_host=b.tls_host,
+            certfile=None if b.certfile is None else cfg.path(b.certfile),
+            keyfile=None if b.keyfile is None else cfg.path(b.keyfile),
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"broker{'.' + where if where else ''}: {err['msg']}") from None
+
+
 class GatewayRunner:
     def __init__(self, cfg: GatewayConfig, *, clock: Clock = utc_now,
                  scheduler: bool = True, status_interval_s: float = 30.0) -> None:
@@ -69,12 +90,7 @@ class GatewayRunner:
             with Store(self.cfg.db_path) as store:
                 users = broker_users(self.cfg, store)
             self._registry = tuple(u.username for u in users)
-            settings = BrokerSettings(
-                data_dir=Path(self.cfg.path(self.cfg.broker.data_dir)),
-                host=self.cfg.broker.host, port=self.cfg.broker.port,
-                max_queued_messages=self.cfg.broker.max_queued_messages,
-            )
-            self.broker = ManagedBroker(settings, users, self.cfg.depot)
+            self.broker = ManagedBroker(broker_settings(self.cfg), users, self.cfg.depot)
             self.broker.start()
         self.service = GatewayService(
             self.cfg, host=self.host, port=self.port, username=self.cfg.broker.username,

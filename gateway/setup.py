@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import GatewayConfig, load_config
+from gateway.errors import ConfigError
 from gateway.store import Store
 
 MAPPING_TEMPLATE = """\
@@ -48,6 +49,13 @@ cancelled = ["CANC", "Cancelled", "CANCELED"]
 delivered = ["DELIVERED", "Delivered", "DLVD"]
 {drivers}"""
 
+OPENSSL_RECIPE = (
+    'openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 '
+    '-subj "/CN=crossdock broker" -addext "subjectAltName=DNS:depot-gw,IP:192.168.1.10" '
+    "-keyout broker-key.pem -out broker-cert.pem && chmod 600 broker-key.pem"
+)
+"""How to make the broker's self-signed certificate by hand (``gateway init`` writes it)."""
+
 CONFIG_TEMPLATE = """\
 # crossdock gateway. Paths are relative to this file.
 depot = "{depot}"
@@ -60,6 +68,15 @@ port = {port}
 data_dir = "broker"
 username = "gateway"
 password = "{gateway_password}"
+# TLS for the tablets on the depot network (README "TLS"): the listener above stays on
+# loopback for the gateway and dispatch. `crossdock gateway tls-cert --host NAME_OR_IP` makes
+# a self-signed certificate; by hand: {openssl_recipe}
+# tls_port = 8883
+# tls_host = "0.0.0.0"            # every interface
+# certfile = "broker-cert.pem"
+# keyfile = "broker-key.pem"
+# public_host = "192.168.1.10"    # the name or IP tablets reach this box by (in the certificate)
+# ca_file = "broker-cert.pem"     # what tablets trust; a self-signed certificate is its own CA
 
 [policy]
 escalate_after_min = 30   # an open conflict puts its stop on hold after this long
@@ -112,7 +129,8 @@ def init_dir(directory: Path, *, depot: str, port: int, now: _dt.datetime,
     written.append(mapping)
     config = directory / "gateway.toml"
     _write_private(config, CONFIG_TEMPLATE.format(
-        depot=depot, port=port, orders=orders, gateway_password=secrets.token_urlsafe(18)))
+        depot=depot, port=port, orders=orders, gateway_password=secrets.token_urlsafe(18),
+        openssl_recipe=OPENSSL_RECIPE))
     written.append(config)
     dispatch = directory / "dispatch.toml"
     _write_private(dispatch, DISPATCH_TEMPLATE.format(depot=depot, port=port,
@@ -153,15 +171,41 @@ def dispatch_password(cfg: GatewayConfig) -> str | None:
 
 
 def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: str,
-                       password: str) -> None:
-    """The one file a tablet needs: broker, depot, device id, credential."""
-    host = cfg.broker.host
-    port = cfg.broker.port
-    if cfg.broker.url:
+                       password: str) -> list[Path]:
+    """The files a tablet needs: its config (broker, depot, device id, credential) and, when
+    the broker has a TLS listener, the certificate it trusts beside it as ``<device>-ca.pem``.
+
+    With TLS the tablet connects to ``public_host:tls_port`` and verifies the broker against
+    that copy (``ca_file`` relative to the config, so both files move together). Returns the
+    paths written; ConfigError if TLS is configured without ``public_host`` or a CA file.
+    """
+    b = cfg.broker
+    host, port = b.host, b.port
+    if b.url:
         from urllib.parse import urlsplit
 
-        parts = urlsplit(cfg.broker.url)
+        parts = urlsplit(b.url)
         host, port = parts.hostname or host, parts.port or port
+    tls_lines = "tls = false\n"
+    written = [path]
+    if b.tls_port is not None:
+        if b.public_host is None:
+            raise ConfigError("broker.public_host is not set: the name or IP tablets reach this "
+                              "box by (one of the certificate's hosts)")
+        ca_name = b.tablet_ca_file
+        if ca_name is None:
+            raise ConfigError("broker.ca_file is not set: the certificate tablets trust")
+        source = cfg.path(ca_name)
+        try:
+            ca_text = source.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"broker ca_file {source}: cannot read: {exc.strerror}") from None
+        ca_copy = path.with_name(f"{device}-ca.pem")
+        ca_copy.parent.mkdir(parents=True, exist_ok=True)
+        ca_copy.write_bytes(ca_text)  # a certificate is public: the default mode is fine
+        host, port = b.public_host, b.tls_port
+        tls_lines = f'tls = true\nca_file = "{ca_copy.name}"\n'
+        written.append(ca_copy)
     _write_private(path, (
         f'depot = "{cfg.depot}"\n'
         f'device = "{device}"\n'
@@ -172,5 +216,6 @@ def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: s
         f"port = {port}\n"
         f'username = "{device}"\n'
         f'password = "{password}"\n'
-        "tls = false\n"
+        f"{tls_lines}"
     ))
+    return written

@@ -7,12 +7,16 @@
 * ``MqttProbe.connect(broker, client_id, ...)`` -- a connected MQTT v5 paho client that
   records what it receives, with waits on events instead of sleeps.
 * ``connect_reason(broker, client_id, ...)`` -- the CONNACK reason of one connection attempt.
+
+``MqttProbe`` connects to the plain listener unless given ``port=``; with ``ca_file=`` it speaks
+TLS and verifies the broker against that file (``broker.settings.tls_port`` for the TLS one).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -97,6 +101,7 @@ class MqttProbe:
         )
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connected = threading.Event()
+        self.disconnected = threading.Event()
         self.reason: ReasonCode | None = None
         self.session_present = False
         self._subacks: dict[int, list[ReasonCode]] = {}
@@ -104,6 +109,7 @@ class MqttProbe:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
 
     @classmethod
     def connect(
@@ -116,6 +122,9 @@ class MqttProbe:
         clean_start: bool = True,
         session_expiry: int | None = None,
         timeout: float = WAIT,
+        host: str | None = None,
+        port: int | None = None,
+        ca_file: Path | None = None,
     ) -> MqttProbe:
         """Connect and wait for a successful CONNACK (AssertionError otherwise)."""
         probe = cls(client_id)
@@ -126,6 +135,9 @@ class MqttProbe:
             clean_start=clean_start,
             session_expiry=session_expiry,
             timeout=timeout,
+            host=host,
+            port=port,
+            ca_file=ca_file,
         )
         if reason.is_failure:
             probe.close()
@@ -141,20 +153,37 @@ class MqttProbe:
         clean_start: bool = True,
         session_expiry: int | None = None,
         timeout: float = WAIT,
+        host: str | None = None,
+        port: int | None = None,
+        ca_file: Path | None = None,
     ) -> ReasonCode:
-        """Connect; return the CONNACK reason (AssertionError if none arrives in time)."""
+        """Connect; return the CONNACK reason (AssertionError if none arrives in time, or the
+        broker closes the connection first). ``ca_file``: connect with TLS, trusting it.
+        A failed TLS handshake raises ``ssl.SSLError`` from here."""
         if username is not None:
             self.client.username_pw_set(username, password)
+        if ca_file is not None:
+            self.client.tls_set(ca_certs=str(ca_file))
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho
         if session_expiry is not None:
             properties.SessionExpiryInterval = session_expiry
+        where = f"{host or broker.host}:{port or broker.port}"
         self.client.connect(
-            broker.host, broker.port, keepalive=10, clean_start=clean_start, properties=properties
+            host or broker.host,
+            port or broker.port,
+            keepalive=10,
+            clean_start=clean_start,
+            properties=properties,
         )
         self.client.loop_start()
-        if not self.connected.wait(timeout) or self.reason is None:
+        deadline = time.monotonic() + timeout
+        while not self.connected.is_set() and not self.disconnected.is_set():
+            if time.monotonic() >= deadline:
+                break
+            self.connected.wait(0.02)
+        if not self.connected.is_set() or self.reason is None:
             self.close()
-            raise AssertionError(f"{self.client_id}: no CONNACK from {broker.url}")
+            raise AssertionError(f"{self.client_id}: no CONNACK from {where}")
         return self.reason
 
     def subscribe(self, topic: str, qos: int = 1, timeout: float = WAIT) -> ReasonCode:
@@ -214,6 +243,16 @@ class MqttProbe:
         self.reason = reason
         self.session_present = flags.session_present
         self.connected.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.disconnected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self.messages.put(message)

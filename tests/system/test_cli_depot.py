@@ -1,11 +1,13 @@
 """A depot set up and run only through the `crossdock` command, as an operator would:
 sample → devices add (writes the tablet's file) → gateway run (managed Mosquitto with
-passwords and ACL) → agent run → dispatch, with the refusals' exit codes."""
+passwords and ACL) → agent run → dispatch, with the refusals' exit codes; and the same with
+TLS turned on (tls-cert → [broker] lines → the tablet syncs over the TLS listener)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,3 +123,52 @@ def test_gateway_run_reads_each_source_at_start_not_first_at_its_cron_time(tmp_p
     finally:
         stop(gateway)
     assert "Traceback" not in log.read_text()
+
+
+def test_operator_turns_on_tls_and_a_tablet_syncs_over_it(tmp_path: Path):
+    depot = tmp_path / "depot"
+    port, tls_port = free_port(), free_port()
+    assert crossdock("gateway", "sample", "--out", str(depot), "--orders", "10", "--drivers",
+                     "2", "--port", str(port)).returncode == 0
+    config = depot / "gateway.toml"
+    made = crossdock("gateway", "tls-cert", "--config", str(config), "--host", "localhost",
+                     "--host", "127.0.0.1", "--port", str(tls_port), "--days", "2")
+    assert made.returncode == 0, made.stderr
+    assert (depot / "broker-key.pem").stat().st_mode & 0o777 == 0o600
+    # the operator pastes the printed lines into [broker]; tls-cert itself leaves the file be
+    lines = [line for line in made.stdout.splitlines() if " = " in line]
+    assert [line.split(" = ")[0] for line in lines] == [
+        "tls_port", "tls_host", "certfile", "keyfile", "public_host", "ca_file"]
+    text = config.read_text()
+    assert "\ntls_port" not in text
+    config.write_text(text.replace("[broker]\n", "[broker]\n" + "\n".join(lines) + "\n", 1))
+    again = crossdock("gateway", "tls-cert", "--config", str(config), "--host", "localhost")
+    assert again.returncode == 1 and "exists" in again.stderr
+
+    assert crossdock("gateway", "ingest", "--config", str(config)).returncode == 0
+    tablet = tmp_path / "tablet" / "tab-1.toml"
+    added = crossdock("gateway", "devices", "add", "tab-1", "--driver", "DRV-001",
+                      "--agent-config", str(tablet), "--config", str(config))
+    assert added.returncode == 0, added.stderr
+    written = tablet.read_text()
+    assert f'host = "localhost"\nport = {tls_port}\n' in written
+    assert 'tls = true\nca_file = "tab-1-ca.pem"\n' in written
+    assert (tablet.parent / "tab-1-ca.pem").read_bytes() == (depot / "broker-cert.pem").read_bytes()
+
+    gateway_log, agent_log = tmp_path / "gateway.log", tmp_path / "agent.log"
+    gateway = spawn(gateway_log, "gateway", "run", "--config", str(config), "--no-scheduler")
+    agent = spawn(agent_log, "agent", "run", "--config", str(tablet))
+    try:
+        def route() -> list[dict]:
+            proc = crossdock("agent", "state", "--config", str(tablet), "--json")
+            return json.loads(proc.stdout)["route"] if proc.returncode == 0 else []
+
+        assert until(route, timeout=20), (
+            f"no route over TLS; gateway: {gateway_log.read_text()[-600:]} "
+            f"agent: {agent_log.read_text()[-600:]}")
+    finally:
+        stop(agent)
+        stop(gateway)
+    mosquitto_log = (depot / "broker" / "mosquitto.log").read_text()
+    assert re.search(rf"New connection from [0-9.]+:[0-9]+ on port {tls_port}\.", mosquitto_log)
+    assert "Traceback" not in gateway_log.read_text() + agent_log.read_text()
