@@ -126,19 +126,25 @@ class DeviceStore:
 
     def route_rules(self, driver: str) -> dict[str, dict[str, Any]]:
         """The driver's route with each view's rule inputs (``Store.view_rules``), in order id
-        order: one query for both. The parsed inputs are kept on the Store per order while
-        their text is unchanged (a route is re-checked on every change of any of its orders):
-        callers must not modify them."""
-        cache = self.store.rules_cache
-        out: dict[str, dict[str, Any]] = {}
-        for o, text in self.conn.execute(
-                "SELECT m.order_id, v.rules FROM route_members m JOIN views v USING (order_id) "
-                "WHERE m.driver=? ORDER BY m.order_id", (driver,)):
-            hit = cache.get(o)
-            if hit is None or hit[0] != text:
-                hit = cache[o] = (text, json.loads(text))
-            out[o] = hit[1]
-        return out
+        order: one query for both. The parsed route is kept on the Store per driver and reused
+        where the stored texts are unchanged (a route is re-checked on every change of any of
+        its orders, usually one or two of hundreds): callers must not modify it."""
+        texts: dict[str, str] = dict(self.conn.execute(
+            "SELECT m.order_id, v.rules FROM route_members m JOIN views v USING (order_id) "
+            "WHERE m.driver=? ORDER BY m.order_id", (driver,)).fetchall())
+        cached = self.store.rules_cache.get(driver)
+        if cached is not None and cached[0].keys() == texts.keys():
+            old_texts, old_parsed = cached
+            moved = texts.items() - old_texts.items()
+            if not moved:
+                return old_parsed
+            parsed = dict(old_parsed)  # same keys: the order id order is kept
+            for order_id, text in moved:
+                parsed[order_id] = json.loads(text)
+        else:
+            parsed = {o: json.loads(t) for o, t in texts.items()}
+        self.store.rules_cache[driver] = (texts, parsed)
+        return parsed
 
     def route_warnings(self, driver: str) -> dict[str, str]:
         """The warnings last sent for the driver's orders: order id -> warnings JSON (orders

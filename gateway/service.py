@@ -274,10 +274,11 @@ class GatewayService:
                                 event.event_id, outcome)
             else:
                 devices.bump("duplicate_events")
+            hlc = store.next_hlc(self.clock())  # the ack's stamp, in the event's transaction
         # stored durably (committed): now it may be acknowledged
         self._publish(self.topics.acks(device), AckMsg(
             v=1, kind="ack", id=f"ack-{event.event_id}", origin="gateway",
-            hlc=self._hlc(store), body=Ack(event_ids=(event.event_id,))))
+            hlc=hlc, body=Ack(event_ids=(event.event_id,))))
         self._refresh_and_publish(store)
 
     # --- dispatch commands --------------------------------------------------------------

@@ -225,8 +225,8 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.rules_cache: dict[str, tuple[str, dict[str, Any]]] = {}
-        """order id -> (rules text, parsed): ``DeviceStore.route_rules``' parsed inputs."""
+        self.rules_cache: dict[str, tuple[dict[str, str], dict[str, dict[str, Any]]]] = {}
+        """driver -> (rules texts, parsed) of the route ``DeviceStore.route_rules`` last read."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
