@@ -25,7 +25,7 @@ from typing import Any
 from gateway.errors import SourceError
 from gateway.ingest.base import Export, RawRow
 from gateway.mapping import Mapping
-from gateway.store import BadRow, StagedTuple, dump_record, staged_tuple
+from gateway.runstore import BadRow, StagedTuple, dump_record, staged_tuple
 from gateway.validate import RowValidator, Valid
 
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024

@@ -25,7 +25,8 @@ from gateway.errors import ConfigError, GatewayError, NotReady, SourceError
 from gateway.ingest.base import Adapter, Export, RawRow
 from gateway.ingest.parallel import BATCH, batches, prepare, prepared_batches, worth_it
 from gateway.mapping import Mapping, load_mapping
-from gateway.store import BadRow, StagedRow, Store, load_record
+from gateway.runstore import BadRow, StagedRow, load_record
+from gateway.store import Store
 from gateway.validate import RowValidator, Valid
 
 Progress = Callable[[str, int], None]

@@ -1,0 +1,382 @@
+"""One source run, staged in temporary tables and applied to the store in one transaction.
+
+The pipeline streams a source's rows in: valid ones are staged (``stage``/``stage_prepared``),
+refused ones with their reasons (``reject``). ``commit`` then quarantines duplicate order ids
+(every row), diffs against the source's previous values, writes claim sets only for what
+changed and withdrawal claims for orders gone from the export, closes the previous run's
+quarantine and records the run. A run that fails changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from gateway.store import RunInfo, Store, canonical_json, iso, text_digest
+from sync.model import canonical
+
+StagedTuple = tuple[int, str, str, str, str, int]
+"""A staged row as SourceRun stores it: (row, order id, digest, values JSON, record, fields)."""
+
+
+def staged_tuple(row: int, order_id: str, vals: dict[str, Any], record: str = "") -> StagedTuple:
+    """The staged form of a valid row (computed in whichever process read the row)."""
+    text = canonical_json(vals)
+    return (row, order_id, text_digest(text), text, record, len(vals))
+
+
+def _raw_default(value: object) -> object:
+    """Raw source values (dates, decimals, bytes) as tagged JSON, for quarantine re-tries."""
+    if isinstance(value, _dt.datetime):
+        return {"$dt": value.isoformat()}
+    if isinstance(value, _dt.date):
+        return {"$d": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"$dec": str(value)}
+    if isinstance(value, bytes):
+        return {"$b": value.hex()}
+    return {"$repr": repr(value)}
+
+
+def _raw_hook(obj: dict[str, Any]) -> object:
+    if len(obj) == 1:
+        ((key, val),) = obj.items()
+        if key == "$dt":
+            return _dt.datetime.fromisoformat(val)
+        if key == "$d":
+            return _dt.date.fromisoformat(val)
+        if key == "$dec":
+            return Decimal(val)
+        if key == "$b":
+            return bytes.fromhex(val)
+    return obj
+
+
+_dump_record = json.JSONEncoder(
+    default=_raw_default, ensure_ascii=False, check_circular=False
+).encode
+
+
+def dump_record(values: Any) -> str:
+    return _dump_record(values if isinstance(values, dict) else dict(values))
+
+
+def load_record(text: str) -> dict[str, object]:
+    loaded: dict[str, object] = json.loads(text, object_hook=_raw_hook)
+    return loaded
+
+
+@dataclass(frozen=True)
+class StagedRow:
+    row: int
+    order_id: str
+    vals: dict[str, Any]
+    record: str
+
+
+@dataclass(frozen=True)
+class BadRow:
+    row: int
+    order_id: str | None
+    field: str
+    raw: str
+    reason: str
+    record: str
+
+
+class SourceRun:
+    """One run of one source, staged in temporary tables and applied in one transaction.
+
+    ``stage``/``reject`` take validated and refused rows as they stream by (batched, bounded
+    memory); ``commit`` finds duplicate order ids (both rows quarantined), diffs the staged rows
+    against the source's previous values, writes claim sets for what changed and withdrawal
+    claims for orders gone from the export, closes the previous run's quarantine and records
+    the run. Nothing is visible to readers until it commits.
+    """
+
+    def __init__(self, store: Store, source: str, started_at: _dt.datetime, location: str,
+                 fingerprint: str | None) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.source = source
+        self.started_at = started_at
+        self.location = location
+        self.fingerprint = fingerprint
+        self.rows_read = 0
+        self.conn.execute("DROP TABLE IF EXISTS temp.staged")
+        self.conn.execute("DROP TABLE IF EXISTS temp.rejected")
+        self.conn.execute(
+            "CREATE TEMP TABLE staged (row INTEGER, order_id TEXT, digest TEXT, vals TEXT, "
+            "record TEXT, nfields INTEGER)"
+        )
+        self.conn.execute(
+            "CREATE TEMP TABLE rejected (row INTEGER, order_id TEXT, field TEXT, raw TEXT, "
+            "reason TEXT, record TEXT)"
+        )
+
+    def stage(self, rows: Sequence[StagedRow]) -> None:
+        self.stage_prepared([staged_tuple(r.row, r.order_id, r.vals, r.record) for r in rows])
+
+    def stage_prepared(self, staged: Sequence[StagedTuple]) -> None:
+        self.rows_read += len(staged)
+        self.conn.executemany(
+            "INSERT INTO temp.staged(row, order_id, digest, vals, record, nfields) "
+            "VALUES(?,?,?,?,?,?)",
+            staged,
+        )
+
+    def reject(self, rows: Sequence[BadRow], *, distinct_rows: int) -> None:
+        self.rows_read += distinct_rows
+        self.conn.executemany(
+            "INSERT INTO temp.rejected(row, order_id, field, raw, reason, record) "
+            "VALUES(?,?,?,?,?,?)",
+            [(r.row, r.order_id, r.field, r.raw, r.reason, r.record) for r in rows],
+        )
+
+    def abort(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self.conn.execute("DROP TABLE IF EXISTS temp.staged")
+        self.conn.execute("DROP TABLE IF EXISTS temp.rejected")
+
+    def commit(
+        self,
+        *,
+        now: _dt.datetime,
+        as_of: _dt.datetime,
+        mapping_digest: str,
+        deleted: int = 0,
+        complete: bool = True,
+        problems: Sequence[str] = (),
+        on_progress: Any = None,
+        proposals: str | None = None,
+        approval_window: _dt.timedelta = _dt.timedelta(minutes=30),
+        partial_diff: bool = False,
+    ) -> RunInfo:
+        """Apply the staged run. ``proposals`` ("shadow" or "approve") writes proposals instead
+        of claims; ``partial_diff`` (a quarantine re-try) withdraws nothing."""
+        self.proposals = proposals
+        self.expires_at = None if proposals != "approve" else iso(now + approval_window)
+        self.partial = partial_diff
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # staging was outside: readers and writers went on
+            # indexed once staged (cheaper than maintaining them per insert); without them the
+            # withdrawal and duplicate look-ups scan the staged rows once per order
+            conn.execute("CREATE INDEX temp.staged_order ON staged(order_id)")
+            conn.execute("CREATE INDEX temp.rejected_order ON rejected(order_id)")
+            self._flag_duplicates()
+            run_id = int(conn.execute(
+                "INSERT INTO runs(source, started_at, location, fingerprint, status, as_of) "
+                "VALUES(?,?,?,?,?,?)",
+                (self.source, iso(self.started_at), self.location, self.fingerprint,
+                 "running", iso(as_of)),
+            ).lastrowid or 0)
+            quarantined = self._quarantine(run_id, now, mapping_digest)
+            changed = claims = 0
+            if complete:
+                changed, claims = self._diff(run_id, now, as_of, on_progress)
+                status, error = "ok", None
+            else:
+                status, error = "partial", "; ".join(problems)[:1000] or "partial export"
+            conn.execute(
+                "UPDATE runs SET finished_at=?, status=?, rows_read=?, rows_changed=?, "
+                "rows_quarantined=?, rows_deleted=?, claims=?, error=? WHERE run_id=?",
+                (iso(now), status, self.rows_read, changed, quarantined, deleted, claims, error,
+                 run_id),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            self.abort()
+            raise
+        conn.execute("DROP TABLE IF EXISTS temp.staged")
+        conn.execute("DROP TABLE IF EXISTS temp.rejected")
+        info = self.store.last_run(self.source)
+        assert info is not None  # the row was just written in this transaction
+        return info
+
+    def _flag_duplicates(self) -> None:
+        dups = self.conn.execute(
+            "SELECT order_id, group_concat(row) FROM (SELECT order_id, row FROM temp.staged "
+            "UNION ALL SELECT DISTINCT order_id, row FROM temp.rejected WHERE order_id "
+            "IS NOT NULL) GROUP BY order_id HAVING count(DISTINCT row) > 1"
+        ).fetchall()
+        for order_id, rows in dups:
+            row_list = ", ".join(sorted(set(rows.split(",")), key=int))
+            reason = f"order id {order_id} appears in rows {row_list} of one export"
+            self.conn.execute(
+                "INSERT INTO temp.rejected(row, order_id, field, raw, reason, record) "
+                "SELECT row, order_id, 'order_id', order_id, ?, record FROM temp.staged "
+                "WHERE order_id=?",
+                (reason, order_id),
+            )
+            self.conn.execute("DELETE FROM temp.staged WHERE order_id=?", (order_id,))
+
+    def _quarantine(self, run_id: int, now: _dt.datetime, mapping_digest: str) -> int:
+        conn = self.conn
+        # this run's list replaces the previous one: earlier open rows of the source close
+        # (a re-try replaces only the rows it re-tried: those kept under another mapping)
+        conn.execute(
+            "UPDATE quarantine SET closed_at=?, closed_why='superseded by run ' || ? "
+            "WHERE source=? AND closed_at IS NULL" + (" AND mapping != ?" if self.partial else ""),
+            (iso(now), run_id, self.source, *((mapping_digest,) if self.partial else ())),
+        )
+        conn.execute(
+            "INSERT INTO quarantine(source, run_id, location, row, order_id, field, raw, reason, "
+            "record, mapping, created_at) SELECT ?, ?, ?, row, order_id, field, raw, reason, "
+            "record, ?, ? FROM temp.rejected ORDER BY row",
+            (self.source, run_id, self.location, mapping_digest, iso(now)),
+        )
+        return int(conn.execute("SELECT count(DISTINCT row) FROM temp.rejected").fetchone()[0])
+
+    def _diff(self, run_id: int, now: _dt.datetime, as_of: _dt.datetime,
+              on_progress: Any) -> tuple[int, int]:
+        conn = self.conn
+        source = self.source
+        hlc = self.store.next_hlc(now)
+        received, as_of_text = iso(now), iso(as_of)
+        changed = claims = 0
+        batch: list[tuple[Any, ...]] = []
+        state: list[tuple[Any, ...]] = []
+
+        def flush() -> None:
+            self._write_claims(batch)
+            conn.executemany(
+                "INSERT INTO source_state(source, order_id, digest, vals) VALUES(?,?,?,?) "
+                "ON CONFLICT(source, order_id) DO UPDATE SET digest=excluded.digest, "
+                "vals=excluded.vals",
+                state,
+            )
+            batch.clear()
+            state.clear()
+
+        listed_before = self.store.source_order_count(source)
+        # one pass over the staged rows finds what is new or changed (``old_vals`` NULL: new)
+        conn.execute("DROP TABLE IF EXISTS temp.delta")
+        conn.execute(
+            "CREATE TEMP TABLE delta AS SELECT s.rowid AS rid, old.vals AS old_vals "
+            "FROM temp.staged s LEFT JOIN source_state old "
+            "ON old.source=? AND old.order_id=s.order_id "
+            "WHERE old.digest IS NULL OR old.digest != s.digest",
+            (source,),
+        )
+        staged = int(conn.execute("SELECT count(*) FROM temp.staged").fetchone()[0])
+        new = int(conn.execute(
+            "SELECT count(*) FROM temp.delta WHERE old_vals IS NULL").fetchone()[0])
+        if self.proposals is None and new:
+            changed, claims = self._claim_new(run_id, as_of_text, received, hlc)
+            if on_progress is not None:
+                on_progress(changed)
+        only_changed = "AND d.old_vals IS NOT NULL" if self.proposals is None else ""
+        top = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM temp.delta").fetchone()[0])
+        for low in range(0, top, 5000):  # in slices: memory stays bounded on a huge export
+            rows = conn.execute(
+                "SELECT s.order_id, s.digest, s.vals, d.old_vals FROM temp.delta d "
+                "JOIN temp.staged s ON s.rowid = d.rid "
+                f"WHERE d.rowid > ? AND d.rowid <= ? {only_changed}",
+                (low, low + 5000),
+            ).fetchall()
+            changed, claims = self._claim_rows(rows, run_id, as_of_text, received, hlc,
+                                               batch, state, changed, claims)
+            flush()
+            if on_progress is not None:
+                on_progress(min(low + 5000, top))
+        conn.execute("DROP TABLE temp.delta")
+        if listed_before == staged - new:
+            return changed, claims  # every order listed before is staged again: none is gone
+        return self._withdraw(run_id, as_of_text, received, hlc, changed, claims)
+
+    def _claim_new(self, run_id: int, as_of_text: str, received: str, hlc: str
+                   ) -> tuple[int, int]:
+        """Orders the source never stated before: every field is a claim, written in SQL (their
+        staged ``vals`` are already the canonical text a claim set holds)."""
+        conn, source = self.conn, self.source
+        new = ("FROM temp.delta d JOIN temp.staged s ON s.rowid = d.rid "
+               "WHERE d.old_vals IS NULL")
+        claims = int(conn.execute(f"SELECT coalesce(sum(s.nfields), 0) {new}").fetchone()[0])
+        changed = conn.execute(
+            "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, as_of, "
+            "received_at, hlc, present, vals, based_on) SELECT ? || s.order_id, ?, s.order_id, "
+            f"?, ?, ?, ?, ?, 1, s.vals, '[]' {new} ORDER BY s.rowid",
+            (f"{source}:{run_id}:", source, run_id, str(run_id), as_of_text, received, hlc),
+        ).rowcount
+        conn.execute(f"INSERT OR IGNORE INTO dirty(order_id) SELECT s.order_id {new}")
+        conn.execute(
+            "INSERT INTO source_state(source, order_id, digest, vals) "
+            f"SELECT ?, s.order_id, s.digest, s.vals {new}",
+            (source,),
+        )
+        return changed, claims
+
+    def _claim_rows(self, rows: list[tuple[Any, ...]], run_id: int, as_of_text: str,
+                    received: str, hlc: str, batch: list[tuple[Any, ...]],
+                    state: list[tuple[Any, ...]], changed: int, claims: int) -> tuple[int, int]:
+        source = self.source
+        for order_id, digest, vals_text, old_text in rows:
+            vals = json.loads(vals_text)
+            if old_text is not None:
+                old = json.loads(old_text)
+                vals_changed = {
+                    k: v for k, v in vals.items()
+                    if k not in old or canonical(old[k]) != canonical(v)
+                }
+                vals_changed.update({k: None for k in old if k not in vals})
+            else:
+                vals_changed = vals
+            changed += 1
+            claims += len(vals_changed)
+            batch.append((f"{source}:{run_id}:{order_id}", source, order_id, run_id, str(run_id),
+                          as_of_text, received, hlc, 1, canonical(vals_changed)))
+            state.append((source, order_id, digest, vals_text))
+        return changed, claims
+
+    def _withdraw(self, run_id: int, as_of_text: str, received: str, hlc: str, changed: int,
+                  claims: int) -> tuple[int, int]:
+        conn, source = self.conn, self.source
+        batch: list[tuple[Any, ...]] = []
+        if self.partial:
+            return changed, claims
+        # orders gone from the export (and not merely quarantined in it): withdrawn, not cancelled
+        gone = conn.execute(
+            "SELECT old.order_id, old.vals FROM source_state old WHERE old.source=? "
+            "AND NOT EXISTS (SELECT 1 FROM temp.staged s WHERE s.order_id=old.order_id) "
+            "AND NOT EXISTS (SELECT 1 FROM temp.rejected r WHERE r.order_id=old.order_id)",
+            (source,),
+        ).fetchall()
+        for order_id, old_text in gone:
+            fields = dict.fromkeys(json.loads(old_text))
+            changed += 1
+            claims += len(fields)
+            batch.append((f"{source}:{run_id}:{order_id}", source, order_id, run_id, str(run_id),
+                          as_of_text, received, hlc, 0, canonical(fields)))
+        if batch:
+            self._write_claims(batch)
+            conn.executemany("DELETE FROM source_state WHERE source=? AND order_id=?",
+                             [(source, g[0]) for g in gone])
+        return changed, claims
+
+    def _write_claims(self, batch: list[tuple[Any, ...]]) -> None:
+        """Claim sets, or proposals when the source's mode holds them back."""
+        if not batch:
+            return
+        if self.proposals is None:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, "
+                "as_of, received_at, hlc, present, vals, based_on) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?,'[]')",
+                batch,
+            )
+            self.conn.executemany("INSERT OR IGNORE INTO dirty(order_id) VALUES(?)",
+                                  [(b[2],) for b in batch])
+            return
+        state = "pending" if self.proposals == "approve" else "shadow"
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO proposals(proposal_id, source, order_id, vals, as_of, "
+            "created_at, expires_at, state) VALUES(?,?,?,?,?,?,?,?)",
+            [(b[0], b[1], b[2], b[9] if b[8] else canonical({"__gone__": True}), b[5], b[6],
+              self.expires_at, state) for b in batch],
+        )
