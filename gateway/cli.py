@@ -313,12 +313,14 @@ def devices() -> None:
 def devices_add(device: str, driver: str, agent_config: Path | None, config_path: Path) -> None:
     """Register DEVICE for a driver; write the one file the tablet needs."""
     from gateway.devicestore import DeviceStore
-    from gateway.setup import write_agent_config
+    from gateway.setup import check_agent_config, write_agent_config
     from gateway.views import sync_driver
     from sync.topics import check_segment
 
     check_segment(device, "device")
     cfg, store = _open(config_path)
+    if agent_config is not None:
+        check_agent_config(cfg)  # before registering: a refusal leaves nothing half-done
     with store:
         with store.transaction():
             known = DeviceStore(store).get(device)

@@ -170,6 +170,19 @@ def dispatch_password(cfg: GatewayConfig) -> str | None:
     return str(value) if value else None
 
 
+def check_agent_config(cfg: GatewayConfig) -> None:
+    """ConfigError when a tablet's config could not be written from ``cfg`` (TLS without a
+    public host or a CA file): checked before a device is registered, so nothing half-done."""
+    b = cfg.broker
+    if b.tls_port is None:
+        return
+    if b.public_host is None:
+        raise ConfigError("broker.public_host is not set: the name or IP tablets reach this "
+                          "box by (one of the certificate's hosts)")
+    if b.tablet_ca_file is None:
+        raise ConfigError("broker.ca_file is not set: the certificate tablets trust")
+
+
 def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: str,
                        password: str) -> list[Path]:
     """The files a tablet needs: its config (broker, depot, device id, credential) and, when
@@ -179,6 +192,7 @@ def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: s
     that copy (``ca_file`` relative to the config, so both files move together). Returns the
     paths written; ConfigError if TLS is configured without ``public_host`` or a CA file.
     """
+    check_agent_config(cfg)
     b = cfg.broker
     host, port = b.host, b.port
     if b.url:
@@ -188,14 +202,8 @@ def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: s
         host, port = parts.hostname or host, parts.port or port
     tls_lines = "tls = false\n"
     written = [path]
-    if b.tls_port is not None:
-        if b.public_host is None:
-            raise ConfigError("broker.public_host is not set: the name or IP tablets reach this "
-                              "box by (one of the certificate's hosts)")
-        ca_name = b.tablet_ca_file
-        if ca_name is None:
-            raise ConfigError("broker.ca_file is not set: the certificate tablets trust")
-        source = cfg.path(ca_name)
+    if b.tls_port is not None and b.public_host is not None and b.tablet_ca_file is not None:
+        source = cfg.path(b.tablet_ca_file)
         try:
             ca_text = source.read_bytes()
         except OSError as exc:

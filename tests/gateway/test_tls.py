@@ -256,3 +256,25 @@ def test_gateway_init_writes_the_tls_keys_commented_out_ready_to_uncomment(
     broker = load_config(config).broker
     assert (broker.tls_port, broker.public_host, broker.tablet_ca_file) == (
         8883, "192.168.1.10", "broker-cert.pem")
+
+
+def test_devices_add_refuses_before_registering_when_tls_lacks_a_public_host(
+    tmp_path: Path, cert: TlsFiles
+) -> None:
+    from click.testing import CliRunner
+
+    from crossdock_cli import cli
+    from gateway.devicestore import DeviceStore
+    from gateway.store import Store
+
+    (tmp_path / "gateway.toml").write_text(
+        'depot = "d"\ndb = "g.sqlite"\n[broker]\ntls_port = 8883\n'
+        f'certfile = "{cert.certfile}"\nkeyfile = "{cert.keyfile}"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, [
+        "gateway", "devices", "add", "tab-1", "--driver", "7", "--config",
+        str(tmp_path / "gateway.toml"), "--agent-config", str(tmp_path / "tab-1.toml")])
+    assert result.exit_code == 1
+    assert "broker.public_host is not set" in result.output
+    with Store(tmp_path / "g.sqlite") as store:
+        assert DeviceStore(store).get("tab-1") is None
+    assert not (tmp_path / "tab-1.toml").exists()
