@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import dbf
 
-__all__ = ["DRIVER_COLUMNS", "ORDER_COLUMNS", "write_sample"]
+__all__ = ["DRIVER_COLUMNS", "ORDER_COLUMNS", "write_sample", "write_vfp_table"]
 
 ORDER_COLUMNS = (
     "ORDER_ID C(12); DRIVER_ID C(8); ROUTE C(8); SEQ N(4,0); STATUS C(12); CUSTOMER C(40); "
@@ -85,7 +86,10 @@ def _pick_status(rng: random.Random) -> str:
     return rng.choice(STATUS_SPELLINGS[kind])
 
 
-def _write_table(path: Path, spec: str, rows: list[dict[str, Any]]) -> None:
+def write_vfp_table(path: Path, spec: str, rows: Iterable[Any]) -> Path:
+    """A Visual FoxPro table (cp1252) with ``rows`` (dicts by lower-case column name, or tuples
+    in column order), replacing any earlier one; as the legacy system's export writes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     for stale in (path, path.with_suffix(".fpt"), path.with_suffix(".cdx")):
         stale.unlink(missing_ok=True)
     table = dbf.Table(str(path), spec, dbf_type="vfp", codepage="cp1252")
@@ -95,6 +99,7 @@ def _write_table(path: Path, spec: str, rows: list[dict[str, Any]]) -> None:
             table.append(row)
     finally:
         table.close()
+    return path
 
 
 def write_sample(
@@ -193,8 +198,8 @@ def write_sample(
 
     orders_path = out_dir / "orders.dbf"
     drivers_path = out_dir / "drivers.dbf"
-    _write_table(orders_path, ORDER_COLUMNS, order_rows)
-    _write_table(drivers_path, DRIVER_COLUMNS, driver_rows)
+    write_vfp_table(orders_path, ORDER_COLUMNS, order_rows)
+    write_vfp_table(drivers_path, DRIVER_COLUMNS, driver_rows)
 
     return {
         "depot": depot,

@@ -12,10 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import dbf
-
 from gateway.config import GatewayConfig, load_config
-from gateway.sample import ORDER_COLUMNS
+from gateway.sample import ORDER_COLUMNS, write_vfp_table
 
 T0 = dt.datetime(2026, 11, 27, 9, 12, tzinfo=dt.UTC)
 
@@ -125,17 +123,7 @@ def drop_csv(folder: Path, name: str, rows: Sequence[dict[str, str]], *,
 def write_orders_dbf(path: Path, rows: Sequence[dict[str, Any]],
                      spec: str = ORDER_COLUMNS) -> Path:
     """A VFP table (cp1252) with ``rows`` (keys: lower-case column names)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (path, path.with_suffix(".fpt")):
-        stale.unlink(missing_ok=True)
-    table = dbf.Table(str(path), spec, dbf_type="vfp", codepage="cp1252")
-    table.open(dbf.READ_WRITE)
-    try:
-        for row in rows:
-            table.append(row)
-    finally:
-        table.close()
-    return path
+    return write_vfp_table(path, spec, rows)
 
 
 def dbf_order(n: int, **values: Any) -> dict[str, Any]:

@@ -10,14 +10,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import dbf
-
 from agent.config import AgentConfig
 from agent.service import Agent
 from gateway.config import GatewayConfig, load_config
 from gateway.devicestore import DeviceStore
 from gateway.dispatch import DispatchConfig, send_command
 from gateway.ingest.pipeline import ingest_source, make_adapter
+from gateway.sample import write_vfp_table
 from gateway.service import GatewayService
 from gateway.store import Store
 from gateway.views import sync_driver
@@ -46,15 +45,7 @@ cancelled = ["CANC", "Cancelled"]
 
 def write_orders(path: Path, rows: Iterable[tuple[str, str, int, str]]) -> None:
     """A Visual FoxPro orders table, as the legacy system's nightly export writes it."""
-    path.unlink(missing_ok=True)
-    table = dbf.Table(str(path), "ORDER_ID C(12); DRIVER_ID C(8); SEQ N(4,0); STATUS C(12)",
-                      dbf_type="vfp", codepage="cp1252")
-    table.open(dbf.READ_WRITE)
-    try:
-        for order_id, driver, seq, status in rows:
-            table.append((order_id, driver, seq, status))
-    finally:
-        table.close()
+    write_vfp_table(path, "ORDER_ID C(12); DRIVER_ID C(8); SEQ N(4,0); STATUS C(12)", rows)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
