@@ -45,7 +45,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.errors import ConfigError
-from sync.model import Policy, SourceMode
+from sync.model import DEFAULT_RULES, Policy, SourceMode, SupersessionRule
 
 
 class _Model(BaseModel):
@@ -93,6 +93,10 @@ class PolicySection(_Model):
     approval_window_min: float = Field(default=30, gt=0)
     approval_expiry: Literal["reject", "apply"] = "reject"
     changelog_keep: int = Field(default=5000, ge=10)
+    rules: tuple[SupersessionRule, ...] | None = None
+    """Named supersession rules (DESIGN §3), shown on screen under their names. Absent: the
+    default ``driver-outcome-over-older-export``; ``rules = []``: none, every such case is a
+    conflict for a person."""
 
 
 SourceKind = Literal["foxpro", "csv", "odbc", "http"]
@@ -191,6 +195,7 @@ class GatewayConfig(_Model):
         return Policy(
             escalate_after=timedelta(minutes=self.policy.escalate_after_min),
             shift_cap=timedelta(hours=self.policy.shift_cap_h),
+            rules=DEFAULT_RULES if self.policy.rules is None else self.policy.rules,
         )
 
 

@@ -82,6 +82,17 @@ password = "{gateway_password}"
 escalate_after_min = 30   # an open conflict puts its stop on hold after this long
 shift_cap_h = 10
 
+# The only ways a value wins besides a person's choice: named rules, shown on screen by name.
+# A legacy status older than a driver's outcome (delivered at 14:10, export as of 00:00) is
+# shown as stale, not as a conflict. Remove the block (and write `rules = []` under [policy])
+# to make every such case a conflict for dispatch.
+[[policy.rules]]
+name = "driver-outcome-over-older-export"
+field = "status"
+newer = "driver"
+older = "legacy"
+values = ["arrived", "delivered", "failed", "refused"]
+
 [[sources]]
 name = "legacy"
 kind = "foxpro"

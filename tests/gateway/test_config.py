@@ -1,0 +1,44 @@
+"""gateway.toml: supersession rules are named in the config, and can be turned off there."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.errors import ConfigError
+from gateway.setup import init_dir
+from sync.merge import merge_order
+from tests.sync.factories import at, claim
+
+
+def _status_view(policy):
+    legacy = claim("L1", "legacy", "planned", field="status")
+    driver = claim("V1", "driver", "delivered", field="status", minute=600)
+    return merge_order("X", [legacy, driver], [], policy, at(601)).fields["status"]
+
+
+def test_init_names_the_default_rule_in_the_config(tmp_path: Path):
+    init_dir(tmp_path, depot="d", port=1883, now=dt.datetime(2026, 11, 27, tzinfo=dt.UTC))
+    text = (tmp_path / "gateway.toml").read_text()
+    assert 'name = "driver-outcome-over-older-export"' in text
+    policy = load_config(tmp_path / "gateway.toml").merge_policy()
+    assert [r.name for r in policy.rules] == ["driver-outcome-over-older-export"]
+    fv = _status_view(policy)
+    assert (fv.state, fv.stale[0].rule) == ("agreed", "driver-outcome-over-older-export")
+
+
+def test_rules_turned_off_in_the_config_leave_the_case_to_a_person(tmp_path: Path):
+    (tmp_path / "gateway.toml").write_text('depot = "d"\n[policy]\nrules = []\n')
+    policy = load_config(tmp_path / "gateway.toml").merge_policy()
+    assert policy.rules == ()
+    assert _status_view(policy).state == "conflict"
+
+
+def test_a_malformed_rule_is_a_one_line_config_error(tmp_path: Path):
+    (tmp_path / "gateway.toml").write_text(
+        'depot = "d"\n[[policy.rules]]\nname = "x"\nnewer = "driver"\n')
+    with pytest.raises(ConfigError, match=r"policy\.rules\.0\.older: Field required"):
+        load_config(tmp_path / "gateway.toml")
