@@ -369,6 +369,7 @@ class Agent:
                 self._store.save_receiver(restart(receiver).receiver)
                 self._last_progress = self._clock()
                 self._applied_sent = -1
+                self._applied_dirty = True
                 self._applied_at = float("-inf")
                 out.append((None, self._resync(receiver.last)))
                 status = self._status(online=True)
@@ -415,6 +416,7 @@ class Agent:
                 step = receive(store.receiver(), body.seq)
                 if step.verdict == "apply":
                     store.apply_change(body.seq, body.order_id, body.view, at=now, hlc=stamp)
+                    self._applied_dirty = True
                     stamp = None
                     self._last_progress = self._clock()
                     # the gateway's head says whether more is due: a dropped tail shows up here
@@ -441,6 +443,7 @@ class Agent:
                 self._last_progress = self._clock()
                 self._behind = False
                 self._applied_sent = -1  # report at once, even if the seq went back
+                self._applied_dirty = True
                 self._applied_at = float("-inf")
                 changed |= {"route", "conflicts", "sync"}
             elif isinstance(envelope, AckMsg) and topic == self._topics.acks(device):
@@ -575,13 +578,17 @@ class Agent:
         transport = self._transport
         if transport is None or not transport.connected or not self._follow:
             return
+        quiet = self._clock() - self._last_progress
+        retry = min(GAP_RETRY_S, self.config.sync.resync_quiet_s)
+        if (not self._applied_dirty and quiet < self.config.sync.resync_quiet_s
+                and not (self._behind and quiet >= retry)):
+            return  # nothing can be due: an idle tablet costs no store read per tick
         out: list[tuple[str | None, Outgoing]] = []
         with self._lock:
             if self._closed:
                 return
             receiver = self._store.receiver()
             quiet = self._clock() - self._last_progress
-            retry = min(GAP_RETRY_S, self.config.sync.resync_quiet_s)
             if quiet >= self.config.sync.resync_quiet_s or (self._behind and quiet >= retry):
                 step = restart(receiver)
                 self._store.save_receiver(step.receiver)
@@ -602,6 +609,7 @@ class Agent:
                         Outgoing(self._outbox_topic, self._envelope(AppliedMsg, "applied", body)),
                     )
                 )
+            self._applied_dirty = receiver.last != self._applied_sent
         self._send(out)
 
 
