@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sync.merge import merge
 from sync.model import Policy
@@ -87,3 +90,54 @@ def test_check_inputs_on_rule_inputs_is_check_route():
     for capacity in (None, 1000):
         assert check_inputs(inputs, POLICY, capacity=capacity) == check_route(
             stops, POLICY, capacity=capacity)
+
+
+# --- incremental checks: RouteCheck.update is check_inputs over the whole new route ---------
+
+_ORDER_IDS = [f"O{i}" for i in range(8)]
+_TZ = [UTC, timezone(timedelta(hours=2))]
+
+
+def _iso_at(minutes: int, tz: int) -> str:
+    return (T0 + timedelta(minutes=minutes)).astimezone(_TZ[tz]).isoformat()
+
+
+_minutes = st.sampled_from([0, 30, 60, 90, 120, 150, 200, 600, 700])
+_inputs = st.fixed_dictionaries({}, optional={
+    "eta": st.one_of(st.builds(_iso_at, _minutes, st.integers(0, 1)), st.just("soon"),
+                     st.just(7)),
+    "window": st.builds(lambda a, b: {"start": _iso(a), "end": _iso(b)}, _minutes, _minutes),
+    "load": st.one_of(st.sampled_from([0, 1, 2.5, 4]), st.just("heavy")),
+    "sequence": st.sampled_from([1, 2, 2, 3, 5]),
+})
+_route = st.dictionaries(st.sampled_from(_ORDER_IDS), _inputs, max_size=len(_ORDER_IDS))
+_changes = st.dictionaries(st.sampled_from(_ORDER_IDS), st.one_of(st.none(), _inputs))
+_capacity = st.sampled_from([None, None, 3.0, 6.0])
+_policy = st.sampled_from([POLICY, Policy(shift_cap=timedelta(hours=2)),
+                           Policy(shift_cap=timedelta(hours=1), service_time=timedelta(
+                               minutes=20))])
+
+
+@settings(max_examples=400, deadline=None)
+@given(_route, st.lists(st.tuples(_changes, _capacity), min_size=1, max_size=4), _capacity,
+       _policy)
+def test_an_incremental_check_is_the_check_of_the_whole_new_route(route, steps, capacity,
+                                                                   policy):
+    from sync.rules import RouteCheck, check_inputs
+
+    check = RouteCheck.full(route, policy, capacity=capacity)
+    assert check.warnings == check_inputs(route, policy, capacity=capacity)
+    current = dict(route)
+    for changes, cap in steps:
+        for order_id, inputs in changes.items():
+            if inputs is None:
+                current.pop(order_id, None)
+            else:
+                current[order_id] = inputs
+        new, moved = check.update(changes, policy, capacity=cap)
+        expected = check_inputs(current, policy, capacity=cap)
+        assert new.warnings == expected
+        assert dict(new.inputs) == current
+        assert moved == {o for o in check.warnings.keys() | expected.keys()
+                         if check.warnings.get(o) != expected.get(o)}
+        check = new
