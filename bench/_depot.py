@@ -330,7 +330,7 @@ def _launch(spec_file: Path) -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, on_term)
-    for item in spec["children"]:
+    for index, item in enumerate(spec["children"]):
         if stop:
             break
         pid = os.fork()
@@ -338,7 +338,7 @@ def _launch(spec_file: Path) -> None:
             code = 1
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                child(spec, item)
+                child(spec, {**item, "index": index})
                 code = 0
             finally:
                 os._exit(code)
@@ -400,16 +400,78 @@ def _agent_child(spec: dict[str, Any], item: dict[str, Any]) -> None:
         "db": item["db"], "broker": {"host": spec["host"], "port": spec["port"]},
         "sync": {"resync_quiet_s": 30, "backoff_min_s": 0.2, "backoff_max_s": 2.0},
     })
+    profiler = _AgentProfiler.maybe(item)
     agent = RecordingAgent(config)
     agent.start()
     agent.wait_online(60)
     Path(item["out"] + ".ready").write_text("")
+    usage = _usage()
     try:
         _wait_term()
     finally:
+        usage = {k: v - usage[k] for k, v in _usage().items()}
         agent.stop()
+        if profiler is not None:
+            profiler.dump()
         Path(item["out"]).write_text(json.dumps({
-            "device": item["device"], "records": records, "snapshots": snapshots}))
+            "device": item["device"], "records": records, "snapshots": snapshots,
+            "usage": usage}))
+
+
+def _usage() -> dict[str, float]:
+    """This process's CPU, page faults and context switches, and the collections GC ran."""
+    import gc
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"utime": ru.ru_utime, "stime": ru.ru_stime, "minflt": ru.ru_minflt,
+            "nvcsw": ru.ru_nvcsw, "nivcsw": ru.ru_nivcsw,
+            **{f"gc{g}": s["collections"] for g, s in enumerate(gc.get_stats())}}
+
+
+class _AgentProfiler:
+    """Opt-in: ``CROSSDOCK_BENCH_PROFILE_AGENT=N`` (a child's index in the fleet, or a comma
+    list) profiles agent N over ALL its threads (paho's network thread, the ticker, the main
+    thread) with yappi's CPU clock, from before the agent starts until it is told to stop, and
+    writes ``crossdock-agent-N.prof.txt`` (functions by own and by total time, threads) and
+    ``.prof`` (pstats) to ``$CROSSDOCK_BENCH_PROFILE_DIR`` (default: the temp dir; the
+    bench's own work dir is deleted at its end).
+    yappi is a bench-only tool: ``.venv/bin/pip install yappi``; it is not a dependency."""
+
+    def __init__(self, out: str) -> None:
+        import yappi  # type: ignore[import-not-found,unused-ignore]
+
+        self.yappi, self.out = yappi, out
+        yappi.set_clock_type("cpu")
+        yappi.start(builtins=True, profile_threads=True)
+
+    @classmethod
+    def maybe(cls, item: dict[str, Any]) -> _AgentProfiler | None:
+        wanted = os.environ.get("CROSSDOCK_BENCH_PROFILE_AGENT", "")
+        if str(item.get("index")) not in {w.strip() for w in wanted.split(",") if w.strip()}:
+            return None
+        import tempfile
+
+        out_dir = Path(os.environ.get("CROSSDOCK_BENCH_PROFILE_DIR") or tempfile.gettempdir())
+        return cls(str(out_dir / f"crossdock-agent-{item['index']}"))
+
+    def dump(self) -> None:
+        import io
+
+        yappi = self.yappi
+        yappi.stop()
+        buf = io.StringIO()
+        stats = yappi.get_func_stats()
+        for sort in ("tsub", "ttot"):
+            buf.write(f"=== all threads, by {sort} ===\n")
+            stats.sort(sort, "desc").print_all(out=buf, columns={
+                0: ("name", 90), 1: ("ncall", 10), 2: ("tsub", 8), 3: ("ttot", 8),
+                4: ("tavg", 8)})
+        buf.write("=== threads ===\n")
+        yappi.get_thread_stats().print_all(out=buf)
+        Path(self.out + ".prof.txt").write_text(buf.getvalue())
+        stats.save(self.out + ".prof", type="pstat")
+        print(f"agent profile: {self.out}.prof.txt", file=sys.stderr)
 
 
 def _raw_child(spec: dict[str, Any], item: dict[str, Any]) -> None:

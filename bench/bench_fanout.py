@@ -280,7 +280,12 @@ def run_crossdock(gw: BenchGateway, host: str, port: int, work: Path, args: argp
     bulk_lat, bulk_committed, last = latencies(results, handed, t0, t1)
     lat_d, committed_d, last_d = latencies(results, sent, t1)
     wall = last - t0 if bulk_committed else float("nan")
+    usage: dict[str, float] = defaultdict(float)  # agents, from ready to stop (incl. dispatch)
+    for r in results:
+        for k, v in r.get("usage", {}).items():
+            usage[k] += v
     return {
+        "usage": dict(usage),
         "agents": len(specs), "expected": expected, "committed": bulk_committed,
         "wall": wall, "handed_wall": t_handed - t0, "rate": bulk_committed / wall,
         "p50": percentile(bulk_lat, 50), "p99": percentile(bulk_lat, 99),
@@ -345,6 +350,14 @@ def main(argv: list[str] | None = None) -> int:
          f"{args.dispatch_rate:g}/s)"),
         ("CPU bulk phase", f"gateway process {cd['gw_cpu']:.1f} s, agents {cd['fleet_cpu']:.1f} s"
          f" (raw subscribers {raw.get('cpu', float('nan')):.1f} s)"),
+        ("agents ready->stop (sum)", "CPU {:.1f} s ({:.2f} ms/entry), minor faults {:,.0f}, "
+         "ctx switches {:,.0f} vol / {:,.0f} invol, "
+         "GC runs gen0/1/2 {:,.0f}/{:,.0f}/{:,.0f}".format(
+             cd["usage"].get("utime", 0) + cd["usage"].get("stime", 0),
+             1000 * (cd["usage"].get("utime", 0) + cd["usage"].get("stime", 0))
+             / max(1, cd["committed"] + cd["d_count"]),
+             *(cd["usage"].get(k, 0) for k in ("minflt", "nvcsw", "nivcsw", "gc0", "gc1",
+                                                 "gc2")))),
         ("memory agents", f"{cd['n_procs']} procs: RSS {cd['rss_busy']:,.0f} MiB "
          f"(PSS {cd['pss_busy']:,.0f} MiB); raw subs RSS {raw.get('rss_mib', 0):,.0f} MiB "
          f"(PSS {raw.get('pss_mib', 0):,.0f} MiB)"),
