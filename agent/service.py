@@ -127,6 +127,10 @@ class Agent:
         self._make_transport = transport
         self._app_version = app_version if app_version is not None else _app_version()
         self._topics = Topics(config.depot)
+        # checked and built once (every message is matched against them)
+        self._inbox_topic = self._topics.inbox(config.device)
+        self._acks_topic = self._topics.acks(config.device)
+        self._outbox_topic = self._topics.outbox(config.device)
         self._store = Store.open(config.db)
         self._lock = threading.RLock()
         self._observers: list[Observer] = []
@@ -408,16 +412,23 @@ class Agent:
         with self._lock:
             if self._closed:
                 return
-            stamp = self._observed(envelope.hlc)  # stored with the entry, or below
+            remote = self._remote_stamp(envelope.hlc)
+            now_ms = _ms(self._clock()) if remote is not None else 0
             now = self._now()
             store = self._store
-            if isinstance(envelope, ViewChangeMsg) and topic == self._topics.inbox(device):
+            step = None
+            if isinstance(envelope, ViewChangeMsg) and topic == self._inbox_topic:
+                step = receive(store.receiver(), envelope.body.seq)
+            stamp = None  # the clock after the remote stamp: stored with the entry, or below
+            if remote is not None and (step is None or step.verdict != "apply"):
+                stamp = observe(store.hlc(device), remote, now_ms)
+            if isinstance(envelope, ViewChangeMsg) and step is not None:
                 body = envelope.body
-                step = receive(store.receiver(), body.seq)
                 if step.verdict == "apply":
-                    store.apply_change(body.seq, body.order_id, body.view, at=now, hlc=stamp)
+                    # the clock is observed in the entry's transaction, from the clock it reads
+                    store.apply_change(body.seq, body.order_id, body.view, at=now,
+                                       remote=remote, node=device, now_ms=now_ms)
                     self._applied_dirty = True
-                    stamp = None
                     self._last_progress = self._clock()
                     # the gateway's head says whether more is due: a dropped tail shows up here
                     self._behind = body.head is not None and body.head > body.seq
@@ -436,7 +447,7 @@ class Agent:
                         store.save_receiver(step.receiver)
                         self._last_progress = self._clock()
                         out.append((None, self._resync(step.request_after)))
-            elif isinstance(envelope, SnapshotMsg) and topic == self._topics.inbox(device):
+            elif isinstance(envelope, SnapshotMsg) and topic == self._inbox_topic:
                 body_s = envelope.body
                 receiver = snapshot(store.receiver(), body_s.seq)
                 store.apply_snapshot(receiver.last, body_s.views, at=now)
@@ -446,7 +457,7 @@ class Agent:
                 self._applied_dirty = True
                 self._applied_at = float("-inf")
                 changed |= {"route", "conflicts", "sync"}
-            elif isinstance(envelope, AckMsg) and topic == self._topics.acks(device):
+            elif isinstance(envelope, AckMsg) and topic == self._acks_topic:
                 store.ack(envelope.body.event_ids)
                 store.touch_sync(at=now)
                 changed |= {"route", "sync"}
@@ -468,9 +479,6 @@ class Agent:
 
     # -- internals ---------------------------------------------------------------------------
 
-    @property
-    def _outbox_topic(self) -> str:
-        return self._topics.outbox(self.config.device)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -480,15 +488,14 @@ class Agent:
         stored without fsync; a lost tick only repeats a stamp no one orders by."""
         return str(self._store.next_stamp(self.config.device, _ms(self._clock()), durable=False))
 
-    def _observed(self, text: str) -> Hlc | None:
-        """The local clock after seeing a remote stamp (None for a bad one); the caller
-        stores it, in the same transaction as the entry it came with when there is one."""
+    @staticmethod
+    def _remote_stamp(text: str) -> Hlc | None:
+        """A message's HLC stamp (None for a bad one, which is not observed)."""
         try:
-            remote = Hlc.parse(text)
+            return Hlc.parse(text)
         except SyncError as exc:
             log.warning("ignored a bad HLC stamp: %s", exc)
             return None
-        return observe(self._store.hlc(self.config.device), remote, _ms(self._clock()))
 
     def _envelope(self, model: type[BaseModel], kind: str, body: BaseModel) -> bytes:
         message = model(

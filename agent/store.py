@@ -55,7 +55,7 @@ from agent.errors import StoreError
 from agent.model import LocalAction, OutboxItem
 from sync.codec import encode
 from sync.envelope import DriverEvent, DriverEventMsg, SourceFreshness, Status
-from sync.hlc import Hlc, tick
+from sync.hlc import Hlc, observe, tick
 from sync.model import OrderView
 from sync.streams import Receiver
 
@@ -210,14 +210,17 @@ class Store:
 
     def apply_change(
         self, seq: int, order_id: str, view: OrderView | None, *, at: datetime,
-        hlc: Hlc | None = None,
+        hlc: Hlc | None = None, remote: Hlc | None = None, node: str = "", now_ms: int = 0,
     ) -> None:
         """Apply stream entry ``seq`` (must be last + 1): the order's view and ``seq`` together.
 
         ``view=None`` removes the order from the route. Local actions already acked for this
         order are dropped (the gateway's view now reflects them); pending ones stay, marked as
         having seen a later view. ``hlc``, the clock after observing the entry's stamp, is
-        stored in the same transaction (as ``observe_stamp``): one COMMIT per entry.
+        stored in the same transaction (as ``observe_stamp``): one COMMIT per entry. Or pass
+        the entry's stamp as ``remote`` (with our ``node`` and the wall clock ``now_ms``): the
+        clock is then observed here (``sync.hlc.observe``), from the clock this transaction
+        reads anyway, which spares the caller a read of its own.
         """
         conn = self._db.conn
         with self._tx(durable=False):
@@ -247,7 +250,12 @@ class Store:
                 )
             meta = {"receiver": {"last": seq, "asked_after": None},
                     "last_sync_at": at.isoformat()}
-            if hlc is not None and hlc > self._stored_hlc(state.get("hlc"), hlc.node):
+            if remote is not None:
+                stored = self._stored_hlc(state.get("hlc"), node)
+                hlc = observe(stored, remote, now_ms)
+                if hlc > stored:
+                    meta["hlc"] = str(hlc)
+            elif hlc is not None and hlc > self._stored_hlc(state.get("hlc"), hlc.node):
                 meta["hlc"] = str(hlc)
             conn.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?) "
