@@ -71,6 +71,7 @@ class Store:
         self._db = db
         self._path = path
         self._durable = True  # the connection's synchronous level: FULL (True) or NORMAL
+        self._receiver: Receiver | None = None  # as this Store last committed it; receiver()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -191,7 +192,14 @@ class Store:
     # -- the stream --------------------------------------------------------------------------
 
     def receiver(self) -> Receiver:
-        """The stream receiver's state: last applied ``seq`` and the ``after`` last asked for."""
+        """The stream receiver's state: last applied ``seq`` and the ``after`` last asked for.
+
+        Once this Store has committed the receiver itself it answers from memory: the agent
+        that follows the stream is the receiver's one writer (``agent act`` and other readers
+        of the file never write it, so they always read it from the file). Each write still
+        checks the stored ``seq`` inside its transaction."""
+        if self._receiver is not None:
+            return self._receiver
         state = self._get("receiver") or {}
         return Receiver(last=int(state.get("last", 0)), asked_after=state.get("asked_after"))
 
@@ -200,6 +208,7 @@ class Store:
 
     def save_receiver(self, receiver: Receiver) -> None:
         """Store the receiver's state alone (after a gap: the ``after`` it asked for)."""
+        self._receiver = None  # checked against the file
         with self._tx():
             if receiver.last != self.receiver().last:
                 raise StoreError(
@@ -207,6 +216,7 @@ class Store:
                     f" to {receiver.last} without an entry"
                 )
             self._put_receiver(receiver)
+        self._receiver = receiver
 
     def apply_change(
         self, seq: int, order_id: str, view: OrderView | None, *, at: datetime,
@@ -223,6 +233,7 @@ class Store:
         reads anyway, which spares the caller a read of its own.
         """
         conn = self._db.conn
+        self._receiver = None  # until this entry is committed
         with self._tx(durable=False):
             state = dict(conn.execute(
                 "SELECT key, value FROM meta WHERE key IN ('receiver', 'hlc')").fetchall())
@@ -262,9 +273,11 @@ class Store:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 [(key, json.dumps(value)) for key, value in meta.items()],
             )
+        self._receiver = Receiver(last=seq, asked_after=None)
 
     def apply_snapshot(self, seq: int, views: Sequence[OrderView], *, at: datetime) -> None:
         """Replace every view with a snapshot taken at ``seq``; the stream resumes at seq + 1."""
+        self._receiver = None  # until the snapshot is committed
         with self._tx(durable=False):
             self._db.execute("DELETE FROM views")
             for view in views:
@@ -277,6 +290,7 @@ class Store:
             self._db.execute("UPDATE local_actions SET view_seen = 1")
             self._put_receiver(Receiver(last=seq, asked_after=None))
             self._put("last_sync_at", at.isoformat())
+        self._receiver = Receiver(last=seq, asked_after=None)
 
     def views(self) -> list[OrderView]:
         rows = self._db.execute("SELECT json FROM views ORDER BY order_id").fetchall()
