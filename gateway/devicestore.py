@@ -146,11 +146,38 @@ class DeviceStore:
         self.store.rules_cache[driver] = (texts, parsed)
         return parsed
 
+    def route_rules_of(self, driver: str, order_ids: Iterable[str]
+                       ) -> dict[str, dict[str, Any] | None]:
+        """``route_rules`` for the given orders only, None for those not on the route."""
+        ids = sorted(set(order_ids))
+        out: dict[str, dict[str, Any] | None] = dict.fromkeys(ids)
+        for low in range(0, len(ids), 500):
+            chunk = ids[low:low + 500]
+            marks = ",".join("?" * len(chunk))
+            for order_id, text in self.conn.execute(
+                    "SELECT m.order_id, v.rules FROM route_members m JOIN views v "
+                    f"USING (order_id) WHERE m.driver=? AND m.order_id IN ({marks})",
+                    (driver, *chunk)):
+                out[order_id] = json.loads(text)
+        return out
+
     def route_warnings(self, driver: str) -> dict[str, str]:
         """The warnings last sent for the driver's orders: order id -> warnings JSON (orders
         without warnings have no row)."""
         return dict(self.conn.execute(
             "SELECT order_id, warnings FROM route_warnings WHERE driver=?", (driver,)).fetchall())
+
+    def route_warnings_of(self, driver: str, order_ids: Iterable[str]) -> dict[str, str]:
+        """``route_warnings`` for the given orders only."""
+        out: dict[str, str] = {}
+        ids = list(order_ids)
+        for low in range(0, len(ids), 500):
+            chunk = ids[low:low + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(self.conn.execute(
+                "SELECT order_id, warnings FROM route_warnings WHERE driver=? "
+                f"AND order_id IN ({marks})", (driver, *chunk)).fetchall())
+        return out
 
     def set_route_warnings(self, driver: str, changed: dict[str, str | None]) -> None:
         """Record the driver's new warnings per order (None: the order has none now)."""

@@ -26,7 +26,7 @@ import sqlite_utils
 from gateway.errors import StoreError
 from sync.hlc import Hlc, tick
 from sync.model import Claim, OrderView, Resolution, canonical, trusted
-from sync.rules import rule_inputs
+from sync.rules import RouteCheck, rule_inputs
 
 if TYPE_CHECKING:
     from gateway.runstore import SourceRun
@@ -160,6 +160,10 @@ class Store:
         self.path = Path(path)
         self.rules_cache: dict[str, tuple[dict[str, str], dict[str, dict[str, Any]]]] = {}
         """driver -> (rules texts, parsed) of the route ``DeviceStore.route_rules`` last read."""
+        self.route_checks: dict[str, RouteCheck] = {}
+        """driver -> its route's last rule check (``gateway.views``), while this Store is the
+        last to have written routes (``route_checks_gen``)."""
+        self.route_checks_gen: str | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,

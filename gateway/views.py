@@ -10,12 +10,20 @@ is parsed), and only the orders that changed in this batch, or whose warnings ch
 offered to the devices. Every other order's body would be what its devices already hold: its
 view did not change and its warnings are the ones recorded as sent (``route_warnings``).
 ``sync_driver`` (a device newly bound) offers the whole route.
+
+The rule check itself is incremental too: each driver's last check (``sync.rules.RouteCheck``)
+is kept on the Store, and a batch re-reads and re-checks only the orders it changed, unless a
+change moves a route-level aggregate (the first planned arrival), when the whole route is
+checked as on a cache miss (a new Store, or another Store wrote routes since: the meta key
+``route_checks`` names the last writer's generation). Only the orders whose warnings changed
+are compared with ``route_warnings``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import uuid
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 
@@ -23,7 +31,7 @@ from gateway.devicestore import DeviceStore, Entry
 from gateway.store import Store
 from sync.merge import drivers_of, merge_order
 from sync.model import OrderView, Policy, Warning
-from sync.rules import check_inputs
+from sync.rules import RouteCheck, check_inputs
 
 
 def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 2000
@@ -38,36 +46,74 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
     if store.meta("route_warnings") == "unknown":
         _record_warnings(store, devices, policy)
     while True:
-        with store.transaction():
-            ids = store.take_dirty(batch)
-            if not ids:
+        try:
+            if not _refresh_batch(store, devices, policy, now, batch, out):
                 break
-            claims = store.claims_for(ids)
-            resolutions = store.resolutions_for(ids)
-            states = store.view_states(ids)
-            changed: dict[str, set[str]] = defaultdict(set)
-            for order_id in ids:
-                view = merge_order(order_id, claims.get(order_id, []),
-                                   resolutions.get(order_id, []), policy, now)
-                new = drivers_of(view)
-                state = states.get(order_id)
-                old: list[str] = [] if state is None else list(json.loads(state[1]))
-                if store.put_view(view, new, old=state):
-                    for driver in {*old, *new}:
-                        changed[driver].add(order_id)
-                    devices.set_route_members(order_id, old, new)
-            for driver in sorted(changed):
-                synced = _sync_driver(store, devices, driver, policy, now, changed[driver])
-                for device, entries in synced.items():
-                    out[device].extend(entries)
+        except BaseException:
+            store.route_checks.clear()  # checks of routes the rollback put back
+            raise
     return dict(out)
+
+
+def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.datetime,
+                   batch: int, out: dict[str, list[Entry]]) -> bool:
+    """One batch of ``refresh``; False when nothing was dirty."""
+    with store.transaction():
+        _route_checks(store)
+        ids = store.take_dirty(batch)
+        if not ids:
+            return False
+        claims = store.claims_for(ids)
+        resolutions = store.resolutions_for(ids)
+        states = store.view_states(ids)
+        changed: dict[str, set[str]] = defaultdict(set)
+        for order_id in ids:
+            view = merge_order(order_id, claims.get(order_id, []),
+                               resolutions.get(order_id, []), policy, now)
+            new = drivers_of(view)
+            state = states.get(order_id)
+            old: list[str] = [] if state is None else list(json.loads(state[1]))
+            if store.put_view(view, new, old=state):
+                for driver in {*old, *new}:
+                    changed[driver].add(order_id)
+                devices.set_route_members(order_id, old, new)
+        for driver in sorted(changed):
+            synced = _sync_driver(store, devices, driver, policy, now, changed[driver])
+            for device, entries in synced.items():
+                out[device].extend(entries)
+        if changed:
+            _routes_written(store)
+    return True
 
 
 def sync_driver(store: Store, driver: str, policy: Policy, now: _dt.datetime
                 ) -> dict[str, list[Entry]]:
     """Bring every device of one driver up to date with its whole route (e.g. a new device)."""
-    with store.transaction():
-        return _sync_driver(store, DeviceStore(store), driver, policy, now, None)
+    try:
+        with store.transaction():
+            _route_checks(store)
+            synced = _sync_driver(store, DeviceStore(store), driver, policy, now, None)
+            _routes_written(store)
+            return synced
+    except BaseException:
+        store.route_checks.clear()
+        raise
+
+
+def _route_checks(store: Store) -> dict[str, RouteCheck]:
+    """The Store's kept route checks; dropped when another Store wrote routes since."""
+    gen = store.meta("route_checks")
+    if gen != store.route_checks_gen:
+        store.route_checks.clear()
+        store.route_checks_gen = gen
+    return store.route_checks
+
+
+def _routes_written(store: Store) -> None:
+    """Name a new generation of routes, of which this Store's checks are (in its transaction)."""
+    gen = uuid.uuid4().hex
+    store.set_meta("route_checks", gen)
+    store.route_checks_gen = gen
 
 
 def _sync_driver(store: Store, devices: DeviceStore, driver: str, policy: Policy,
@@ -77,14 +123,20 @@ def _sync_driver(store: Store, devices: DeviceStore, driver: str, policy: Policy
     (None: offer the whole route, and remove whatever the devices hold beyond it)."""
     bound = devices.of_driver(driver)
     if not bound:
+        store.route_checks.pop(driver, None)  # not checked as its route changes
         return {}
-    inputs = devices.route_rules(driver)  # order id order
-    route = list(inputs)
-    warnings = check_inputs(inputs, policy)
-    moved = _record(devices, driver, warnings)
+    if changed is None or (kept := store.route_checks.get(driver)) is None:
+        check = RouteCheck.full(devices.route_rules(driver), policy)
+        moved = _record(devices, driver, check.warnings)
+    else:
+        check, maybe = kept.update(devices.route_rules_of(driver, changed), policy)
+        moved = _record(devices, driver, check.warnings, maybe)
+    store.route_checks[driver] = check
+    warnings = check.warnings
+    on_route = check.inputs
     wanted = set(moved) if changed is None else {*changed, *moved}
-    offered = _bodies(store, [o for o in route if changed is None or o in wanted], warnings)
-    on_route = set(route)
+    offered = _bodies(store, sorted(on_route if changed is None else  # order id order
+                                    [o for o in wanted if o in on_route]), warnings)
     gone = [(o, None) for o in sorted(wanted) if o not in on_route]
     out: dict[str, list[Entry]] = {}
     for device in bound:
@@ -92,7 +144,7 @@ def _sync_driver(store: Store, devices: DeviceStore, driver: str, policy: Policy
         if changed is None or devices.bounds(device.device)[1] == 0:
             # the whole route: a device never sent anything gets it even on a partial sync
             if changed is not None:
-                offered = _bodies(store, route, warnings)
+                offered = _bodies(store, sorted(on_route), warnings)
                 changed = None
             changes = list(offered.items())
             changes += [(o, None) for o in sorted(devices.sent(device.device))
@@ -125,11 +177,18 @@ def _warnings_text(found: tuple[Warning, ...]) -> str:
                       separators=(",", ":"), ensure_ascii=False)
 
 
-def _record(devices: DeviceStore, driver: str, warnings: Mapping[str, tuple[Warning, ...]]
-            ) -> set[str]:
-    """Store the route's warnings as sent; returns the orders whose warnings changed."""
-    new = {o: _warnings_text(w) for o, w in warnings.items() if w}
-    old = devices.route_warnings(driver)
+def _record(devices: DeviceStore, driver: str, warnings: Mapping[str, tuple[Warning, ...]],
+            maybe: Collection[str] | None = None) -> set[str]:
+    """Store the route's warnings as sent; returns the orders whose warnings changed.
+    ``maybe``: the only orders whose warnings may have (None: any)."""
+    if maybe is None:
+        new = {o: _warnings_text(w) for o, w in warnings.items() if w}
+        old = devices.route_warnings(driver)
+    elif not maybe:
+        return set()
+    else:
+        new = {o: _warnings_text(w) for o in maybe if (w := warnings.get(o))}
+        old = devices.route_warnings_of(driver, maybe)
     moved: dict[str, str | None] = {o: new.get(o) for o in old.keys() | new.keys()
                                     if old.get(o) != new.get(o)}
     if moved:
@@ -140,6 +199,7 @@ def _record(devices: DeviceStore, driver: str, warnings: Mapping[str, tuple[Warn
 def _record_warnings(store: Store, devices: DeviceStore, policy: Policy) -> None:
     """A store from an older gateway: its devices hold the warnings the rules give now (it
     re-sent whole routes); record them as sent, sending nothing."""
+    store.route_checks.clear()
     with store.transaction():
         for driver in devices.drivers_with_routes():
             _record(devices, driver, check_inputs(devices.route_rules(driver), policy))
