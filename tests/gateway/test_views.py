@@ -107,3 +107,25 @@ def test_a_store_from_an_older_gateway_is_migrated_without_resending(tmp_path):
         entries = refresh(store, POLICY, at(7))
         assert [e.order_id for e in entries["t7"]] == ["O0", "O1"]
         assert sync_driver(store, "7", POLICY, at(8)) == {}
+
+
+def test_kept_route_checks_are_dropped_when_another_store_wrote_routes(tmp_path):
+    path = tmp_path / "g.sqlite"
+    with Store(path) as a, Store(path) as b:
+        with a.transaction():
+            DeviceStore(a).add("t7", "7", "pw", T0)
+        for n, change in enumerate([("O0", "legacy", ("driver", "7")),
+                                    ("O0", "legacy", _eta(150)),
+                                    ("O1", "legacy", ("driver", "7")),
+                                    ("O1", "legacy", _eta(0))], start=1):
+            _put(a, n, change)
+        refresh(a, POLICY, at(5))
+        assert "7" in a.route_checks and set(DeviceStore(a).route_warnings("7")) == {"O0"}
+        _put(b, 6, ("O1", "legacy", _eta(200)))  # the shift starts later: O0 loses its warning
+        refresh(b, POLICY, at(6))
+        assert DeviceStore(b).route_warnings("7") == {}
+        _put(a, 7, ("O0", "legacy", _eta(160)))  # a's kept check still has O1 at 0
+        refresh(a, POLICY, at(7))
+        assert DeviceStore(a).route_warnings("7") == {}
+        assert sync_driver(a, "7", POLICY, at(8)) == {}
+        assert sync_driver(b, "7", POLICY, at(8)) == {}
