@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from agent.errors import ConfigError
 from agent.store import Store
 from sync.envelope import SourceFreshness, Status
 from tests.agent.conftest import Broker, _free_port
+from tests.agent.dying import DIE_BEFORE_PUBLISH
 from tests.agent.factories import at, conflicted, view, write_config
 from tests.agent.fakegw import WAIT, FakeGateway
 
@@ -129,40 +129,6 @@ def test_act_online_waits_for_the_ack(
     assert [e.action for e in gateway.stored.values()] == ["arrive"]
 
 
-_DIE_BEFORE_PUBLISH = textwrap.dedent(
-    """
-    import os, signal, sys
-    from agent.config import load_config
-    from agent.service import Agent
-    from agent.session import MqttSession
-
-    class DieBeforeDriverEvent:
-        # The real session, except that the process dies just before a driver event goes out.
-        def __init__(self, inner):
-            self.inner = inner
-        @property
-        def connected(self):
-            return self.inner.connected
-        def start(self):
-            self.inner.start()
-        def stop(self, *, final=None):
-            self.inner.stop(final=final)
-        def publish(self, message):
-            if b'"driver_event"' in message.payload:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return self.inner.publish(message)
-
-    agent = Agent(
-        load_config(sys.argv[1]),
-        transport=lambda settings, a: DieBeforeDriverEvent(MqttSession(settings, a)),
-    )
-    agent.start()
-    assert agent.wait_for(lambda: bool(agent.route()), 5), "no route"
-    agent.act("deliver", "A")
-    """
-)
-
-
 @pytest.mark.broker
 def test_sigkill_after_recording_delivers_the_event_exactly_once_after_restart(
     tmp_path: Path, agent_broker: Broker, gateway: FakeGateway
@@ -170,7 +136,7 @@ def test_sigkill_after_recording_delivers_the_event_exactly_once_after_restart(
     config_path = write_config(tmp_path, port=agent_broker.port)
     gateway.change("A", view("A"), send=False)  # the agent gets it by resync on connect
     died = subprocess.run(
-        [sys.executable, "-c", _DIE_BEFORE_PUBLISH, str(config_path)],
+        [sys.executable, "-c", DIE_BEFORE_PUBLISH, str(config_path), "A"],
         capture_output=True,
         timeout=20,
         check=False,

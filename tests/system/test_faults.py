@@ -21,6 +21,7 @@ from gateway.devicestore import DeviceStore
 from sync.codec import decode
 from sync.envelope import DriverEventMsg
 from sync.topics import Topics
+from tests.agent.dying import DIE_BEFORE_PUBLISH
 from tests.broker import BrokerFactory, MqttProbe
 from tests.system.depot import (
     Depot,
@@ -93,37 +94,6 @@ def test_broker_killed_and_restarted_mid_stream_ends_as_without_the_fault(
     assert tab.sync_status().outbox_size == 0
 
 
-_DIE_BEFORE_PUBLISH = textwrap.dedent(
-    """
-    import os, signal, sys
-    from agent.config import load_config
-    from agent.service import Agent
-    from agent.session import MqttSession
-
-    class DieBeforeDriverEvent:
-        # The real session, except that the process dies just before a driver event goes out.
-        def __init__(self, inner):
-            self.inner = inner
-        @property
-        def connected(self):
-            return self.inner.connected
-        def start(self):
-            self.inner.start()
-        def stop(self, *, final=None):
-            self.inner.stop(final=final)
-        def publish(self, message):
-            if b'"driver_event"' in message.payload:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return self.inner.publish(message)
-
-    agent = Agent(load_config(sys.argv[1]),
-                  transport=lambda settings, a: DieBeforeDriverEvent(MqttSession(settings, a)))
-    agent.start()
-    assert agent.wait_for(lambda: any(s.order_id == sys.argv[2] for s in agent.route()), 30)
-    agent.act("deliver", sys.argv[2])
-    """
-)
-
 _PUBLISH_THEN_WAIT = textwrap.dedent(
     """
     import sys, time
@@ -175,7 +145,7 @@ def test_agent_killed_between_local_write_and_publish_delivers_exactly_once(
     depot.add_device("tab-7", "7", start=False).stop()  # registered; the process runs it
     order_id = _first_planned()
     died = subprocess.run(
-        [sys.executable, "-c", _DIE_BEFORE_PUBLISH,
+        [sys.executable, "-c", DIE_BEFORE_PUBLISH,
          str(write_agent_config(depot, "tab-7", "7")), order_id],
         cwd=REPO, capture_output=True, timeout=60, check=False)
     assert died.returncode == -signal.SIGKILL, died.stderr.decode()
