@@ -151,15 +151,21 @@ class DeviceStore:
         """``route_rules`` for the given orders only, None for those not on the route."""
         ids = sorted(set(order_ids))
         out: dict[str, dict[str, Any] | None] = dict.fromkeys(ids)
+        for order_id, text in self._rows_for(
+                "SELECT m.order_id, v.rules FROM route_members m JOIN views v USING (order_id) "
+                "WHERE m.driver=? AND m.order_id IN ({marks})", driver, ids):
+            out[order_id] = json.loads(text)
+        return out
+
+    def _rows_for(self, sql: str, key: str, ids: list[str]) -> list[tuple[Any, ...]]:
+        """``sql`` (with ``{marks}`` for the IN list) run for ``key`` and the ids, 500 at a
+        time (SQLite's bound-parameter limit)."""
+        rows: list[tuple[Any, ...]] = []
         for low in range(0, len(ids), 500):
             chunk = ids[low:low + 500]
-            marks = ",".join("?" * len(chunk))
-            for order_id, text in self.conn.execute(
-                    "SELECT m.order_id, v.rules FROM route_members m JOIN views v "
-                    f"USING (order_id) WHERE m.driver=? AND m.order_id IN ({marks})",
-                    (driver, *chunk)):
-                out[order_id] = json.loads(text)
-        return out
+            rows += self.conn.execute(sql.format(marks=",".join("?" * len(chunk))),
+                                      (key, *chunk)).fetchall()
+        return rows
 
     def route_warnings(self, driver: str) -> dict[str, str]:
         """The warnings last sent for the driver's orders: order id -> warnings JSON (orders
@@ -169,15 +175,9 @@ class DeviceStore:
 
     def route_warnings_of(self, driver: str, order_ids: Iterable[str]) -> dict[str, str]:
         """``route_warnings`` for the given orders only."""
-        out: dict[str, str] = {}
-        ids = list(order_ids)
-        for low in range(0, len(ids), 500):
-            chunk = ids[low:low + 500]
-            marks = ",".join("?" * len(chunk))
-            out.update(self.conn.execute(
-                "SELECT order_id, warnings FROM route_warnings WHERE driver=? "
-                f"AND order_id IN ({marks})", (driver, *chunk)).fetchall())
-        return out
+        return dict(self._rows_for(
+            "SELECT order_id, warnings FROM route_warnings WHERE driver=? "
+            "AND order_id IN ({marks})", driver, list(order_ids)))
 
     def set_route_warnings(self, driver: str, changed: dict[str, str | None]) -> None:
         """Record the driver's new warnings per order (None: the order has none now)."""
@@ -200,15 +200,9 @@ class DeviceStore:
 
     def sent_of(self, device: str, order_ids: Iterable[str]) -> dict[str, str]:
         """``sent`` for the given orders only."""
-        out: dict[str, str] = {}
-        ids = list(order_ids)
-        for low in range(0, len(ids), 500):
-            chunk = ids[low:low + 500]
-            marks = ",".join("?" * len(chunk))
-            out.update(self.conn.execute(
-                "SELECT order_id, body FROM device_orders WHERE device=? "
-                f"AND order_id IN ({marks})", (device, *chunk)).fetchall())
-        return out
+        return dict(self._rows_for(
+            "SELECT order_id, body FROM device_orders WHERE device=? "
+            "AND order_id IN ({marks})", device, list(order_ids)))
 
     # --- streams ------------------------------------------------------------------------
 
