@@ -7,6 +7,7 @@ decodes them. Which topic carries which kind is in ``docs/PROTOCOL.md``.
 kind               direction              body
 =================  =====================  ==================================================
 view_change        gateway → tablet       one order's new view (or its removal) at ``seq``
+view_changes       gateway → tablet       consecutive stream entries in one message
 snapshot           gateway → tablet       the whole route at ``seq``
 resync             tablet → gateway       "send me everything after ``after``"
 applied            tablet → gateway       the last ``seq`` the tablet committed
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, JsonValue, TypeAdapter
+from pydantic import AwareDatetime, Field, JsonValue, TypeAdapter, model_validator
 
 from sync.model import Frozen, OrderView
 
@@ -41,6 +42,40 @@ class ViewChange(Frozen):
     order_id: str = _ID
     view: OrderView | None = None
     head: int | None = Field(default=None, ge=1)
+
+
+MAX_BATCH = 500
+"""The most entries one ``view_changes`` message may carry."""
+
+
+class ViewChanges(Frozen):
+    """Consecutive entries of a device's stream in one message: ``entries[i].seq`` is
+    ``entries[0].seq + i``. The gateway sends whatever it has queued for a device this way
+    (a burst, a replay), so a tablet commits many entries in one wake-up and one transaction.
+    ``head`` as in ``ViewChange`` (the entries carry none of their own).
+    """
+
+    entries: tuple[ViewChange, ...] = Field(min_length=1, max_length=MAX_BATCH)
+    head: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _consecutive(self) -> ViewChanges:
+        first = self.entries[0].seq
+        for i, entry in enumerate(self.entries):
+            if entry.seq != first + i:
+                raise ValueError(
+                    f"entries[{i}].seq is {entry.seq}, expected {first + i} (consecutive)")
+            if entry.head is not None:
+                raise ValueError(f"entries[{i}].head: the batch carries the head")
+        return self
+
+    @property
+    def first(self) -> int:
+        return self.entries[0].seq
+
+    @property
+    def last(self) -> int:
+        return self.entries[-1].seq
 
 
 class Snapshot(Frozen):
@@ -163,6 +198,11 @@ class ViewChangeMsg(_Envelope):
     body: ViewChange
 
 
+class ViewChangesMsg(_Envelope):
+    kind: Literal["view_changes"]
+    body: ViewChanges
+
+
 class SnapshotMsg(_Envelope):
     kind: Literal["snapshot"]
     body: Snapshot
@@ -205,6 +245,7 @@ class StatusMsg(_Envelope):
 
 Envelope = Annotated[
     ViewChangeMsg
+    | ViewChangesMsg
     | SnapshotMsg
     | ResyncMsg
     | AppliedMsg
@@ -219,6 +260,7 @@ Envelope = Annotated[
 ENVELOPE: TypeAdapter[Envelope] = TypeAdapter(Envelope)
 KINDS = (
     "view_change",
+    "view_changes",
     "snapshot",
     "resync",
     "applied",

@@ -52,6 +52,31 @@ def receive(state: Receiver, seq: int) -> Step:
     return Step(replace(state, asked_after=state.last), "gap", request_after=state.last)
 
 
+@dataclass(frozen=True)
+class BatchStep:
+    """What the shell does with consecutive entries ``first..last``: apply those from
+    ``first + skip`` on (``verdict == "apply"``), in one transaction with the new state."""
+
+    receiver: Receiver
+    verdict: Verdict
+    skip: int = 0
+    request_after: int | None = None
+
+
+def receive_batch(state: Receiver, first: int, last: int) -> BatchStep:
+    """Judge consecutive entries ``first..last`` at once: the same outcome as ``receive`` on
+    each of them in order (leading duplicates skipped, the rest applied; or a gap)."""
+    if first < 1 or last < first:
+        raise StreamError(f"stream batch must be 1 <= first <= last, got {first}..{last}")
+    if last <= state.last:
+        return BatchStep(state, "duplicate")
+    if first <= state.last + 1:
+        return BatchStep(Receiver(last=last, asked_after=None), "apply",
+                         skip=state.last + 1 - first)
+    step = receive(state, first)
+    return BatchStep(step.receiver, step.verdict, request_after=step.request_after)
+
+
 def restart(state: Receiver) -> Step:
     """After a restart, reconnect or a quiet timeout: always ask for everything after ``last``."""
     return Step(replace(state, asked_after=state.last), "gap", request_after=state.last)

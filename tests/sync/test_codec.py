@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync.codec import decode, encode
-from sync.envelope import ENVELOPE, AckMsg, DispatchCommandMsg, ViewChangeMsg
+from sync.envelope import ENVELOPE, KINDS, AckMsg, DispatchCommandMsg, ViewChangeMsg, ViewChangesMsg
 from sync.errors import CodecError
 from sync.merge import merge_order
 from sync.model import Policy
@@ -31,6 +31,30 @@ def _view_change() -> ViewChangeMsg:
 def test_view_change_round_trips():
     msg = _view_change()
     assert decode(encode(msg)) == msg
+
+
+def _batch(*seqs: int) -> dict[str, object]:
+    view = _view_change().body.view
+    assert view is not None
+    return {"v": 1, "kind": "view_changes", "id": "b1", "origin": "gateway", "hlc": stamp(6),
+            "body": {"entries": [{"seq": s, "order_id": "X", "view": view.model_dump(mode="json")}
+                                 for s in seqs], "head": 9}}
+
+
+def test_view_changes_round_trip():
+    msg = ENVELOPE.validate_python(_batch(3, 4, 5))
+    assert isinstance(msg, ViewChangesMsg)
+    assert (msg.body.first, msg.body.last) == (3, 5)
+    assert decode(encode(msg)) == msg
+
+
+@pytest.mark.parametrize(("seqs", "where"), [((3, 5), "entries[1].seq is 5, expected 4"),
+                                             ((), "body.entries")])
+def test_view_changes_must_be_consecutive_and_not_empty(seqs, where):
+    with pytest.raises(CodecError) as err:
+        decode(json.dumps(_batch(*seqs)).encode())
+    assert err.value.reason == "invalid"
+    assert where in str(err.value)
 
 
 def test_dispatch_command_is_discriminated_by_action():
@@ -88,8 +112,7 @@ _json = st.recursive(
 
 @settings(max_examples=1000, deadline=None)
 @given(
-    kind=st.sampled_from(["view_change", "snapshot", "resync", "applied", "driver_event", "ack",
-                          "dispatch_command", "dispatch_reply", "status"]),
+    kind=st.sampled_from(KINDS),
     body=_json,
     extra=st.dictionaries(st.sampled_from(["id", "origin", "hlc", "x"]), _json, max_size=3),
 )

@@ -14,6 +14,7 @@ from sync.streams import (
     UpToDate,
     plan_repair,
     receive,
+    receive_batch,
     restart,
     snapshot,
 )
@@ -133,3 +134,50 @@ def test_no_entry_is_applied_twice(net):
     n, _first, deliveries = net
     applied, _, _ = _run(n, 1, deliveries)  # an uncompacted log: replay only, no snapshots
     assert len(applied) == len(set(applied))
+
+
+@st.composite
+def batch_arrivals(draw: st.DrawFn):
+    """A receiver state (last applied, maybe a pending request) and a batch first..last."""
+    last = draw(st.integers(min_value=0, max_value=30))
+    asked = draw(st.one_of(st.none(), st.integers(min_value=0, max_value=last)))
+    first = draw(st.integers(min_value=1, max_value=40))
+    count = draw(st.integers(min_value=1, max_value=12))
+    return Receiver(last=last, asked_after=asked), first, first + count - 1
+
+
+@settings(max_examples=1000, deadline=None)
+@given(batch_arrivals())
+def test_a_batch_is_judged_as_its_entries_one_by_one(arrival):
+    state, first, last = arrival
+    # one by one: the entries applied, and the first gap's request (the batch stops there)
+    one = state
+    applied: list[int] = []
+    request = None
+    gap = False
+    for seq in range(first, last + 1):
+        step = receive(one, seq)
+        if step.verdict == "gap":
+            one, request, gap = step.receiver, step.request_after, True
+            break
+        one = step.receiver
+        if step.verdict == "apply":
+            applied.append(seq)
+    batch = receive_batch(state, first, last)
+    if batch.verdict == "apply":
+        assert list(range(first + batch.skip, last + 1)) == applied
+    else:
+        assert applied == []
+        assert (batch.verdict == "gap") == gap
+    assert batch.receiver == one
+    assert batch.request_after == request
+
+
+def test_a_batch_overlapping_what_was_applied_applies_only_the_rest():
+    step = receive_batch(Receiver(last=5), 3, 8)
+    assert (step.verdict, step.skip, step.receiver.last) == ("apply", 3, 8)
+    assert receive_batch(Receiver(last=8), 3, 8).verdict == "duplicate"
+    gap = receive_batch(Receiver(last=2), 5, 8)
+    assert (gap.verdict, gap.request_after) == ("gap", 2)
+    with pytest.raises(StreamError):
+        receive_batch(Receiver(), 3, 2)
