@@ -54,7 +54,7 @@ from pydantic import TypeAdapter, ValidationError
 from agent.errors import StoreError
 from agent.model import LocalAction, OutboxItem
 from sync.codec import encode
-from sync.envelope import DriverEvent, DriverEventMsg, SourceFreshness, Status
+from sync.envelope import DriverEvent, DriverEventMsg, SourceFreshness, Status, ViewChange
 from sync.hlc import Hlc, observe, tick
 from sync.model import OrderView
 from sync.streams import Receiver
@@ -222,42 +222,79 @@ class Store:
         self, seq: int, order_id: str, view: OrderView | None, *, at: datetime,
         hlc: Hlc | None = None, remote: Hlc | None = None, node: str = "", now_ms: int = 0,
     ) -> None:
-        """Apply stream entry ``seq`` (must be last + 1): the order's view and ``seq`` together.
+        """Apply stream entry ``seq`` (must be last + 1): ``apply_changes`` with one entry."""
+        self.apply_changes(
+            (ViewChange(seq=seq, order_id=order_id, view=view),),
+            at=at, hlc=hlc, remote=remote, node=node, now_ms=now_ms,
+        )
 
-        ``view=None`` removes the order from the route. Local actions already acked for this
-        order are dropped (the gateway's view now reflects them); pending ones stay, marked as
-        having seen a later view. ``hlc``, the clock after observing the entry's stamp, is
-        stored in the same transaction (as ``observe_stamp``): one COMMIT per entry. Or pass
-        the entry's stamp as ``remote`` (with our ``node`` and the wall clock ``now_ms``): the
-        clock is then observed here (``sync.hlc.observe``), from the clock this transaction
-        reads anyway, which spares the caller a read of its own.
+    def apply_changes(
+        self, entries: Sequence[ViewChange], *, at: datetime,
+        hlc: Hlc | None = None, remote: Hlc | None = None, node: str = "", now_ms: int = 0,
+    ) -> None:
+        """Apply consecutive stream entries (the first must be last + 1) in ONE transaction:
+        each order's view, and the last entry's ``seq``, together; all of them or none.
+
+        An entry's ``view=None`` removes the order from the route. Local actions already
+        acked for an order the entries touch are dropped (the gateway's view now reflects
+        them); pending ones stay, marked as having seen a later view. ``hlc``, the clock after
+        observing the entries' stamp, is stored in the same transaction (as
+        ``observe_stamp``): one COMMIT for the lot. Or pass the stamp as ``remote`` (with our
+        ``node`` and the wall clock ``now_ms``): the clock is then observed here
+        (``sync.hlc.observe``), from the clock this transaction reads anyway, which spares
+        the caller a read of its own.
+
+        Cheap per entry: an order changed twice keeps only its last entry (the same outcome
+        in one transaction), the views are written with one ``executemany`` per kind, the
+        local actions of all the orders are found with one query, meta is read and
+        written once.
         """
+        if not entries:
+            return
+        first, seq = entries[0].seq, entries[-1].seq
+        final: dict[str, ViewChange] = {}  # order id -> its last entry: the same outcome
+        for i, entry in enumerate(entries):
+            if entry.seq != first + i:
+                raise StoreError(
+                    f"tablet store {self._path}: entries {[e.seq for e in entries]} "
+                    "are not consecutive"
+                )
+            final[entry.order_id] = entry
+        upserts: list[tuple[str, int, str]] = []
+        removals: list[tuple[str]] = []
+        for entry in final.values():
+            if entry.view is None:
+                removals.append((entry.order_id,))
+            else:
+                upserts.append((entry.order_id, entry.seq, entry.view.model_dump_json()))
         conn = self._db.conn
-        self._receiver = None  # until this entry is committed
+        self._receiver = None  # until these entries are committed
         with self._tx(durable=False):
             state = dict(conn.execute(
                 "SELECT key, value FROM meta WHERE key IN ('receiver', 'hlc')").fetchall())
             last = int(json.loads(state.get("receiver", "{}")).get("last", 0))
-            if seq != last + 1:
+            if first != last + 1:
                 raise StoreError(
-                    f"tablet store {self._path}: entry {seq} does not follow last seq {last}"
+                    f"tablet store {self._path}: entry {first} does not follow last seq {last}"
                 )
-            if view is None:
-                conn.execute("DELETE FROM views WHERE order_id = ?", (order_id,))
-            else:
-                conn.execute(
+            if removals:
+                conn.executemany("DELETE FROM views WHERE order_id = ?", removals)
+            if upserts:
+                conn.executemany(
                     "INSERT INTO views (order_id, seq, json) VALUES (?, ?, ?) "
                     "ON CONFLICT(order_id) DO UPDATE SET seq = excluded.seq, json = excluded.json",
-                    (order_id, seq, view.model_dump_json()),
+                    upserts,
                 )
-            if conn.execute(
-                "SELECT 1 FROM local_actions WHERE order_id = ? LIMIT 1", (order_id,)
-            ).fetchone() is not None:
-                conn.execute(
-                    "DELETE FROM local_actions WHERE order_id = ? AND acked = 1", (order_id,)
+            # the table holds only actions not yet reflected by a view (a handful): one read of
+            # its order ids (an index scan) answers for every order of the batch
+            touched = [row for row in conn.execute(
+                "SELECT DISTINCT order_id FROM local_actions") if row[0] in final]
+            if touched:
+                conn.executemany(
+                    "DELETE FROM local_actions WHERE order_id = ? AND acked = 1", touched
                 )
-                conn.execute(
-                    "UPDATE local_actions SET view_seen = 1 WHERE order_id = ?", (order_id,)
+                conn.executemany(
+                    "UPDATE local_actions SET view_seen = 1 WHERE order_id = ?", touched
                 )
             meta = {"receiver": {"last": seq, "asked_after": None},
                     "last_sync_at": at.isoformat()}

@@ -9,7 +9,7 @@ import pytest
 
 from agent.errors import StoreError
 from agent.store import Store
-from sync.envelope import DriverEvent, DriverEventMsg
+from sync.envelope import DriverEvent, DriverEventMsg, ViewChange
 from sync.hlc import Hlc
 from sync.streams import Receiver
 from tests.agent.factories import at, view
@@ -146,3 +146,48 @@ def test_stream_entries_commit_without_fsync_and_outbox_writes_with_it(store: St
     store.ack(["e1"])
     assert level() == 2
     assert store.receiver() == Receiver(last=5) and store.pending() == []
+
+
+def _entries(first: int, *order_ids: str) -> tuple[ViewChange, ...]:
+    return tuple(ViewChange(seq=first + i, order_id=o, view=view(o))
+                 for i, o in enumerate(order_ids))
+
+
+def test_apply_changes_commits_once(store: Store) -> None:
+    store.apply_change(1, "A", view("A"), at=at(1))
+    statements: list[str] = []
+    store._db.conn.set_trace_callback(statements.append)
+    store.apply_changes(_entries(2, "B", "C", "D"), at=at(2))
+    store._db.conn.set_trace_callback(None)
+    assert statements.count("BEGIN IMMEDIATE") == statements.count("COMMIT") == 1
+    assert [v.order_id for v in store.views()] == ["A", "B", "C", "D"]
+    assert store.receiver() == Receiver(last=4)
+    assert store.last_sync_at() == at(2)
+
+
+def test_apply_changes_not_following_last_changes_nothing(store: Store) -> None:
+    store.apply_change(1, "A", view("A"), at=at(1))
+    with pytest.raises(StoreError, match="entry 3 does not follow last seq 1"):
+        store.apply_changes(_entries(3, "B", "C"), at=at(2))
+    with pytest.raises(StoreError, match="not consecutive"):
+        store.apply_changes((*_entries(2, "B"), *_entries(4, "C")), at=at(2))
+    assert store.receiver() == Receiver(last=1)
+    assert [v.order_id for v in store.views()] == ["A"]
+    assert store.last_sync_at() == at(1)
+
+
+def test_a_batch_failing_midway_leaves_nothing_half_applied(store: Store) -> None:
+    store.apply_change(1, "A", view("A"), at=at(1))
+    store._db.conn.execute(
+        "CREATE TRIGGER boom BEFORE INSERT ON views WHEN NEW.order_id = 'BOOM' "
+        "BEGIN SELECT RAISE(ABORT, 'disk trouble'); END"
+    )
+    entries = (ViewChange(seq=2, order_id="A", view=None), *_entries(3, "B", "BOOM", "C"))
+    with pytest.raises(StoreError, match="disk trouble"):
+        store.apply_changes(entries, at=at(2))
+    assert store.receiver() == Receiver(last=1)
+    assert [v.order_id for v in store.views()] == ["A"]  # A's removal rolled back too
+    store._db.conn.execute("DROP TRIGGER boom")
+    store.apply_changes(entries, at=at(2))
+    assert [v.order_id for v in store.views()] == ["B", "BOOM", "C"]
+    assert store.receiver() == Receiver(last=5)
