@@ -141,6 +141,7 @@ class Agent:
         self._closed = False
         self._last_progress = clock()
         self._applied_sent = -1
+        self._applied_dirty = False  # the applied seq moved since the last Applied sent
         self._applied_at = float("-inf")  # clock() of the last Applied sent
         self._behind = False  # a gap was seen since the last resync request
         self._unnotified: set[ChangeKind] = set()  # changes of a burst not yet told observers

@@ -96,3 +96,26 @@ def test_a_burst_of_entries_is_told_observers_once_at_its_end(agent: Agent) -> N
         assert len(changes) == (1 if seq == 5 else 0)
     assert changes[0].what >= {"route", "conflicts", "sync"}
     assert [s.order_id for s in agent.route()] == ["A", "B3", "B4", "B5", "C"]
+
+
+class _ConnectedTransport:
+    """Says "connected" at once and publishes nowhere: the agent has not heard
+    ``session_online`` yet (paho's network thread tells it a moment later)."""
+
+    connected = True
+
+    def start(self) -> None:
+        pass
+
+    def publish(self, message: object) -> bool:
+        return True
+
+    def stop(self, *, final: object = None) -> None:
+        pass
+
+
+def test_the_ticker_may_run_before_the_session_is_online(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, port=_free_port()))
+    with Agent(config, transport=lambda _settings, _agent: _ConnectedTransport()) as agent:
+        agent.start()
+        agent._tick()  # was AttributeError: no _applied_dirty before session_online set it
