@@ -3,16 +3,18 @@
 ``Agent`` joins the store (``agent.store``), the MQTT session (``agent.session``) and the pure
 stream rules (``sync.streams``):
 
-* the inbox stream is judged by ``sync.streams.receive``: entry ``last + 1`` is applied in the
-  same transaction as its ``seq``, duplicates are counted and dropped, a gap sends
-  ``Resync(after=last)`` once; every (re)connect and every ``resync_quiet_s`` without stream
-  progress sends one too (``sync.streams.restart``), so a tablet that was away catches up
-  whatever the broker kept; so does a gap with no progress for ``GAP_RETRY_S`` (the request
-  or its replay was lost); a snapshot replaces the views;
+* the inbox stream comes as ``view_change`` (one entry) or ``view_changes`` (consecutive
+  entries; a single entry is handled as a batch of one, on the same path) and is judged by
+  ``sync.streams.receive_batch``: entries from ``last + 1`` on are applied in ONE transaction
+  with the last one's ``seq`` (``Store.apply_changes``), duplicates are counted (each entry)
+  and dropped, a gap sends ``Resync(after=last)`` once; every (re)connect and every
+  ``resync_quiet_s`` without stream progress sends one too (``sync.streams.restart``), so a
+  tablet that was away catches up whatever the broker kept; so does a gap with no progress for
+  ``GAP_RETRY_S`` (the request or its replay was lost); a snapshot replaces the views;
 * the last applied ``seq`` is reported with ``Applied`` only when it moved: at most every
-  ``APPLIED_EVERY_S``, or sooner once a burst has ended (the entry's ``head`` equals its ``seq``
-  and no entry arrived for a tick); the stamp of an ``Applied`` (as of any status-like message)
-  is stored without fsync (``synchronous=NORMAL``) — only a driver action's is FULL;
+  ``APPLIED_EVERY_S``, or sooner once a burst has ended (the message's ``head`` equals its last
+  ``seq`` and no entry arrived for a tick); the stamp of an ``Applied`` (as of any status-like
+  message) is stored without fsync (``synchronous=NORMAL``) — only a driver action's is FULL;
 * a driver action is recorded (local overlay + outbox row) in one transaction, then published
   if online; the whole outbox is resent on every reconnect until each event is acked.
 
@@ -65,12 +67,14 @@ from sync.envelope import (
     SnapshotMsg,
     Status,
     StatusMsg,
+    ViewChange,
     ViewChangeMsg,
+    ViewChangesMsg,
 )
 from sync.errors import CodecError, SyncError
 from sync.hlc import Hlc, observe
 from sync.model import Conflict, OrderView
-from sync.streams import receive, restart, snapshot
+from sync.streams import receive_batch, restart, snapshot
 from sync.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -417,22 +421,30 @@ class Agent:
             now_ms = _ms(self._clock()) if remote is not None else 0
             now = self._now()
             store = self._store
+            entries: tuple[ViewChange, ...] = ()
+            head = None
+            if topic == self._inbox_topic:
+                if isinstance(envelope, ViewChangeMsg):  # a batch of one
+                    entries, head = (envelope.body,), envelope.body.head
+                elif isinstance(envelope, ViewChangesMsg):
+                    entries, head = envelope.body.entries, envelope.body.head
             step = None
-            if isinstance(envelope, ViewChangeMsg) and topic == self._inbox_topic:
-                step = receive(store.receiver(), envelope.body.seq)
-            stamp = None  # the clock after the remote stamp: stored with the entry, or below
+            if entries:
+                step = receive_batch(store.receiver(), entries[0].seq, entries[-1].seq)
+            stamp = None  # the clock after the remote stamp: stored with the entries, or below
             if remote is not None and (step is None or step.verdict != "apply"):
                 stamp = observe(store.hlc(device), remote, now_ms)
-            if isinstance(envelope, ViewChangeMsg) and step is not None:
-                body = envelope.body
+            if step is not None:
                 if step.verdict == "apply":
-                    # the clock is observed in the entry's transaction, from the clock it reads
-                    store.apply_change(body.seq, body.order_id, body.view, at=now,
-                                       remote=remote, node=device, now_ms=now_ms)
+                    # the clock is observed in the entries' transaction, from the clock it reads
+                    store.apply_changes(entries[step.skip:], at=now,
+                                        remote=remote, node=device, now_ms=now_ms)
+                    if step.skip:  # the leading entries were applied before
+                        store.bump("duplicates", step.skip)
                     self._applied_dirty = True
                     self._last_progress = self._clock()
                     # the gateway's head says whether more is due: a dropped tail shows up here
-                    self._behind = body.head is not None and body.head > body.seq
+                    self._behind = head is not None and head > entries[-1].seq
                     if self._behind:
                         # mid-burst: observers hear of it once, with the burst's last entry (or
                         # from the ticker within TICK_S when the tail never comes)
@@ -440,9 +452,10 @@ class Agent:
                     else:
                         changed |= {"route", "conflicts", "sync"}
                 elif step.verdict == "duplicate":
-                    store.bump("duplicates")
+                    store.bump("duplicates", len(entries))
                 else:
-                    store.bump("gaps")
+                    # as one by one: each entry past the gap counts, the first asks (once)
+                    store.bump("gaps", len(entries))
                     self._behind = True
                     if step.request_after is not None:
                         store.save_receiver(step.receiver)
