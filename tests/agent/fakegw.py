@@ -1,9 +1,9 @@
 """A small fake gateway for agent tests, built from paho and sync.codec only.
 
-It keeps one device's changelog, publishes ``ViewChange`` entries to the device's inbox,
-answers ``Resync`` with a replay (or a snapshot when its log was compacted), records
-``Applied``, and stores driver events de-duplicated by event id, acking each (unless told not
-to). Waits use a condition variable with a timeout, never sleeps.
+It keeps one device's changelog, publishes ``ViewChange`` entries (or ``ViewChanges``
+batches) to the device's inbox, answers ``Resync`` with a replay (or a snapshot when its log
+was compacted), records ``Applied``, and stores driver events de-duplicated by event id,
+acking each (unless told not to). Waits use a condition variable with a timeout, never sleeps.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from sync.envelope import (
     StatusMsg,
     ViewChange,
     ViewChangeMsg,
+    ViewChanges,
+    ViewChangesMsg,
 )
 from sync.errors import CodecError
 from sync.model import OrderView
@@ -90,6 +92,13 @@ class FakeGateway:
 
     def send(self, seq: int) -> None:
         self._publish(self.topics.inbox(self.device), self._entry(seq))
+
+    def send_batch(self, first: int, last: int) -> None:
+        """Entries ``first..last`` as one ``view_changes`` message, with the log's head."""
+        entries = tuple(self.log[seq - self.first] for seq in range(first, last + 1))
+        body = ViewChanges(entries=entries, head=self.last)
+        self._publish(self.topics.inbox(self.device),
+                      encode(ViewChangesMsg(kind="view_changes", body=body, **self._head())))
 
     def send_snapshot(self) -> None:
         self._publish(self.topics.inbox(self.device), self._snapshot())

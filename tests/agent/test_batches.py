@@ -108,7 +108,8 @@ def _resyncs(transport: RecordingTransport) -> list[int]:
     return out
 
 
-def _commits(store: Store) -> list[str]:
+def _statements(store: Store) -> list[str]:
+    """The SQL statements the store's connection runs from now on (until the trace is unset)."""
     statements: list[str] = []
     store._db.conn.set_trace_callback(statements.append)
     return statements
@@ -117,7 +118,7 @@ def _commits(store: Store) -> list[str]:
 def test_a_batch_is_applied_in_one_transaction_and_told_observers_once(agent: Agent) -> None:
     changes: list[Change] = []
     agent.subscribe(changes.append)
-    statements = _commits(agent._store)
+    statements = _statements(agent._store)
     _batch(agent, 4, _new("B4", "B5", "B6", "B7"), head=7)
     agent._store._db.conn.set_trace_callback(None)
     assert statements.count("COMMIT") == 1

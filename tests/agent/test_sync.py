@@ -81,6 +81,23 @@ def test_gap_asks_for_resync_and_the_replay_fills_it(agent: Agent, gateway: Fake
     assert agent.sync_status().counters.get("gaps", 0) >= 1
 
 
+def test_a_view_changes_batch_is_applied_and_a_gap_before_one_is_repaired(
+    agent: Agent, gateway: FakeGateway
+) -> None:
+    for order_id in ("A", "B", "C"):
+        gateway.change(order_id, view(order_id), send=False)
+    gateway.send_batch(1, 3)
+    assert _last_seq(agent, 3)
+    gateway.change("D", view("D"), send=False)  # lost on the way
+    gateway.change("A", None, send=False)
+    gateway.change("E", view("E"), send=False)
+    gateway.send_batch(5, 6)  # the gap: a resync, answered by the replay of 4..6
+    assert gateway.wait_for(lambda: 3 in gateway.resyncs)
+    assert _last_seq(agent, 6)
+    assert [s.order_id for s in agent.route()] == ["B", "C", "D", "E"]
+    assert gateway.wait_for(lambda: 6 in gateway.applied)
+
+
 def test_snapshot_replaces_the_views(agent: Agent, gateway: FakeGateway) -> None:
     gateway.change("A", view("A"))
     gateway.change("B", view("B"))
