@@ -1,0 +1,236 @@
+"""Benchmark: the gateway's CPU per stop change in the refresh path, against raw SQLite.
+
+    .venv/bin/python -m bench.bench_refresh [--drivers 200] [--orders 250] [--changes 50000]
+                                            [--batches 500,2000,0] [--profile] [--dir DIR]
+
+No broker, no agents, one process: the CPU the gateway spends between a new claim set and the
+stream entries it appends (``gateway.views.refresh``: claims -> merged view -> stored view ->
+route rule check -> per-device stream entries).
+
+A store is built as ``bench_fanout``'s (``BenchGateway.populate``: ``--drivers`` x
+``--orders`` legacy stops, one device per driver, streams compacted) and copied for every
+``--batches`` value (0: all changes in one batch). Then ``--changes`` changes enter it as
+``bench_fanout.inject`` hands them in: each a new legacy claim set for one stop with a new
+ETA, ``add_claim_set`` for ``--batch`` of them in one transaction, then ``refresh()`` (which
+takes dirty orders 2000 at a time). Timed (``perf_counter``, one thread): the hand-in, the
+refresh, and inside the refresh the claims read, the merge, ``put_view`` and the route syncs
+(rule check + stream append), by wrapping those functions (their overhead is in the total).
+
+The baseline, in the same run: a raw SQLite loop doing the least writes the same work needs --
+per change one upsert of a view-sized row (the real stored view's length) and one stream row,
+in one transaction per batch, on a file with the store's pragmas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import datetime as dt
+import io
+import pstats
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench._depot import T0, BenchGateway, order_id, stop_vals, table
+
+PARTS = ("claims", "merge", "put_view", "route sync")
+
+
+class _Parts:
+    """Wraps the refresh's steps to sum their time (undone by ``close``)."""
+
+    def __init__(self) -> None:
+        import gateway.views as views
+        from gateway.store import Store
+
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.undo: list[tuple[Any, str, Any]] = []
+        claims = "claims_to_merge" if hasattr(Store, "claims_to_merge") else "claims_for"
+        self._wrap(Store, claims, "claims")
+        self._wrap(views, "merge_order", "merge")
+        self._wrap(Store, "put_view", "put_view")
+        self._wrap(views, "_sync_driver", "route sync")
+
+    def _wrap(self, owner: Any, name: str, part: str) -> None:
+        inner: Callable[..., Any] = getattr(owner, name)
+        seconds = self.seconds
+        clock = time.perf_counter
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t = clock()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                seconds[part] += clock() - t
+
+        self.undo.append((owner, name, inner))
+        setattr(owner, name, timed)
+
+    def close(self) -> None:
+        for owner, name, inner in reversed(self.undo):
+            setattr(owner, name, inner)
+
+
+def run_gateway(db: Path, policy: Any, *, drivers: int, orders: int, changes: int, batch: int,
+                breakdown: bool, profile: bool, profile_out: Path | None = None
+                ) -> dict[str, Any]:
+    """Hand ``changes`` changes in, ``batch`` per transaction, each followed by a refresh."""
+    from gateway.store import Store
+    from gateway.views import refresh
+
+    parts = _Parts() if breakdown else None
+    profiler = cProfile.Profile() if profile else None
+    hand_in = refreshing = cpu = 0.0
+    entries = 0
+    per_batch: list[float] = []
+    try:
+        with Store(db) as store:
+            for first in range(0, changes, batch):
+                ks = range(first, min(changes, first + batch))
+                now = T0 + dt.timedelta(hours=1, seconds=first)
+                t = time.perf_counter()
+                with store.transaction():
+                    for k in ks:
+                        d, i = k % drivers, (k // drivers) % orders
+                        run = 2 + k // (drivers * orders)
+                        store.add_claim_set(
+                            set_id=f"legacy:run{run}:{order_id(d, i)}", source="legacy",
+                            order_id=order_id(d, i), vals=stop_vals(d, i, minutes_late=run),
+                            as_of=T0 + dt.timedelta(hours=run), received_at=now,
+                            hlc=store.next_hlc(now), source_rev=f"run{run}")
+                t1 = time.perf_counter()
+                c1 = time.process_time()
+                if profiler is not None:
+                    profiler.enable()
+                out = refresh(store, policy, now)
+                if profiler is not None:
+                    profiler.disable()
+                t2 = time.perf_counter()
+                cpu += time.process_time() - c1
+                hand_in += t1 - t
+                refreshing += t2 - t1
+                per_batch.append(t2 - t1)
+                entries += sum(len(e) for e in out.values())
+    finally:
+        if parts is not None:
+            parts.close()
+    report = ""
+    if profiler is not None:
+        if profile_out is not None:
+            profiler.dump_stats(str(profile_out))
+        buf = io.StringIO()
+        pstats.Stats(profiler, stream=buf).sort_stats("tottime").print_stats(35)
+        report = buf.getvalue()
+    return {"hand_in": hand_in, "refresh": refreshing, "cpu": cpu, "entries": entries,
+            "batches": per_batch, "parts": dict(parts.seconds) if parts else {},
+            "profile": report}
+
+
+def run_sqlite(db: Path, *, changes: int, batch: int, body: str, orders: int
+               ) -> tuple[float, float]:
+    """The baseline: per change one view-sized upsert and one stream row; (wall, CPU)."""
+    conn = sqlite3.connect(str(db), isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA cache_size=-32768")
+    conn.execute("CREATE TABLE views (order_id TEXT PRIMARY KEY, body TEXT NOT NULL)")
+    conn.execute("CREATE TABLE changelog (device TEXT NOT NULL, seq INTEGER NOT NULL, "
+                 "order_id TEXT NOT NULL, body TEXT, PRIMARY KEY (device, seq)) WITHOUT ROWID")
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO views VALUES(?, ?)",
+                     [(f"O{k:07d}", body) for k in range(orders)])
+    conn.execute("COMMIT")
+    t, c = time.perf_counter(), time.process_time()
+    for first in range(0, changes, batch):
+        conn.execute("BEGIN IMMEDIATE")
+        for k in range(first, min(changes, first + batch)):
+            oid = f"O{k % orders:07d}"
+            conn.execute("INSERT INTO views VALUES(?, ?) ON CONFLICT(order_id) DO UPDATE "
+                         "SET body=excluded.body", (oid, body))
+            conn.execute("INSERT INTO changelog VALUES(?, ?, ?, ?)",
+                         (f"tab{k % 200:03d}", k, oid, body))
+        conn.execute("COMMIT")
+    seconds, cpu = time.perf_counter() - t, time.process_time() - c
+    conn.close()
+    return seconds, cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--drivers", type=int, default=200)
+    ap.add_argument("--orders", type=int, default=250, help="stops per driver")
+    ap.add_argument("--changes", type=int, default=50_000)
+    ap.add_argument("--batches", default="500,2000,0",
+                    help="changes per hand-in transaction, comma list (0: all in one)")
+    ap.add_argument("--no-breakdown", action="store_true", help="do not time the steps")
+    ap.add_argument("--profile", action="store_true",
+                    help="cProfile the refreshes of the first --batches value (stderr)")
+    ap.add_argument("--profile-out", type=Path, default=None,
+                    help="with --profile: also write the pstats file here")
+    ap.add_argument("--dir", type=Path, default=None)
+    args = ap.parse_args(argv)
+    batches = [int(b) or args.changes for b in args.batches.split(",")]
+    if args.drivers < 1 or args.orders < 1 or args.changes < 1 or min(batches) < 1:
+        ap.error("--drivers, --orders, --changes and --batches must be positive")
+    rows: list[tuple[str, str]] = [
+        ("run", f"{args.drivers} drivers x {args.orders} stops, one device each, "
+                f"{args.changes} changes")]
+    with tempfile.TemporaryDirectory(prefix="crossdock-refresh-", dir=args.dir) as tmp:
+        work = Path(tmp)
+        gw = BenchGateway(work / "template", "127.0.0.1", 1883, args.drivers, args.orders)
+        t = time.perf_counter()
+        gw.populate(progress=lambda line: print(line, flush=True))
+        print(f"  populated in {time.perf_counter() - t:.1f} s", flush=True)
+        policy = gw.cfg.merge_policy()
+        template = gw.cfg.db_path
+        with contextlib.closing(sqlite3.connect(str(template))) as conn:
+            body = conn.execute("SELECT body FROM views WHERE order_id=?",
+                                (order_id(0, 0),)).fetchone()[0]
+        n = args.changes
+        for index, batch in enumerate(batches):
+            db = work / f"run-{batch}.sqlite"
+            shutil.copy(template, db)
+            base, base_cpu = run_sqlite(work / f"raw-{batch}.sqlite", changes=n, batch=batch,
+                                        body=body, orders=args.drivers * args.orders)
+            got = run_gateway(db, policy, drivers=args.drivers, orders=args.orders, changes=n,
+                              batch=batch, breakdown=not args.no_breakdown,
+                              profile=args.profile and index == 0,
+                              profile_out=args.profile_out)
+            if got["profile"]:
+                print(got["profile"], file=sys.stderr)
+            us = 1e6 / n
+            worst = max(got["batches"])
+            label = f"batch {batch}"
+            rows += [
+                (f"{label}: hand-in", f"{got['hand_in'] * us:7.1f} us/change"),
+                (f"{label}: refresh", f"{got['refresh'] * us:7.1f} us/change "
+                 f"(CPU {got['cpu'] * us:.1f}; {got['refresh']:.2f} s, slowest batch "
+                 f"{worst * 1000:,.0f} ms, {got['entries']} entries)"),
+            ]
+            if got["parts"]:
+                rows.append((f"{label}:   of which", ", ".join(
+                    f"{p} {got['parts'].get(p, 0.0) * us:.1f}" for p in PARTS)))
+            rows += [
+                (f"{label}: raw SQLite", f"{base * us:7.1f} us/change (CPU {base_cpu * us:.1f}; "
+                 f"one {len(body)} B view upsert + one stream row)"),
+                (f"{label}: refresh / raw", f"{got['refresh'] / base:.1f}x "
+                 f"(CPU {got['cpu'] / base_cpu:.1f}x)"),
+            ]
+            print(f"  batch {batch}: refresh {got['refresh'] * us:.1f} us/change "
+                  f"(CPU {got['cpu'] * us:.1f})", flush=True)
+            db.unlink()
+    print()
+    print(table(rows, "refresh: gateway CPU per stop change vs raw SQLite"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
