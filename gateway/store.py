@@ -283,6 +283,26 @@ class Store:
                     )
         return out
 
+    def claims_to_merge(self, order_ids: Iterable[str]) -> dict[str, list[Claim]]:
+        """The claims of ``claims_for`` that an order's merge can depend on, built without the
+        rest: each source's latest claim per field (merge rule 2), and every claim of the
+        order named, transitively, in those claims' ``based_on`` (rule 4 follows them). The
+        others are history that no rule reads, so ``merge_order`` over these gives the view
+        it gives over all of the order's claims."""
+        out: dict[str, list[Claim]] = {}
+        for chunk in _chunks(list(order_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            by_order: dict[str, list[tuple[Any, ...]]] = {}
+            for row in self.conn.execute(
+                "SELECT set_id, source, order_id, source_rev, as_of, received_at, hlc, present, "
+                f"vals, based_on FROM claim_sets WHERE order_id IN ({marks})",
+                chunk,
+            ):
+                by_order.setdefault(row[2], []).append(row)
+            for order_id, rows in by_order.items():
+                out[order_id] = _claims_to_merge(order_id, rows)
+        return out
+
     def add_resolution(self, resolution: Resolution) -> bool:
         cur = self.conn.execute(
             "INSERT OR IGNORE INTO resolutions(resolution_id, order_id, field, body) "
@@ -571,6 +591,57 @@ class Store:
             "UPDATE writeback SET written_at=?, target=? WHERE result_id=?",
             ((iso(now), target, r) for r in result_ids),
         )
+
+
+def _claims_to_merge(order_id: str, rows: list[tuple[Any, ...]]) -> list[Claim]:
+    """``Store.claims_to_merge`` for one order's claim set rows (as its query reads them)."""
+    vals = [json.loads(row[8]) for row in rows]
+    wanted: set[tuple[int, str]] = set()  # (row, field) of each claim to build
+    by_source: dict[str, list[int]] = {}
+    for n, row in enumerate(rows):
+        by_source.setdefault(row[1], []).append(n)
+    for ns in by_source.values():
+        if len(ns) == 1:
+            wanted.update((ns[0], field) for field in vals[ns[0]])
+        elif len({rows[n][6] for n in ns}) == len(ns):
+            # distinct hlcs: a field's latest claim is in the latest set that has the field
+            covered: set[str] = set()
+            for n in sorted(ns, key=lambda n: rows[n][6], reverse=True):
+                fields = vals[n].keys() - covered
+                wanted.update((n, field) for field in fields)
+                covered |= fields
+        else:  # equal hlcs: rule 2's whole key, (hlc, claim id), field by field
+            best: dict[str, tuple[tuple[str, str], int]] = {}
+            for n in ns:
+                set_id, hlc = rows[n][0], rows[n][6]
+                for field in vals[n]:
+                    key = (hlc, f"{set_id}#{field}")
+                    found = best.get(field)
+                    if found is None or key > found[0]:
+                        best[field] = (key, n)
+            wanted.update((n, field) for field, (_key, n) in best.items())
+    based = [() if row[9] == "[]" else tuple(json.loads(row[9])) for row in rows]
+    if any(based):  # rule 4 reads the claims a built claim names, and the ones they name
+        index = {row[0]: n for n, row in enumerate(rows)}
+        todo = [n for n, _field in wanted]
+        while todo:
+            for cid in based[todo.pop()]:
+                set_id, _sep, field = cid.rpartition("#")
+                m = index.get(set_id)
+                if m is not None and field in vals[m] and (m, field) not in wanted:
+                    wanted.add((m, field))
+                    todo.append(m)
+    claims: list[Claim] = []
+    for n, row in enumerate(rows):
+        set_id, source, _order, rev, as_of, rec, hlc, present, _vals, _based = row
+        as_of_t, rec_t, live = _time(as_of), _time(rec), bool(present)
+        for field, value in vals[n].items():
+            if (n, field) in wanted:
+                claims.append(trusted(
+                    Claim, claim_id=f"{set_id}#{field}", order_id=order_id, field=field,
+                    value=value, present=live, source=source, source_rev=rev, as_of=as_of_t,
+                    received_at=rec_t, based_on=based[n], hlc=hlc))
+    return claims
 
 
 class _Tx:

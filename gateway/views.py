@@ -63,7 +63,7 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
         ids = store.take_dirty(batch)
         if not ids:
             return False
-        claims = store.claims_for(ids)
+        claims = store.claims_to_merge(ids)
         resolutions = store.resolutions_for(ids)
         states = store.view_states(ids)
         changed: dict[str, set[str]] = defaultdict(set)

@@ -126,11 +126,28 @@ def merge_field(
     """Apply the rules of this file to one field's claims."""
     unique = {c.claim_id: c for c in claims}  # rule 1
     latest: dict[str, Claim] = {}
-    for claim in sorted(unique.values(), key=lambda c: (c.hlc, c.claim_id)):
-        latest[claim.source] = claim  # rule 2: the last one sorted wins its source
+    if len(unique) == 1:
+        for claim in unique.values():
+            latest[claim.source] = claim
+    else:
+        for claim in sorted(unique.values(), key=_by_hlc):
+            latest[claim.source] = claim  # rule 2: the last one sorted wins its source
     withdrawn = tuple(sorted(s for s, c in latest.items() if not c.present))  # rule 3
-    live = sorted((c for c in latest.values() if c.present), key=lambda c: (c.source, c.claim_id))
-    stale = _stale(live, unique, policy.rules, field)  # rules 4 and 5
+    live = sorted((c for c in latest.values() if c.present), key=_by_source)
+    if len(live) == 1:
+        # one live claim: nothing can make it stale (rules 4 and 5 need a second one, and a
+        # stale set of every live claim is dropped), and it agrees with itself (rule 6)
+        return trusted(
+            FieldView,
+            field=field,
+            state="agreed",
+            value=live[0].value,
+            candidates=(_candidate(live[0]),),
+            stale=(),
+            withdrawn=withdrawn,
+        )
+    texts = {c.claim_id: canonical(c.value) for c in live}  # each value's text, once
+    stale = _stale(live, unique, policy.rules, field, texts)  # rules 4 and 5
     if len(stale) == len(live):
         stale = {}  # knowledge that contradicts itself supersedes nothing
     remaining = [c for c in live if c.claim_id not in stale]
@@ -152,7 +169,7 @@ def merge_field(
         return trusted(
             FieldView, field=field, state="withdrawn", stale=stale_views, withdrawn=withdrawn
         )
-    values = {canonical(c.value) for c in remaining}
+    values = {texts[c.claim_id] for c in remaining}
     if len(values) == 1:  # rule 6
         return trusted(
             FieldView,
@@ -163,7 +180,7 @@ def merge_field(
             stale=stale_views,
             withdrawn=withdrawn,
         )
-    resolution = _covering_resolution(remaining, resolutions)  # rule 7
+    resolution = _covering_resolution(remaining, resolutions, texts)  # rule 7
     if resolution is not None:
         return trusted(
             FieldView,
@@ -199,21 +216,39 @@ def merge_field(
     )
 
 
+def _by_hlc(claim: Claim) -> tuple[str, str]:
+    return (claim.hlc, claim.claim_id)
+
+
+def _by_source(claim: Claim) -> tuple[str, str]:
+    return (claim.source, claim.claim_id)
+
+
 def covers(resolution: Resolution, candidates: Iterable[Claim]) -> bool:
     """True when the resolution settles the disagreement among these candidates.
 
     Every candidate that differs from the chosen value must be one the resolution saw; a
     candidate it did not see may only agree with the chosen value.
     """
+    return _covers(resolution, candidates, {})
+
+
+def _covers(resolution: Resolution, candidates: Iterable[Claim], texts: Mapping[str, str]
+            ) -> bool:
+    """``covers``, with the candidates' canonical texts by claim id where known."""
     chosen = canonical(resolution.value)
     seen = set(resolution.seen)
-    return all(canonical(c.value) == chosen or c.claim_id in seen for c in candidates)
+    return all(
+        c.claim_id in seen
+        or (texts[c.claim_id] if c.claim_id in texts else canonical(c.value)) == chosen
+        for c in candidates
+    )
 
 
 def _covering_resolution(
-    candidates: list[Claim], resolutions: list[Resolution]
+    candidates: list[Claim], resolutions: list[Resolution], texts: Mapping[str, str]
 ) -> Resolution | None:
-    covering = [r for r in resolutions if covers(r, candidates)]
+    covering = [r for r in resolutions if _covers(r, candidates, texts)]
     if not covering:
         return None
     return max(covering, key=lambda r: (r.hlc, r.resolution_id))
@@ -234,14 +269,15 @@ def _knowledge(claim: Claim, known_claims: Mapping[str, Claim]) -> set[str]:
     return seen
 
 
-def _rule_applies(rule: SupersessionRule, field: str, newer: Claim, older: Claim) -> bool:
+def _rule_applies(rule: SupersessionRule, field: str, newer: Claim, older: Claim,
+                  newer_text: str) -> bool:
     if rule.field is not None and rule.field != field:
         return False
     if newer.source != rule.newer or older.source != rule.older:
         return False
     if not older.as_of < newer.as_of:
         return False
-    return not rule.values or canonical(newer.value) in {canonical(v) for v in rule.values}
+    return not rule.values or newer_text in {canonical(v) for v in rule.values}
 
 
 def _stale(
@@ -249,20 +285,25 @@ def _stale(
     known_claims: Mapping[str, Claim],
     rules: tuple[SupersessionRule, ...],
     field: str,
+    texts: Mapping[str, str],
 ) -> dict[str, tuple[str, str]]:
-    """Live claims made stale, mapped to (superseding claim id, rule name)."""
+    """Live claims made stale, mapped to (superseding claim id, rule name); ``texts``: each
+    live claim's canonical value."""
     knowledge = {c.claim_id: _knowledge(c, known_claims) for c in live}
     stale: dict[str, tuple[str, str]] = {}
     for older in live:
         for newer in live:
-            if newer is older or canonical(newer.value) == canonical(older.value):
+            newer_text = texts[newer.claim_id]
+            if newer is older or newer_text == texts[older.claim_id]:
                 continue
             knows = older.claim_id in knowledge[newer.claim_id]
             known_back = newer.claim_id in knowledge[older.claim_id]
             if knows and not known_back:
                 stale[older.claim_id] = (newer.claim_id, BASED_ON)
                 break
-            rule = next((r for r in rules if _rule_applies(r, field, newer, older)), None)
+            rule = next(
+                (r for r in rules if _rule_applies(r, field, newer, older, newer_text)), None
+            )
             if rule is not None and not known_back:
                 stale[older.claim_id] = (newer.claim_id, rule.name)
                 break

@@ -37,7 +37,7 @@ def canonical(value: JsonValue) -> str:
 
 
 _M = TypeVar("_M", bound=BaseModel)
-_TEMPLATES: dict[type[BaseModel], tuple[dict[str, Any], tuple[str, ...]]] = {}
+_TEMPLATES: dict[type[BaseModel], tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]] = {}
 _new = object.__new__
 _set = object.__setattr__
 
@@ -56,16 +56,21 @@ def trusted(cls: type[_M], **values: Any) -> _M:
     if known is None:
         fields = cls.model_fields
         known = ({name: info.default for name, info in fields.items()},
-                 tuple(name for name, info in fields.items() if info.is_required()))
+                 tuple(name for name, info in fields.items() if info.is_required()),
+                 tuple(fields))
         _TEMPLATES[cls] = known
-    template, required = known
-    data = template.copy()
-    data.update(values)  # keys already in the template keep their (declaration) order
-    if len(data) != len(template):
-        raise TypeError(f"{cls.__name__}: unknown fields {sorted(data.keys() - template.keys())}")
-    for name in required:
-        if name not in values:
-            raise TypeError(f"{cls.__name__}: {name} is required")
+    template, required, names = known
+    if tuple(values) == names:
+        data = values  # every field, in declaration order: the (fresh) kwargs are the dict
+    else:
+        data = template.copy()
+        data.update(values)  # keys already in the template keep their (declaration) order
+        if len(data) != len(template):
+            raise TypeError(
+                f"{cls.__name__}: unknown fields {sorted(data.keys() - template.keys())}")
+        for name in required:
+            if name not in values:
+                raise TypeError(f"{cls.__name__}: {name} is required")
     model = _new(cls)
     _set(model, "__dict__", data)
     _set(model, "__pydantic_fields_set__", set(values))

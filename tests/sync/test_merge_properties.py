@@ -104,3 +104,25 @@ def test_every_candidate_is_the_latest_word_of_its_source(history):
                     if (c.order_id, c.field, c.source) == (view.order_id, name, cand.source)
                 ]
                 assert max(mine, key=lambda c: (c.hlc, c.claim_id)).claim_id == cand.claim_id
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(history=histories(), now=st.integers(min_value=0, max_value=300))
+def test_a_field_with_one_live_source_agrees_on_its_latest_word(history, now):
+    """The merge's fast path: one live claim is agreed on, stale-free, resolutions or not."""
+    claims, resolutions = history
+    result = merge(claims, resolutions, POLICY, at(now))
+    for view in result.views.values():
+        for name, fv in view.fields.items():
+            mine = [c for c in claims if (c.order_id, c.field) == (view.order_id, name)]
+            latest: dict[str, Claim] = {}
+            for c in sorted(mine, key=lambda c: (c.hlc, c.claim_id)):
+                latest[c.source] = c
+            live = [c for c in latest.values() if c.present]
+            if len(live) != 1:
+                continue
+            assert fv.state == "agreed"
+            assert fv.value == live[0].value
+            assert [c.claim_id for c in fv.candidates] == [live[0].claim_id]
+            assert fv.stale == () and fv.conflict is None and fv.resolution_id is None
+            assert fv.withdrawn == tuple(sorted(s for s, c in latest.items() if not c.present))
