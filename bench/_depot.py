@@ -380,18 +380,23 @@ def _agent_child(spec: dict[str, Any], item: dict[str, Any]) -> None:
     from agent.config import AgentConfig
     from agent.service import Agent
     from agent.session import Incoming
-    from sync.envelope import SnapshotMsg, ViewChangeMsg
+    from sync.envelope import SnapshotMsg, ViewChangeMsg, ViewChangesMsg
 
     records: list[tuple[int, str, float]] = []
     snapshots: list[tuple[int, int, float]] = []
 
     class RecordingAgent(Agent):
         def session_message(self, incoming: Incoming) -> None:
-            super().session_message(incoming)  # returns after the entry's COMMIT
+            super().session_message(incoming)  # returns after the entries' COMMIT
             env = incoming.envelope
-            if isinstance(env, ViewChangeMsg):
-                if not records or env.body.seq > records[-1][0]:
-                    records.append((env.body.seq, env.body.order_id, time.time()))
+            if isinstance(env, ViewChangeMsg | ViewChangesMsg):
+                now = time.time()
+                with self._lock:
+                    applied = self._store.receiver().last
+                entries = env.body.entries if isinstance(env, ViewChangesMsg) else (env.body,)
+                for entry in entries:  # the ones this message applied
+                    if (not records or entry.seq > records[-1][0]) and entry.seq <= applied:
+                        records.append((entry.seq, entry.order_id, now))
             elif isinstance(env, SnapshotMsg):
                 snapshots.append((env.body.seq, len(env.body.views), time.time()))
 

@@ -35,6 +35,7 @@ from gateway.views import refresh
 from sync.codec import decode, encode
 from sync.envelope import (
     ENVELOPE,
+    MAX_BATCH,
     Ack,
     AckMsg,
     AppliedMsg,
@@ -105,7 +106,9 @@ class GatewayService:
         self._store: Store | None = None
         self._last_status = 0.0
         self._last_housekeeping = 0.0
-        self.published = 0
+        self.published = 0  # messages
+        self.stream_messages = 0  # of them view_change(s)
+        self.published_entries = 0  # stream entries in those
         self.ready = threading.Event()
         will = encode(self._status_msg(online=False, counters={}, sources=()))
         self.link = MqttLink(
@@ -352,9 +355,15 @@ class GatewayService:
             hlc = self._hlc(store)
         if head is None:
             head = DeviceStore(store).bounds(device)[1]
-        for entry in entries:
-            self.link.publish(topic, view_change_bytes(device, entry, hlc=hlc, head=head))
+        for group in batches(entries):
+            if len(group) == 1:
+                payload = view_change_bytes(device, group[0], hlc=hlc, head=head)
+            else:
+                payload = view_changes_bytes(device, group, hlc=hlc, head=head)
+            self.link.publish(topic, payload)
             self.published += 1
+            self.stream_messages += 1
+            self.published_entries += len(group)
 
     def _resync(self, store: Store, device: str, after: int) -> None:
         devices = DeviceStore(store)
@@ -443,6 +452,46 @@ def view_change_bytes(device: str, entry: Entry, *, hlc: str, head: int | None) 
     return (f'{{"v":1,"id":{_json(f"{device}:{entry.seq}")},"origin":"gateway",'
             f'"hlc":{_json(hlc)},"kind":"view_change","body":{{"seq":{int(entry.seq)},'
             f'"order_id":{_json(entry.order_id)}{view}{tail}}}}}').encode()
+
+
+BATCH_BYTES = 256 * 1024
+"""A ``view_changes`` message stops growing at this many bytes of view bodies (a quarter of
+the codec's limit): a tablet on a slow link gets a burst in pieces it can commit one by one."""
+
+
+def batches(entries: list[Entry], *, max_entries: int = MAX_BATCH,
+            max_bytes: int = BATCH_BYTES) -> list[list[Entry]]:
+    """Consecutive entries cut into messages of at most ``max_entries`` entries and about
+    ``max_bytes`` of bodies (a single larger entry goes alone)."""
+    out: list[list[Entry]] = []
+    group: list[Entry] = []
+    size = 0
+    for entry in entries:
+        length = 0 if entry.body is None else len(entry.body)
+        if group and (len(group) >= max_entries or size + length > max_bytes
+                      or entry.seq != group[-1].seq + 1):
+            out.append(group)
+            group, size = [], 0
+        group.append(entry)
+        size += length
+    if group:
+        out.append(group)
+    return out
+
+
+def _entry_text(entry: Entry) -> str:
+    view = "" if entry.body is None else f',"view":{entry.body}'
+    return f'{{"seq":{int(entry.seq)},"order_id":{_json(entry.order_id)}{view}}}'
+
+
+def view_changes_bytes(device: str, entries: list[Entry], *, hlc: str, head: int | None
+                       ) -> bytes:
+    """Consecutive entries of ``device``'s stream as one ``view_changes`` envelope."""
+    tail = "" if head is None else f',"head":{int(head)}'
+    first, last = entries[0].seq, entries[-1].seq
+    return (f'{{"v":1,"id":{_json(f"{device}:{first}-{last}")},"origin":"gateway",'
+            f'"hlc":{_json(hlc)},"kind":"view_changes","body":{{"entries":['
+            f'{",".join(_entry_text(e) for e in entries)}]{tail}}}}}').encode()
 
 
 def snapshot_bytes(device: str, seq: int, bodies: list[str], *, hlc: str) -> bytes:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from gateway.devicestore import Entry
-from gateway.service import snapshot_bytes, view_change_bytes
+from gateway.service import batches, snapshot_bytes, view_change_bytes, view_changes_bytes
 from sync.codec import decode, encode
-from sync.envelope import Snapshot, SnapshotMsg, ViewChange, ViewChangeMsg
+from sync.envelope import (
+    Snapshot,
+    SnapshotMsg,
+    ViewChange,
+    ViewChangeMsg,
+    ViewChanges,
+    ViewChangesMsg,
+)
 from sync.merge import merge
 from sync.model import OrderView, Policy
 from sync.rules import check_route, with_warnings
@@ -54,3 +61,30 @@ def test_snapshot_bytes_decode_to_the_encoded_envelope():
                             hlc=HLC, body=Snapshot(seq=seq, views=tuple(shown)))
         assert decode(composed) == decode(encode(model)) == model
         assert composed == encode(model)
+
+
+def test_view_changes_bytes_decode_to_the_encoded_envelope():
+    views = _views()
+    cases = [(v.order_id, v) for v in views] + [(ODD_ID, None), ("A", None)]
+    entries = [Entry(seq, order_id, None if view is None else _stored(view))
+               for seq, (order_id, view) in enumerate(cases, start=5)]
+    for head in (None, 40):
+        composed = view_changes_bytes("tab-7", entries, hlc=HLC, head=head)
+        model = ViewChangesMsg(
+            v=1, kind="view_changes", id=f"tab-7:5-{4 + len(cases)}", origin="gateway", hlc=HLC,
+            body=ViewChanges(head=head, entries=tuple(
+                ViewChange(seq=seq, order_id=order_id, view=view)
+                for seq, (order_id, view) in enumerate(cases, start=5))))
+        assert decode(composed) == decode(encode(model)) == model
+        assert composed == encode(model)
+
+
+def test_batches_cut_at_the_entry_and_byte_limits_and_at_a_seq_jump():
+    entries = [Entry(s, f"O{s}", "x" * 100) for s in range(1, 11)]
+    seqs = [[e.seq for e in g] for g in batches(entries, max_entries=4, max_bytes=10_000)]
+    assert seqs == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+    seqs = [[e.seq for e in g] for g in batches(entries, max_entries=100, max_bytes=250)]
+    assert seqs == [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]]
+    big = [Entry(1, "A", "x" * 1000), Entry(2, "B", None), Entry(4, "C", "y")]
+    assert [[e.seq for e in g] for g in batches(big, max_bytes=500)] == [[1], [2], [4]]
+    assert batches([]) == []

@@ -3,12 +3,14 @@ makes 1,000 changes to its route; on reconnect everything converges, nothing los
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from agent.store import Store as TabletStore
 from gateway.devicestore import DeviceStore
+from sync.envelope import ViewChange
 from tests.system.depot import Depot, in_step, reopen, values, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -42,13 +44,16 @@ def test_a_shift_offline_converges_with_every_action_stored_once(
     tab.stop()  # the tablet drops off the network for the shift
 
     applied: list[int] = []
-    real_apply = TabletStore.apply_change
+    real_apply = TabletStore.apply_changes
 
-    def recording_apply(self: TabletStore, seq: int, *args: Any, **kwargs: Any) -> None:
-        real_apply(self, seq, *args, **kwargs)
-        applied.append(seq)
+    def recording_apply(self: TabletStore, entries: Sequence[ViewChange], *args: Any,
+                        **kwargs: Any) -> None:
+        real_apply(self, entries, *args, **kwargs)
+        applied.extend(e.seq for e in entries)
+        batches.append(len(entries))
 
-    monkeypatch.setattr(TabletStore, "apply_change", recording_apply)
+    batches: list[int] = []
+    monkeypatch.setattr(TabletStore, "apply_changes", recording_apply)
 
     offline = reopen(depot, "tab-7", "7", start=False)
     event_ids: list[str] = []
@@ -87,3 +92,5 @@ def test_a_shift_offline_converges_with_every_action_stored_once(
     assert len(applied) == len(set(applied)), "a seq was applied twice"
     assert applied == list(range(seq_before + 1, seq_before + 1 + len(applied)))
     assert offline.sync_status().last_seq == seq_before + len(applied)
+    # the catch-up came as view_changes, each committed in one transaction
+    assert len(batches) < len(applied) and max(batches) > 1, batches
