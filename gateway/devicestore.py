@@ -112,6 +112,16 @@ class DeviceStore:
             "SELECT device, driver, password, created_at FROM devices WHERE driver=? "
             "ORDER BY device", (driver,))]
 
+    def of_drivers(self, drivers: Iterable[str]) -> dict[str, list[Device]]:
+        """``of_driver`` for many drivers in one query (drivers without devices left out)."""
+        out: dict[str, list[Device]] = {}
+        for row in self.conn.execute(
+                "SELECT device, driver, password, created_at FROM devices WHERE driver IN "
+                "(SELECT value FROM json_each(?)) ORDER BY device",
+                (json.dumps(sorted(set(drivers))),)):
+            out.setdefault(row[1], []).append(Device(*row))
+        return out
+
     # --- routes -------------------------------------------------------------------------
 
     def set_route_members(self, order_id: str, old: Sequence[str], new: Sequence[str]) -> None:
@@ -210,43 +220,75 @@ class DeviceStore:
                now: _dt.datetime) -> list[Entry]:
         """Append changes (order id, view JSON or None) that differ from what the device was
         last sent; identical ones produce no entry. Returns the new entries, in seq order."""
-        changes = list(changes)
-        sent = self.sent_of(device, {order_id for order_id, _ in changes})
-        row = self.conn.execute("SELECT last_seq FROM streams WHERE device=?", (device,))
-        found = row.fetchone()
-        if found is None:
-            self.conn.execute("INSERT OR IGNORE INTO streams(device) VALUES(?)", (device,))
-            last = 0
-        else:
-            last = int(found[0])
-        out: list[Entry] = []
-        for order_id, body in changes:
-            if sent.get(order_id) == body:
-                continue
-            last += 1
-            out.append(Entry(last, order_id, body))
-            if body is None:
-                sent.pop(order_id, None)
-            else:
-                sent[order_id] = body
+        return self.append_many([(device, list(changes))], now).get(device, [])
+
+    def append_many(self, plans: Sequence[tuple[str, Sequence[tuple[str, str | None]]]],
+                    now: _dt.datetime) -> dict[str, list[Entry]]:
+        """``append`` for many devices (each at most once) in a few statements: device -> its
+        new entries (devices without any are left out)."""
+        if not plans:
+            return {}
+        sent = self._sent_pairs([(device, order_id) for device, changes in plans
+                                 for order_id, _body in changes])
+        lasts = {d: last for d, (_first, last) in self.bounds_of([d for d, _ in plans]).items()}
+        missing = [(device,) for device, _changes in plans if device not in lasts]
+        if missing:
+            self.conn.executemany("INSERT OR IGNORE INTO streams(device) VALUES(?)", missing)
+        out: dict[str, list[Entry]] = {}
+        for device, changes in plans:
+            last = lasts.get(device, 0)
+            entries: list[Entry] = []
+            for order_id, body in changes:
+                key = (device, order_id)
+                if sent.get(key) == body:
+                    continue
+                last += 1
+                entries.append(Entry(last, order_id, body))
+                if body is None:
+                    sent.pop(key, None)
+                else:
+                    sent[key] = body
+            if entries:
+                out[device] = entries
+                lasts[device] = last
         if not out:
             return out
         at = now.isoformat()
+        written = [(device, e) for device, entries in out.items() for e in entries]
         self.conn.executemany(
             "INSERT INTO changelog(device, seq, order_id, body, at) VALUES(?,?,?,?,?)",
-            [(device, e.seq, e.order_id, e.body, at) for e in out],
+            [(device, e.seq, e.order_id, e.body, at) for device, e in written],
         )
         self.conn.executemany(
             "INSERT INTO device_orders(device, order_id, body) VALUES(?,?,?) "
             "ON CONFLICT(device, order_id) DO UPDATE SET body=excluded.body",
-            [(device, e.order_id, e.body) for e in out if e.body is not None],
+            [(device, e.order_id, e.body) for device, e in written if e.body is not None],
         )
         self.conn.executemany(
             "DELETE FROM device_orders WHERE device=? AND order_id=?",
-            [(device, e.order_id) for e in out if e.body is None],
+            [(device, e.order_id) for device, e in written if e.body is None],
         )
-        self.conn.execute("UPDATE streams SET last_seq=? WHERE device=?", (last, device))
+        self.conn.executemany("UPDATE streams SET last_seq=? WHERE device=?",
+                              [(lasts[device], device) for device in out])
         return out
+
+    def _sent_pairs(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """What each (device, order id) pair's device was last sent of that order, in one
+        query (a JSON list of the pairs joined on device_orders' key)."""
+        if not pairs:
+            return {}
+        rows = self.conn.execute(
+            "SELECT d.device, d.order_id, d.body FROM json_each(?) j JOIN device_orders d "
+            "ON d.device = json_extract(j.value, '$[0]') "
+            "AND d.order_id = json_extract(j.value, '$[1]')", (json.dumps(pairs),))
+        return {(device, order_id): body for device, order_id, body in rows}
+
+    def bounds_of(self, devices: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """``bounds`` of many devices in one query; devices without a stream are left out."""
+        rows = self.conn.execute(
+            "SELECT s.device, s.first_seq, s.last_seq FROM json_each(?) j "
+            "JOIN streams s ON s.device = j.value", (json.dumps(sorted(set(devices))),))
+        return {device: (int(first), int(last)) for device, first, last in rows}
 
     def bounds(self, device: str) -> tuple[int, int]:
         """(first, last) seq of the device's changelog; first > last when it is empty."""

@@ -16,7 +16,7 @@ import datetime as _dt
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -380,16 +380,20 @@ class Store:
         return [] if row is None else list(json.loads(row[0]))
 
     def put_view(self, view: OrderView, drivers: Sequence[str], *,
-                 old: tuple[str, str, str | None] | _Unread | None = _UNREAD) -> bool:
+                 old: tuple[str, str, str | None] | _Unread | None = _UNREAD,
+                 body: str | None = None, rules: Mapping[str, Any] | None = None) -> bool:
         """Store an order's merged view; False when it is identical to the stored one.
 
         ``old`` is the stored view's state as ``view_states`` read it (None: no view yet);
-        read here when not given.
+        read here when not given. ``body`` and ``rules``: the view's
+        ``model_dump_json(exclude_defaults=True)`` and ``rule_inputs``, when the caller has
+        them already.
 
         The body is stored in the wire's compact form (defaults left out, as ``sync.codec``
         encodes), so a stream entry can carry it as it is; beside it, the view's rule inputs,
         so a route's rules are checked without parsing its views."""
-        body = view.model_dump_json(exclude_defaults=True)
+        if body is None:
+            body = view.model_dump_json(exclude_defaults=True)
         digest = hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
         deadlines = [c.deadline for c in view.conflicts() if not c.escalated]
         deadline = iso(min(deadlines)) if deadlines else None
@@ -409,7 +413,7 @@ class Store:
             "ON CONFLICT(order_id) DO UPDATE SET body=excluded.body, digest=excluded.digest, "
             "drivers=excluded.drivers, deadline=excluded.deadline, rules=excluded.rules",
             (view.order_id, body, digest, drivers_json, deadline,
-             canonical_json(rule_inputs(view))),
+             canonical_json(rule_inputs(view) if rules is None else rules)),
         )
         return stored is None or stored[0] != digest or stored[1] != drivers_json
 

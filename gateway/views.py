@@ -26,12 +26,15 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 
-from gateway.devicestore import DeviceStore, Entry
+from pydantic import JsonValue
+
+from gateway.devicestore import Device, DeviceStore, Entry
 from gateway.store import Store
 from sync.merge import drivers_of, merge_order
 from sync.model import OrderView, Policy, Warning
-from sync.rules import RouteCheck, check_inputs
+from sync.rules import RouteCheck, RuleInputs, check_inputs, rule_inputs
 
 
 def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 2000
@@ -67,23 +70,35 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
         resolutions = store.resolutions_for(ids)
         states = store.view_states(ids)
         changed: dict[str, set[str]] = defaultdict(set)
+        written: dict[str, _Written] = {}
         for order_id in ids:
             view = merge_order(order_id, claims.get(order_id, []),
                                resolutions.get(order_id, []), policy, now)
             new = drivers_of(view)
             state = states.get(order_id)
             old: list[str] = [] if state is None else list(json.loads(state[1]))
-            if store.put_view(view, new, old=state):
+            body = view.model_dump_json(exclude_defaults=True)
+            inputs = rule_inputs(view)
+            if store.put_view(view, new, old=state, body=body, rules=inputs):
+                written[order_id] = _Written(body, inputs, frozenset(new))
                 for driver in {*old, *new}:
                     changed[driver].add(order_id)
                 devices.set_route_members(order_id, old, new)
-        for driver in sorted(changed):
-            synced = _sync_driver(store, devices, driver, policy, now, changed[driver])
-            for device, entries in synced.items():
-                out[device].extend(entries)
+        for device, entries in _sync_drivers(store, devices, changed, policy, now,
+                                             written).items():
+            out[device].extend(entries)
         if changed:
             _routes_written(store)
     return True
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A view this batch stored, as stored: its body, rule inputs and route drivers."""
+
+    body: str
+    inputs: dict[str, JsonValue]
+    drivers: frozenset[str]
 
 
 def sync_driver(store: Store, driver: str, policy: Policy, now: _dt.datetime
@@ -92,7 +107,7 @@ def sync_driver(store: Store, driver: str, policy: Policy, now: _dt.datetime
     try:
         with store.transaction():
             _route_checks(store)
-            synced = _sync_driver(store, DeviceStore(store), driver, policy, now, None)
+            synced = _sync_drivers(store, DeviceStore(store), {driver: None}, policy, now, {})
             _routes_written(store)
             return synced
     except BaseException:
@@ -116,57 +131,91 @@ def _routes_written(store: Store) -> None:
     store.route_checks_gen = gen
 
 
-def _sync_driver(store: Store, devices: DeviceStore, driver: str, policy: Policy,
-                 now: _dt.datetime, changed: Collection[str] | None
-                 ) -> dict[str, list[Entry]]:
-    """Append to the driver's devices' streams; ``changed``: the orders whose view changed
-    (None: offer the whole route, and remove whatever the devices hold beyond it)."""
-    bound = devices.of_driver(driver)
+def _sync_drivers(store: Store, devices: DeviceStore,
+                  changed: Mapping[str, Collection[str] | None], policy: Policy,
+                  now: _dt.datetime, written: Mapping[str, _Written]
+                  ) -> dict[str, list[Entry]]:
+    """Append to the drivers' devices' streams, in driver order, with one statement per kind
+    for all of them; ``changed``: driver -> the orders whose view changed (None: offer the
+    whole route, and remove whatever the devices hold beyond it); ``written``: the views this
+    batch stored (their bodies and rule inputs are not read back)."""
+    drivers = sorted(changed)
+    bound_of = devices.of_drivers(drivers)
+    bounds = devices.bounds_of(d.device for driver in drivers for d in bound_of.get(driver, ()))
+    plans: list[tuple[str, list[tuple[str, str | None]]]] = []
+    for driver in drivers:
+        plans += _plan_driver(store, devices, driver, policy, changed[driver],
+                              bound_of.get(driver, []), bounds, written)
+    return devices.append_many(plans, now)
+
+
+def _plan_driver(store: Store, devices: DeviceStore, driver: str, policy: Policy,
+                 changed: Collection[str] | None, bound: list[Device],
+                 bounds: Mapping[str, tuple[int, int]], written: Mapping[str, _Written]
+                 ) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """One driver's part of ``_sync_drivers``: (device, changes to append) per bound device."""
     if not bound:
         store.route_checks.pop(driver, None)  # not checked as its route changes
-        return {}
+        return []
     if changed is None or (kept := store.route_checks.get(driver)) is None:
         check = RouteCheck.full(devices.route_rules(driver), policy)
         moved = _record(devices, driver, check.warnings)
     else:
-        check, maybe = kept.update(devices.route_rules_of(driver, changed), policy)
+        check, maybe = kept.update(_route_inputs(devices, driver, changed, written), policy)
         moved = _record(devices, driver, check.warnings, maybe)
     store.route_checks[driver] = check
     warnings = check.warnings
     on_route = check.inputs
     wanted = set(moved) if changed is None else {*changed, *moved}
     offered = _bodies(store, sorted(on_route if changed is None else  # order id order
-                                    [o for o in wanted if o in on_route]), warnings)
-    gone = [(o, None) for o in sorted(wanted) if o not in on_route]
-    out: dict[str, list[Entry]] = {}
+                                    [o for o in wanted if o in on_route]), warnings, written)
+    gone: list[tuple[str, str | None]] = [(o, None) for o in sorted(wanted) if o not in on_route]
+    plans: list[tuple[str, list[tuple[str, str | None]]]] = []
     for device in bound:
         changes: list[tuple[str, str | None]]
-        if changed is None or devices.bounds(device.device)[1] == 0:
+        if changed is None or bounds.get(device.device, (1, 0))[1] == 0:
             # the whole route: a device never sent anything gets it even on a partial sync
             if changed is not None:
-                offered = _bodies(store, sorted(on_route), warnings)
+                offered = _bodies(store, sorted(on_route), warnings, written)
                 changed = None
             changes = list(offered.items())
             changes += [(o, None) for o in sorted(devices.sent(device.device))
                         if o not in on_route]
         else:
             changes = [*offered.items(), *gone]
-        entries = devices.append(device.device, changes, now)
-        if entries:
-            out[device.device] = entries
+        plans.append((device.device, changes))
+    return plans
+
+
+def _route_inputs(devices: DeviceStore, driver: str, order_ids: Collection[str],
+                  written: Mapping[str, _Written]) -> dict[str, RuleInputs | None]:
+    """``DeviceStore.route_rules_of``, from the views this batch stored where it can."""
+    out: dict[str, RuleInputs | None] = {}
+    unread: list[str] = []
+    for order_id in order_ids:
+        found = written.get(order_id)
+        if found is None:
+            unread.append(order_id)
+        else:
+            out[order_id] = found.inputs if driver in found.drivers else None
+    if unread:
+        out.update(devices.route_rules_of(driver, unread))
     return out
 
 
-def _bodies(store: Store, order_ids: list[str], warnings: Mapping[str, tuple[Warning, ...]]
-            ) -> dict[str, str]:
+def _bodies(store: Store, order_ids: list[str], warnings: Mapping[str, tuple[Warning, ...]],
+            written: Mapping[str, _Written]) -> dict[str, str]:
     """The bodies to offer, in route order: the stored view as it is (views are stored
-    without warnings, in the wire's form), or with its warnings attached (parsed only then)."""
-    stored = store.view_bodies(order_ids)
+    without warnings, in the wire's form), or with its warnings attached (parsed only then).
+    The views this batch stored are not read back."""
+    stored = store.view_bodies([o for o in order_ids if o not in written])
     out: dict[str, str] = {}
     for order_id in order_ids:
-        body, found = stored[order_id], warnings.get(order_id)
-        if found:
-            view = OrderView.model_validate_json(body).model_copy(update={"warnings": found})
+        found = written.get(order_id)
+        body = stored[order_id] if found is None else found.body
+        attached = warnings.get(order_id)
+        if attached:
+            view = OrderView.model_validate_json(body).model_copy(update={"warnings": attached})
             body = view.model_dump_json(exclude_defaults=True)
         out[order_id] = body
     return out
