@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.codec import decode, encode
+from sync.codec import _diagnose, decode, encode
 from sync.envelope import ENVELOPE, KINDS, AckMsg, DispatchCommandMsg, ViewChangeMsg, ViewChangesMsg
 from sync.errors import CodecError
 from sync.merge import merge_order
@@ -122,3 +122,25 @@ def test_envelope_shaped_junk_raises_only_codec_error(kind, body, extra):
         decode(json.dumps(raw).encode())
     except CodecError as exc:
         assert exc.reason == "invalid"
+
+
+def _outcome(fn, data):
+    try:
+        return fn(data)
+    except CodecError as exc:
+        return exc.reason
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    kind=st.sampled_from(KINDS),
+    body=_json,
+    v=st.sampled_from([1, 2, 1.0, True, "1", None]),
+)
+def test_the_one_pass_parser_agrees_with_the_step_by_step_decode(kind, body, v):
+    """``decode`` takes pydantic-core's JSON parser first; on anything it accepts or refuses,
+    the outcome is the step-by-step decode's (the same envelope, or the same reason)."""
+    for data in (json.dumps({"v": v, "kind": kind, "id": "i", "origin": "o", "hlc": "h",
+                             "body": body}).encode(),
+                 encode(_view_change()), json.dumps(_batch(1, 2)).encode()):
+        assert _outcome(decode, data) == _outcome(_diagnose, data)
