@@ -246,3 +246,26 @@ def test_birth_and_goodbye_status_are_retained(
         probe.loop_stop()
     last = statuses[-1].body
     assert (last.role, last.online, last.last_seq) == ("device", False, 1)
+
+
+def test_an_idle_tablet_ticker_sleeps_until_a_message_gives_it_work(
+    agent: Agent, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks: list[float] = []
+    real_tick = Agent._tick
+
+    def counting_tick(self: Agent) -> None:
+        ticks.append(self._clock())
+        real_tick(self)
+
+    monkeypatch.setattr(Agent, "_tick", counting_tick)
+    gateway.change("A", view("A", sequence=1))
+    assert _last_seq(agent, 1)
+    assert gateway.wait_for(lambda: 1 in gateway.applied)  # reported within a few ticks
+    # the report sent, nothing is pending: the ticker sleeps until the quiet resync (30 s)
+    threading.Event().wait(0.5)
+    settled = len(ticks)
+    threading.Event().wait(1.5)
+    assert len(ticks) - settled <= 1, ticks  # a ticker at TICK_S would have ticked ~6 times
+    gateway.change("B", view("B", sequence=2))  # a message wakes it: seq 2 is reported
+    assert gateway.wait_for(lambda: 2 in gateway.applied)
