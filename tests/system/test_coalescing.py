@@ -1,0 +1,53 @@
+"""A burst of changes for one tablet goes out together once the device's interval is up; a
+quiet device's change goes out at once. Nothing is lost either way."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agent.service import Agent
+from tests.system.depot import Depot, last_seq, wait_for
+
+pytestmark = [pytest.mark.broker]
+
+ORDERS = ["A", "B", "C", "D", "E"]
+
+
+def _cancelled(tab: Agent, order_id: str) -> bool:
+    """The tablet shows dispatch's cancellation (against the legacy export's "planned")."""
+    view = next(s for s in tab.route() if s.order_id == order_id).view
+    status = view.fields.get("status")
+    return status is not None and any(
+        c.source == "dispatch" and c.value == "cancelled" for c in status.candidates)
+
+
+def _in_step(depot: Depot, tab: Agent) -> bool:
+    return tab.sync_status().last_seq == last_seq(depot, "tab-7")
+
+
+def test_a_burst_for_one_tablet_goes_out_as_one_message_after_the_interval(
+        depot: Depot) -> None:
+    depot.export([(o, "7", n + 1, "PLANNED") for n, o in enumerate(ORDERS)])
+    tab = depot.add_device("tab-7", "7")
+    assert wait_for(lambda: len(tab.route()) == len(ORDERS) and _in_step(depot, tab), 20)
+    service = depot.service
+    service.coalesce_s = 2.0
+    time.sleep(2.1)  # the device's interval is up: its next change goes out at once
+
+    messages, entries = service.stream_messages, service.published_entries
+    t0 = time.monotonic()
+    assert depot.dispatch(action="cancel", order_id="A").body.ok
+    assert wait_for(lambda: _cancelled(tab, "A"), 5)
+    first = time.monotonic() - t0
+    for order_id in ORDERS[1:]:  # within the interval: held, then sent together
+        assert depot.dispatch(action="cancel", order_id=order_id).body.ok
+    held = service.call(lambda _store: sum(len(e) for e in service._held.values()))
+    assert wait_for(lambda: all(_cancelled(tab, o) for o in ORDERS), 10)
+    assert wait_for(lambda: _in_step(depot, tab), 10)
+
+    assert first < 1.5, "a quiet device's change waited for the interval"
+    assert held == len(ORDERS) - 1 or (held == 0 and time.monotonic() - t0 > 2.0)
+    assert service.published_entries - entries == len(ORDERS)
+    assert service.stream_messages - messages == 2, "the burst was not sent as one message"
