@@ -322,6 +322,14 @@ class GatewayService:
                 devices.record_command(env.id, cmd.client, cmd.model_dump_json(),
                                        reply.decode(), now)
                 devices.bump("refused_commands")
+        except Exception as exc:  # a bug or a failing store: rolled back, said, not recorded
+            log.exception("dispatch command %s (%s %s) failed", env.id, cmd.action,
+                          getattr(cmd, "order_id", getattr(cmd, "proposal_id", "")))
+            self._count(store, "failed_commands")
+            reply = self._reply(
+                store, env.id, ok=False,
+                reason=f"the gateway could not apply it ({type(exc).__name__}, see its log); "
+                       "nothing was changed, it may be sent again")
         self.link.publish(self.topics.replies(cmd.client), reply)
         self._refresh_and_publish(store)
 

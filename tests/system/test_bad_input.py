@@ -183,3 +183,33 @@ def test_an_identical_view_produces_no_stream_entry(depot: Depot, tab: Agent) ->
     reply = depot.dispatch(action="assign", order_id="Z", driver="12")  # agrees with legacy
     assert reply.body.ok, reply.body.reason
     assert last_seq(depot, "tab-7") == seqs[0]  # not driver 7's order: nothing for tab-7
+
+
+def test_a_command_the_gateway_fails_to_apply_is_answered_and_changes_nothing(
+        depot: Depot, tab: Agent, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from gateway import commands
+
+    real_cancel = commands.cancel
+
+    def broken_cancel(*args: object, **kwargs: object) -> object:
+        real_cancel(*args, **kwargs)  # its writes happen, then it fails: all rolled back
+        raise RuntimeError("a bug")
+
+    seq = last_seq(depot, "tab-7")
+    monkeypatch.setattr(commands, "cancel", broken_cancel)
+    with caplog.at_level(logging.ERROR, logger="gateway.service"):
+        reply = depot.dispatch(action="cancel", order_id="X", reason="customer cancelled")
+    assert not reply.body.ok
+    assert "could not apply it (RuntimeError" in reply.body.reason
+    assert "may be sent again" in reply.body.reason
+    assert any("failed" in r.getMessage() for r in caplog.records)
+    assert last_seq(depot, "tab-7") == seq  # nothing was streamed: nothing changed
+    with depot.store() as store:
+        assert not store.conn.execute(
+            "SELECT 1 FROM claim_sets WHERE source='dispatch'").fetchall()
+        assert DeviceStore(store).counters().get("failed_commands") == 1
+
+    monkeypatch.setattr(commands, "cancel", real_cancel)  # the bug fixed: sent again, applied
+    assert depot.dispatch(action="cancel", order_id="X", reason="customer cancelled").body.ok
+    assert wait_for(lambda: last_seq(depot, "tab-7") > seq, 10)
