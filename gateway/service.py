@@ -359,11 +359,13 @@ class GatewayService:
     def _refresh_and_publish(self, store: Store) -> None:
         """Merge what is dirty; each device's new entries go out now, or with the next ones
         when the device was sent some less than ``coalesce_s`` ago (``COALESCE_S``)."""
-        entries = refresh(store, self.policy, self.clock())
-        for device, device_entries in entries.items():
-            if device_entries:
-                self._held.setdefault(device, []).extend(device_entries)
-        self._flush(store, self._due())
+        def hold(entries: dict[str, list[Entry]]) -> None:
+            for device, device_entries in entries.items():
+                if device_entries:
+                    self._held.setdefault(device, []).extend(device_entries)
+            self._flush(store, self._due())
+
+        hold(refresh(store, self.policy, self.clock(), on_batch=hold))
 
     def _due(self) -> list[str]:
         """The devices whose held entries may go out now."""

@@ -25,7 +25,7 @@ import datetime as _dt
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from pydantic import JsonValue
@@ -37,12 +37,15 @@ from sync.model import OrderView, Policy, Warning
 from sync.rules import RouteCheck, RuleInputs, check_inputs, rule_inputs
 
 
-def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 2000
+def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 2000,
+            on_batch: Callable[[dict[str, list[Entry]]], None] | None = None
             ) -> dict[str, list[Entry]]:
     """Merge the dirty orders; returns the new stream entries per device, to publish.
 
     Dirty orders are taken ``batch`` at a time, one transaction each, with one route sync per
-    driver the batch touched."""
+    driver the batch touched. ``on_batch``, if given, is handed each batch's entries once the
+    batch is committed (a big export's first changes can go out while the rest is merged);
+    they are then not in the returned mapping."""
     devices = DeviceStore(store)
     out: dict[str, list[Entry]] = defaultdict(list)
     store.mark_due(now)
@@ -55,6 +58,9 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
         except BaseException:
             store.route_checks.clear()  # checks of routes the rollback put back
             raise
+        if on_batch is not None and out:
+            on_batch(dict(out))
+            out.clear()
     return dict(out)
 
 
@@ -83,7 +89,8 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
                 written[order_id] = _Written(body, inputs, frozenset(new))
                 for driver in {*old, *new}:
                     changed[driver].add(order_id)
-                devices.set_route_members(order_id, old, new)
+                if old != new:  # usually the same drivers: nothing to write
+                    devices.set_route_members(order_id, old, new)
         for device, entries in _sync_drivers(store, devices, changed, policy, now,
                                              written).items():
             out[device].extend(entries)

@@ -129,3 +129,22 @@ def test_kept_route_checks_are_dropped_when_another_store_wrote_routes(tmp_path)
         assert DeviceStore(a).route_warnings("7") == {}
         assert sync_driver(a, "7", POLICY, at(8)) == {}
         assert sync_driver(b, "7", POLICY, at(8)) == {}
+
+
+def test_a_refresh_hands_on_each_batch_once_it_is_committed(tmp_path):
+    with Store(tmp_path / "g.sqlite") as store:
+        devices = DeviceStore(store)
+        with store.transaction():
+            devices.add("t7", "7", "pw", T0)
+        sync_driver(store, "7", POLICY, T0)
+        for n, order_id in enumerate(ORDERS, start=1):
+            _put(store, n, (order_id, "legacy", ("driver", "7")))
+        handed: list[tuple[list[int], int]] = []
+
+        def on_batch(entries):  # what a reader of the store sees when a batch is handed on
+            with Store(tmp_path / "g.sqlite") as reader:
+                committed = DeviceStore(reader).bounds("t7")[1]
+            handed.append(([e.seq for e in entries["t7"]], committed))
+
+        assert refresh(store, POLICY, at(9), batch=2, on_batch=on_batch) == {}
+        assert handed == [([1, 2], 2), ([3, 4], 4), ([5], 5)]
