@@ -44,15 +44,14 @@ from typing import Any
 
 from bench._depot import (
     DEPOT,
-    T0,
     BenchGateway,
     Fleet,
+    add_changes,
     device_id,
     order_id,
     percentile,
     running,
     start_bench_broker,
-    stop_vals,
     table,
     wait_until,
 )
@@ -133,15 +132,7 @@ def inject(gw: BenchGateway, changes: int, batch: int, rate: float
                 time.sleep(wait)
 
         def put(store: Any, ks: range = ks) -> None:
-            now = dt.datetime.now(dt.UTC)
-            with store.transaction():
-                for k in ks:
-                    d, i, run = k % drivers, (k // drivers) % orders, 2 + k // (drivers * orders)
-                    store.add_claim_set(
-                        set_id=f"legacy:run{run}:{order_id(d, i)}", source="legacy",
-                        order_id=order_id(d, i), vals=stop_vals(d, i, minutes_late=run),
-                        as_of=T0 + dt.timedelta(hours=run), received_at=now,
-                        hlc=store.next_hlc(now), source_rev=f"run{run}")
+            add_changes(store, ks, drivers, orders, dt.datetime.now(dt.UTC))
 
         t = time.time()
         gw.service.call(put, timeout=300)

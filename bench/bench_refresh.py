@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench._depot import T0, BenchGateway, order_id, stop_vals, table
+from bench._depot import T0, BenchGateway, add_changes, order_id, table
 
 PARTS = ("claims", "merge", "put_view", "route sync", "COMMIT")
 
@@ -103,15 +103,7 @@ def run_gateway(db: Path, policy: Any, *, drivers: int, orders: int, changes: in
                 ks = range(first, min(changes, first + batch))
                 now = T0 + dt.timedelta(hours=1, seconds=first)
                 t = time.perf_counter()
-                with store.transaction():
-                    for k in ks:
-                        d, i = k % drivers, (k // drivers) % orders
-                        run = 2 + k // (drivers * orders)
-                        store.add_claim_set(
-                            set_id=f"legacy:run{run}:{order_id(d, i)}", source="legacy",
-                            order_id=order_id(d, i), vals=stop_vals(d, i, minutes_late=run),
-                            as_of=T0 + dt.timedelta(hours=run), received_at=now,
-                            hlc=store.next_hlc(now), source_rev=f"run{run}")
+                add_changes(store, ks, drivers, orders, now)
                 t1 = time.perf_counter()
                 c1 = time.process_time()
                 if profiler is not None:
