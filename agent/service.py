@@ -11,10 +11,10 @@ stream rules (``sync.streams``):
   ``resync_quiet_s`` without stream progress sends one too (``sync.streams.restart``), so a
   tablet that was away catches up whatever the broker kept; so does a gap with no progress for
   ``GAP_RETRY_S`` (the request or its replay was lost); a snapshot replaces the views;
-* the last applied ``seq`` is reported with ``Applied`` only when it moved: at most every
-  ``APPLIED_EVERY_S``, or sooner once a burst has ended (the message's ``head`` equals its last
-  ``seq`` and no entry arrived for a tick); the stamp of an ``Applied`` (as of any status-like
-  message) is stored without fsync (``synchronous=NORMAL``) — only a driver action's is FULL;
+* the last applied ``seq`` is reported with ``Applied`` only when it moved, at most every
+  ``APPLIED_EVERY_S`` (the first one after a connect at once); the stamp of an ``Applied``
+  (as of any status-like message) is stored without fsync (``synchronous=NORMAL``) — only a
+  driver action's is FULL;
 * a driver action is recorded (local overlay + outbox row) in one transaction, then published
   if online; the whole outbox is resent on every reconnect until each event is acked.
 
@@ -86,8 +86,9 @@ sleeps until the quiet resync is due, or until a message makes something pending
 tablet, or one of 200 on a depot's box, does not wake four times a second for nothing."""
 
 APPLIED_EVERY_S = 2.0
-"""How often, at most, the agent reports its last applied ``seq`` while entries keep coming;
-once a burst has ended (caught up with ``head``, quiet for a tick) it reports at the next tick."""
+"""How often, at most, the agent reports its last applied ``seq``; the last one of a burst goes
+within this long. (Reporting each burst's end at once cost the gateway one message per stream
+message under load: 11,793 ``Applied`` in a 50,000-change fan-out to 200 tablets.)"""
 
 GAP_RETRY_S = 2.0
 """After a gap, a stream quiet for this long (capped by ``resync_quiet_s``) may mean the resync
@@ -649,10 +650,7 @@ class Agent:
                 self._behind = False
                 out.append((None, self._resync(receiver.last)))
             now = self._clock()
-            if receiver.last != self._applied_sent and (
-                now - self._applied_at >= APPLIED_EVERY_S
-                or (not self._behind and now - self._last_progress >= TICK_S)
-            ):
+            if receiver.last != self._applied_sent and now - self._applied_at >= APPLIED_EVERY_S:
                 self._applied_sent = receiver.last
                 self._applied_at = now
                 body = Applied(seq=receiver.last)
