@@ -383,18 +383,18 @@ class GatewayService:
 
     def _flush(self, store: Store, due: list[str]) -> None:
         """Publish the held entries of these devices: each device's in one message (or a few:
-        ``batches``), with the stream's head; stamps and heads read in one transaction."""
+        ``batches``), with the stream's head."""
         if not due:
             return
-        heads: dict[str, tuple[str, int]] = {}
-        devices = DeviceStore(store)
-        with store.transaction():
-            for device in due:
-                heads[device] = (store.next_hlc(self.clock()), devices.bounds(device)[1])
+        with store.transaction():  # one stamp for the flush, every device's head
+            hlc = store.next_hlc(self.clock())
+            bounds = DeviceStore(store).bounds_of(due)
         now = time.monotonic()
-        for device, (hlc, head) in heads.items():
+        for device in due:
             held = self._held.pop(device, [])
-            self._publish_entries(store, device, held, hlc=hlc, head=head)
+            if held:
+                head = bounds.get(device, (1, held[-1].seq))[1]
+                self._publish_entries(store, device, held, hlc=hlc, head=head)
             self._sent_at[device] = now
 
     def _publish_entries(self, store: Store, device: str, entries: list[Entry], *,
