@@ -10,7 +10,7 @@ starts again: its ``Resync(after=last)`` is answered by replay. Measured:
 * **gateway-side work** -- the time the gateway's worker spends in ``_resync`` (plan + read
   the changelog + build and hand every ``view_change(s)`` message to paho), timed around the
   call on the worker thread; the target is < 2 s. The replay goes out as ``view_changes``
-  messages of up to 500 entries / ~256 KiB of views;
+  messages of up to 500 entries / ~64 KiB of views;
 * **convergence** -- agent start -> the agent's COMMIT of the last entry (includes process
   start, connect, and the broker and agent work);
 * **bytes on the wire** -- payload bytes of the replay per entry, and per message (the MQTT
