@@ -23,7 +23,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, JsonValue, TypeAdapter, model_validator
+from pydantic import (
+    AwareDatetime,
+    Field,
+    JsonValue,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 from sync.model import Frozen, OrderView
 
@@ -191,6 +198,13 @@ class _Envelope(Frozen):
     id: str = _ID
     origin: str = Field(min_length=1, max_length=64)
     hlc: str = Field(min_length=1, max_length=96)
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        if isinstance(value, bool):  # JSON true would pass as Literal[1]
+            raise ValueError(f"protocol version {value!r} is not {PROTOCOL_VERSION}")
+        return value
 
 
 class ViewChangeMsg(_Envelope):

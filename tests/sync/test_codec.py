@@ -144,3 +144,10 @@ def test_the_one_pass_parser_agrees_with_the_step_by_step_decode(kind, body, v):
                              "body": body}).encode(),
                  encode(_view_change()), json.dumps(_batch(1, 2)).encode()):
         assert _outcome(decode, data) == _outcome(_diagnose, data)
+
+
+@pytest.mark.parametrize("v", [True, 2, "1", None])
+def test_a_valid_message_with_a_wrong_version_is_refused_by_both_paths(v):
+    for raw in (json.loads(encode(_view_change())), _batch(1, 2)):
+        data = json.dumps({**raw, "v": v}).encode()
+        assert _outcome(decode, data) == _outcome(_diagnose, data) == "bad-version"
