@@ -180,11 +180,17 @@ class GatewayService:
                     self._flush(store, self._due())
                 except Exception:  # the worker must outlive any one bad input
                     log.exception("gateway worker: %r failed", item)
-                    self._count(store, "worker_errors")
+                    try:
+                        self._count(store, "worker_errors")
+                    except Exception:  # the store itself fails: said above, keep going
+                        log.exception("gateway worker: could not count the failure")
                 self._housekeeping(store)
         finally:
             try:
-                self._flush(store, list(self._held))
+                try:  # the held entries are in the changelog: a tablet asks for them anyway
+                    self._flush(store, list(self._held))
+                except Exception:
+                    log.exception("gateway worker: could not send the held stream entries")
                 self._publish_status(store, online=False)
             finally:
                 store.close()
@@ -325,11 +331,14 @@ class GatewayService:
         except Exception as exc:  # a bug or a failing store: rolled back, said, not recorded
             log.exception("dispatch command %s (%s %s) failed", env.id, cmd.action,
                           getattr(cmd, "order_id", getattr(cmd, "proposal_id", "")))
-            self._count(store, "failed_commands")
+            # answered without the store (it may be what fails): a stamp from the clock alone
             reply = self._reply(
-                store, env.id, ok=False,
+                None, env.id, ok=False,
                 reason=f"the gateway could not apply it ({type(exc).__name__}, see its log); "
                        "nothing was changed, it may be sent again")
+            self.link.publish(self.topics.replies(cmd.client), reply)
+            self._count(store, "failed_commands")  # if the store fails too: the worker logs it
+            return
         self.link.publish(self.topics.replies(cmd.client), reply)
         self._refresh_and_publish(store)
 
@@ -346,11 +355,16 @@ class GatewayService:
             return commands.approve(store, cmd, policy=self.policy, now=now)
         return commands.reject(store, cmd, now=now)
 
-    def _reply(self, store: Store, command_id: str, *, ok: bool, reason: str = "",
+    def _reply(self, store: Store | None, command_id: str, *, ok: bool, reason: str = "",
                detail: dict[str, Any] | None = None) -> bytes:
+        """A reply, stamped by the store's clock (None: by the wall clock alone, not stored)."""
+        if store is None:
+            hlc = f"{int(self.clock().timestamp() * 1000):015d}-000000-gateway"
+        else:
+            hlc = self._hlc(store)
         return encode(DispatchReplyMsg(
             v=1, kind="dispatch_reply", id=f"reply-{command_id}", origin="gateway",
-            hlc=self._hlc(store),
+            hlc=hlc,
             body=DispatchReply(command_id=command_id, ok=ok, reason=reason,
                                detail=json.loads(json.dumps(detail or {}, default=str)))))
 
@@ -418,17 +432,18 @@ class GatewayService:
 
     def _resync(self, store: Store, device: str, after: int) -> None:
         self._held.pop(device, None)  # in the changelog: the repair below sends what is due
-        self._sent_at[device] = time.monotonic()
         devices = DeviceStore(store)
         first, last = devices.bounds(device)
         plan = plan_repair(after, first=first, last=last)
         if isinstance(plan, Replay):
             self._publish_entries(store, device, devices.entries(device, plan.first, plan.last))
+            self._sent_at[device] = time.monotonic()
         elif isinstance(plan, SendSnapshot):
             seq, bodies = devices.snapshot(device)
             self.link.publish(self.topics.inbox(device),
                               snapshot_bytes(device, seq, bodies, hlc=self._hlc(store)))
             self.published += 1
+            self._sent_at[device] = time.monotonic()
 
     def _publish(self, topic: str, msg: Any) -> None:
         self.link.publish(topic, encode(msg))

@@ -213,3 +213,23 @@ def test_a_command_the_gateway_fails_to_apply_is_answered_and_changes_nothing(
     monkeypatch.setattr(commands, "cancel", real_cancel)  # the bug fixed: sent again, applied
     assert depot.dispatch(action="cancel", order_id="X", reason="customer cancelled").body.ok
     assert wait_for(lambda: last_seq(depot, "tab-7") > seq, 10)
+
+
+def test_a_command_is_answered_even_when_the_store_is_what_fails(
+        depot: Depot, tab: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from gateway import commands
+    from gateway.service import GatewayService
+
+    def failing(*_args: object, **_kwargs: object) -> object:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(commands, "cancel", failing)
+    monkeypatch.setattr(GatewayService, "_hlc", failing)  # no stamp from the store either
+    monkeypatch.setattr(GatewayService, "_count", failing)  # nor a counter
+    reply = depot.dispatch(action="cancel", order_id="X")
+    assert not reply.body.ok
+    assert "could not apply it (OperationalError" in reply.body.reason
+    monkeypatch.undo()
+    assert depot.dispatch(action="assign", order_id="Z", driver="12").body.ok  # worker lives on
