@@ -488,8 +488,17 @@ class Agent:
                 and topic == self._topics.gateway_status
                 and envelope.body.role == "gateway"
             ):
+                before = store.gateway_status()
                 store.save_gateway_status(envelope.body, at=now)
                 changed.add("sync")
+                if (self._follow and envelope.body.online and before is not None
+                        and not before.online):
+                    # the gateway is back: entries it held for us when it stopped are in its
+                    # changelog but were never sent, and no later entry may come to show it
+                    receiver = store.receiver()
+                    store.save_receiver(restart(receiver).receiver)
+                    self._last_progress = self._clock()
+                    out.append((None, self._resync(receiver.last)))
             else:
                 store.bump("unexpected")
                 log.warning("ignored a %s message on %s", envelope.kind, topic)
@@ -608,12 +617,16 @@ class Agent:
     def _tick_loop(self) -> None:
         while not self._stopping.is_set():
             self._ticker_idle = True
-            if self._pending():
+            transport = self._transport
+            online = self._follow and transport is not None and transport.connected
+            quiet_s = self.config.sync.resync_quiet_s
+            if self._unnotified or (online and self._pending()):
                 self._ticker_idle = False
                 timeout = TICK_S
-            else:  # nothing pending: the next thing due is the quiet resync
-                quiet_s = self.config.sync.resync_quiet_s
+            elif online:  # nothing pending: the next thing due is the quiet resync
                 timeout = min(quiet_s, max(TICK_S, self._last_progress + quiet_s - self._clock()))
+            else:  # offline (for a shift, maybe): nothing to do until it connects (a nudge)
+                timeout = 60.0
             self._wake.wait(timeout)
             self._wake.clear()
             self._ticker_idle = False

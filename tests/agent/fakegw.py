@@ -106,8 +106,9 @@ class FakeGateway:
     def publish_raw(self, topic: str, payload: bytes) -> None:
         self._publish(topic, payload)
 
-    def publish_status(self, sources: tuple[SourceFreshness, ...]) -> None:
-        status = Status(role="gateway", online=True, at=at(10), sources=sources)
+    def publish_status(self, sources: tuple[SourceFreshness, ...], *, online: bool = True
+                       ) -> None:
+        status = Status(role="gateway", online=online, at=at(10), sources=sources)
         payload = encode(StatusMsg(kind="status", body=status, **self._head()))
         self._publish(self.topics.gateway_status, payload, retain=True)
 

@@ -269,3 +269,37 @@ def test_an_idle_tablet_ticker_sleeps_until_a_message_gives_it_work(
     assert len(ticks) - settled <= 1, ticks  # a ticker at TICK_S would have ticked ~6 times
     gateway.change("B", view("B", sequence=2))  # a message wakes it: seq 2 is reported
     assert gateway.wait_for(lambda: 2 in gateway.applied)
+
+
+def test_the_gateway_coming_back_online_makes_the_tablet_ask_for_what_it_missed(
+    agent: Agent, gateway: FakeGateway
+) -> None:
+    gateway.publish_status(())
+    assert agent.wait_for(lambda: agent.sync_status().gateway_online is True, WAIT)
+    asked = len(gateway.resyncs)
+    gateway.publish_status((), online=False)  # the gateway's will: it died...
+    assert agent.wait_for(lambda: agent.sync_status().gateway_online is False, WAIT)
+    gateway.change("A", view("A"), send=False)  # ...with an entry it never sent
+    gateway.publish_status(())  # back: the tablet asks at once, not after the quiet timeout
+    assert _last_seq(agent, 1)
+    assert len(gateway.resyncs) == asked + 1
+
+
+def test_an_offline_tablet_ticker_does_not_poll(
+    config: AgentConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks: list[float] = []
+    real_tick = Agent._tick
+
+    def counting_tick(self: Agent) -> None:
+        ticks.append(self._clock())
+        real_tick(self)
+
+    monkeypatch.setattr(Agent, "_tick", counting_tick)
+    offline = config.model_copy(update={  # quiet resync due at once, were it online
+        "broker": config.broker.model_copy(update={"port": 9}),
+        "sync": config.sync.model_copy(update={"resync_quiet_s": 0.1})})
+    with Agent(offline) as agent:  # nothing listens on port 9: it stays offline
+        agent.start()
+        threading.Event().wait(1.5)
+        assert len(ticks) <= 1, ticks  # a ticker at TICK_S would have ticked ~6 times
