@@ -53,7 +53,7 @@ from sync.streams import Replay, SendSnapshot, plan_repair
 from sync.topics import Topics
 
 log = logging.getLogger(__name__)
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 
 Clock = Callable[[], _dt.datetime]
 
@@ -257,6 +257,11 @@ class GatewayService:
             with store.transaction():
                 DeviceStore(store).set_status(device, env.body.online,
                                               env.body.model_dump_json(), self.clock())
+            if env.body.online and _older_than(env.body.app_version, READS_VIEW_CHANGES):
+                log.warning("device %s runs crossdock %s, which cannot read view_changes "
+                            "(needs %s): upgrade the tablet", device, env.body.app_version,
+                            ".".join(map(str, READS_VIEW_CHANGES)))
+                self._count(store, "outdated_devices")
         elif topic == self.topics.outbox(device):
             if isinstance(env, DriverEventMsg):
                 self._driver_event(store, device, registered.driver, env)
@@ -520,6 +525,19 @@ def view_change_bytes(device: str, entry: Entry, *, hlc: str, head: int | None) 
     return (f'{{"v":1,"id":{_json(f"{device}:{entry.seq}")},"origin":"gateway",'
             f'"hlc":{_json(hlc)},"kind":"view_change","body":{{"seq":{int(entry.seq)},'
             f'"order_id":{_json(entry.order_id)}{view}{tail}}}}}').encode()
+
+
+READS_VIEW_CHANGES = (0, 2)
+"""The first tablet version that reads ``view_changes`` (docs/PROTOCOL.md, Compatibility)."""
+
+
+def _older_than(version: str, wanted: tuple[int, ...]) -> bool:
+    """True for a version like ``0.1.0`` below ``wanted``; False when it cannot be read."""
+    try:
+        parts = tuple(int(p) for p in version.split("+")[0].split(".")[:len(wanted)])
+    except ValueError:
+        return False
+    return len(parts) == len(wanted) and parts < wanted
 
 
 BATCH_BYTES = 64 * 1024

@@ -88,3 +88,13 @@ def test_batches_cut_at_the_entry_and_byte_limits_and_at_a_seq_jump():
     big = [Entry(1, "A", "x" * 1000), Entry(2, "B", None), Entry(4, "C", "y")]
     assert [[e.seq for e in g] for g in batches(big, max_bytes=500)] == [[1], [2], [4]]
     assert batches([]) == []
+
+
+def test_a_tablet_too_old_for_view_changes_is_told_by_its_version():
+    from gateway.service import READS_VIEW_CHANGES, _older_than
+
+    assert READS_VIEW_CHANGES == (0, 2)
+    assert _older_than("0.1.0", (0, 2)) and _older_than("0.1", (0, 2))
+    assert not _older_than("0.2.0", (0, 2)) and not _older_than("1.0.0", (0, 2))
+    for unreadable in ("0+unknown", "", "dev", "0"):  # not flagged: we cannot tell
+        assert not _older_than(unreadable, (0, 2)), unreadable

@@ -233,3 +233,19 @@ def test_a_command_is_answered_even_when_the_store_is_what_fails(
     assert "could not apply it (OperationalError" in reply.body.reason
     monkeypatch.undo()
     assert depot.dispatch(action="assign", order_id="Z", driver="12").body.ok  # worker lives on
+
+
+def test_a_tablet_too_old_to_read_view_changes_is_logged_and_counted(
+        depot: Depot, tab: Agent, probe: MqttProbe, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    old = StatusMsg.model_validate({
+        "v": 1, "kind": "status", "id": "birth-1", "origin": "tab-12",
+        "hlc": "001795777200000-000000-tab-12",
+        "body": {"role": "device", "online": True, "at": "2026-11-27T06:00:00Z",
+                 "app_version": "0.1.0", "last_seq": 0}})
+    probe.publish(TOPICS.device_status("tab-12"), encode(old))
+    counters = _counters(probe, {"outdated_devices": 1})
+    assert counters["outdated_devices"] == 1
+    assert any("tab-12 runs crossdock 0.1.0" in r.getMessage() for r in caplog.records)
+    with depot.store() as store:  # the agents of this checkout are not counted
+        assert DeviceStore(store).counters().get("outdated_devices") == 1
