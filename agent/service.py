@@ -64,6 +64,7 @@ from sync.envelope import (
     DriverEventMsg,
     Resync,
     ResyncMsg,
+    Snapshot,
     SnapshotMsg,
     Status,
     StatusMsg,
@@ -155,6 +156,8 @@ class Agent:
         self._applied_at = float("-inf")  # clock() of the last Applied sent
         self._behind = False  # a gap was seen since the last resync request
         self._unnotified: set[ChangeKind] = set()  # changes of a burst not yet told observers
+        self._snapshot_parts: dict[int, tuple[OrderView, ...]] = {}  # part -> its views
+        self._snapshot_seq: tuple[int, int] = (-1, 0)  # (seq, parts) of the parts held
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -470,15 +473,18 @@ class Agent:
                         self._last_progress = self._clock()
                         out.append((None, self._resync(step.request_after)))
             elif isinstance(envelope, SnapshotMsg) and topic == self._inbox_topic:
-                body_s = envelope.body
-                receiver = snapshot(store.receiver(), body_s.seq)
-                store.apply_snapshot(receiver.last, body_s.views, at=now)
+                views = self._snapshot_views(envelope.body)
                 self._last_progress = self._clock()
-                self._behind = False
-                self._applied_sent = -1  # report at once, even if the seq went back
-                self._applied_dirty = True
-                self._applied_at = float("-inf")
-                changed |= {"route", "conflicts", "sync"}
+                if views is None:  # a part of a larger snapshot: replaced once all are here
+                    self._behind = True  # a part lost on the way shows as no progress
+                else:
+                    receiver = snapshot(store.receiver(), envelope.body.seq)
+                    store.apply_snapshot(receiver.last, views, at=now)
+                    self._behind = False
+                    self._applied_sent = -1  # report at once, even if the seq went back
+                    self._applied_dirty = True
+                    self._applied_at = float("-inf")
+                    changed |= {"route", "conflicts", "sync"}
             elif isinstance(envelope, AckMsg) and topic == self._acks_topic:
                 store.ack(envelope.body.event_ids)
                 store.touch_sync(at=now)
@@ -510,6 +516,23 @@ class Agent:
             self._notify(changed)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _snapshot_views(self, body: Snapshot) -> tuple[OrderView, ...] | None:
+        """The whole route of a snapshot, once every part of it is here (None until then).
+        Parts of an older snapshot are dropped when one with another ``seq`` begins."""
+        if body.parts == 1:
+            self._snapshot_parts.clear()
+            return body.views
+        if self._snapshot_parts and self._snapshot_seq != (body.seq, body.parts):
+            self._snapshot_parts.clear()
+        self._snapshot_seq = (body.seq, body.parts)
+        self._snapshot_parts[body.part] = body.views
+        if len(self._snapshot_parts) < body.parts:
+            return None
+        views = tuple(v for part in sorted(self._snapshot_parts)
+                      for v in self._snapshot_parts[part])
+        self._snapshot_parts.clear()
+        return views
 
 
     def _now(self) -> datetime:

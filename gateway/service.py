@@ -113,6 +113,7 @@ class GatewayService:
         self.status_interval_s = status_interval_s
         self.tick_s = tick_s
         self.coalesce_s = coalesce_s
+        self.snapshot_part_chars = SNAPSHOT_PART_CHARS
         self._held: dict[str, list[Entry]] = {}  # device -> entries waiting for its interval
         self._sent_at: dict[str, float] = {}  # device -> monotonic time of its last stream send
         self._queue: queue.Queue[_Message | _Refresh | _Call | None] = queue.Queue()
@@ -445,9 +446,12 @@ class GatewayService:
             self._sent_at[device] = time.monotonic()
         elif isinstance(plan, SendSnapshot):
             seq, bodies = devices.snapshot(device)
-            self.link.publish(self.topics.inbox(device),
-                              snapshot_bytes(device, seq, bodies, hlc=self._hlc(store)))
-            self.published += 1
+            hlc = self._hlc(store)
+            parts = snapshot_parts(bodies, self.snapshot_part_chars)
+            for part, chunk in enumerate(parts, start=1):
+                self.link.publish(self.topics.inbox(device), snapshot_bytes(
+                    device, seq, chunk, hlc=hlc, part=part, parts=len(parts)))
+                self.published += 1
             self._sent_at[device] = time.monotonic()
 
     def _publish(self, topic: str, msg: Any) -> None:
@@ -583,9 +587,35 @@ def view_changes_bytes(device: str, entries: list[Entry], *, hlc: str, head: int
             f'{",".join(_entry_text(e) for e in entries)}]{tail}}}}}').encode()
 
 
-def snapshot_bytes(device: str, seq: int, bodies: list[str], *, hlc: str) -> bytes:
-    """The device's route at ``seq`` (stored view bodies) as a ``snapshot`` envelope."""
+def snapshot_bytes(device: str, seq: int, bodies: list[str], *, hlc: str, part: int = 1,
+                   parts: int = 1) -> bytes:
+    """The device's route at ``seq`` (stored view bodies) as a ``snapshot`` envelope; with
+    ``parts`` > 1, part ``part`` of it (``bodies``: that part's views)."""
     views = f',"views":[{",".join(bodies)}]' if bodies else ""
-    return (f'{{"v":1,"id":{_json(f"{device}:snapshot:{seq}")},"origin":"gateway",'
-            f'"hlc":{_json(hlc)},"kind":"snapshot","body":{{"seq":{int(seq)}{views}}}}}'
+    if parts == 1:
+        msg_id, tail = f"{device}:snapshot:{seq}", ""
+    else:
+        msg_id = f"{device}:snapshot:{seq}:{part}"
+        tail = (f',"part":{int(part)}' if part != 1 else "") + f',"parts":{int(parts)}'
+    return (f'{{"v":1,"id":{_json(msg_id)},"origin":"gateway",'
+            f'"hlc":{_json(hlc)},"kind":"snapshot","body":{{"seq":{int(seq)}{views}{tail}}}}}'
             ).encode()
+
+
+SNAPSHOT_PART_CHARS = 512 * 1024
+"""A snapshot whose views are longer than this goes in parts of about this much (the codec's
+limit is 1 MiB a message: a route of ~600 stops would not fit in one)."""
+
+
+def snapshot_parts(bodies: list[str], limit: int = SNAPSHOT_PART_CHARS) -> list[list[str]]:
+    """The route's bodies cut into consecutive parts of about ``limit`` characters (a single
+    larger body goes alone); one part, maybe empty, for a small route."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for body in bodies:
+        if out[-1] and size + len(body) > limit:
+            out.append([])
+            size = 0
+        out[-1].append(body)
+        size += len(body)
+    return out

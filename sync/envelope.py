@@ -85,11 +85,28 @@ class ViewChanges(Frozen):
         return self.entries[-1].seq
 
 
+MAX_SNAPSHOT_PARTS = 1000
+"""The most parts one snapshot may come in."""
+
+
 class Snapshot(Frozen):
-    """The device's whole route as of ``seq``; replaces whatever the tablet held."""
+    """The device's whole route as of ``seq``; replaces whatever the tablet held.
+
+    A route too large for one message comes in ``parts`` messages (``part`` 1..parts, all with
+    the same ``seq``, each with some of the views): the receiver replaces its route once it
+    holds every part, in one transaction, never with some of them.
+    """
 
     seq: int = Field(ge=0)
     views: tuple[OrderView, ...] = ()
+    part: int = Field(default=1, ge=1, le=MAX_SNAPSHOT_PARTS)
+    parts: int = Field(default=1, ge=1, le=MAX_SNAPSHOT_PARTS)
+
+    @model_validator(mode="after")
+    def _part_of_parts(self) -> Snapshot:
+        if self.part > self.parts:
+            raise ValueError(f"part {self.part} of {self.parts}")
+        return self
 
 
 class Resync(Frozen):

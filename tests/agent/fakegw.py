@@ -103,6 +103,17 @@ class FakeGateway:
     def send_snapshot(self) -> None:
         self._publish(self.topics.inbox(self.device), self._snapshot())
 
+    def send_snapshot_parts(self, order: list[int]) -> int:
+        """The snapshot in parts of one view each (at least one part), sending parts ``order``
+        (1-based, in that order; missing ones are lost). Returns how many parts it has."""
+        views = list(self.views().values())
+        chunks: list[tuple[OrderView, ...]] = [(v,) for v in views] or [()]
+        for part in order:
+            body = Snapshot(seq=self.last, views=chunks[part - 1], part=part, parts=len(chunks))
+            self._publish(self.topics.inbox(self.device),
+                          encode(SnapshotMsg(kind="snapshot", body=body, **self._head())))
+        return len(chunks)
+
     def publish_raw(self, topic: str, payload: bytes) -> None:
         self._publish(topic, payload)
 

@@ -303,3 +303,33 @@ def test_an_offline_tablet_ticker_does_not_poll(
         agent.start()
         threading.Event().wait(1.5)
         assert len(ticks) <= 1, ticks  # a ticker at TICK_S would have ticked ~6 times
+
+
+def test_a_snapshot_in_parts_replaces_the_route_once_every_part_is_here(
+    agent: Agent, gateway: FakeGateway
+) -> None:
+    gateway.change("A", view("A", sequence=1))
+    assert _last_seq(agent, 1)
+    gateway.change("A", None, send=False)
+    for order_id, n in (("B", 2), ("C", 3), ("D", 4)):
+        gateway.change(order_id, view(order_id, sequence=n), send=False)
+    gateway.send_snapshot_parts([3, 1])  # two of three parts, out of order
+    threading.Event().wait(0.5)
+    assert [s.order_id for s in agent.route()] == ["A"]  # never a part of a route
+    assert agent.sync_status().last_seq == 1
+    assert gateway.send_snapshot_parts([2]) == 3
+    assert _last_seq(agent, 5)
+    assert [s.order_id for s in agent.route()] == ["B", "C", "D"]
+
+
+def test_a_snapshot_part_lost_on_the_way_is_asked_for_again(
+    agent: Agent, gateway: FakeGateway
+) -> None:
+    for order_id, n in (("B", 2), ("C", 3)):
+        gateway.change(order_id, view(order_id, sequence=n), send=False)
+    gateway.compact()  # a resync now gets a (one-part) snapshot
+    asked = len(gateway.resyncs)
+    gateway.send_snapshot_parts([1])  # part 2 of 2 never comes
+    assert _last_seq(agent, 2)  # the tablet asked again (gap retry) and got the snapshot
+    assert len(gateway.resyncs) > asked
+    assert [s.order_id for s in agent.route()] == ["B", "C"]

@@ -98,3 +98,22 @@ def test_a_tablet_too_old_for_view_changes_is_told_by_its_version():
     assert not _older_than("0.2.0", (0, 2)) and not _older_than("1.0.0", (0, 2))
     for unreadable in ("0+unknown", "", "dev", "0"):  # not flagged: we cannot tell
         assert not _older_than(unreadable, (0, 2)), unreadable
+
+
+def test_a_snapshot_in_parts_decodes_to_the_encoded_envelopes():
+    from gateway.service import snapshot_parts
+
+    views = _views()
+    bodies = [_stored(v) for v in views]
+    parts = snapshot_parts(bodies, limit=len(bodies[0]))  # one view a part
+    assert [len(p) for p in parts] == [1] * len(views)
+    for part, chunk in enumerate(parts, start=1):
+        composed = snapshot_bytes("tab-7", 42, chunk, hlc=HLC, part=part, parts=len(parts))
+        model = SnapshotMsg(v=1, kind="snapshot", id=f"tab-7:snapshot:42:{part}",
+                            origin="gateway", hlc=HLC,
+                            body=Snapshot(seq=42, views=(views[part - 1],), part=part,
+                                          parts=len(parts)))
+        assert decode(composed) == model
+        assert composed == encode(model)
+    assert snapshot_parts([]) == [[]]
+    assert snapshot_parts(["a" * 10, "b" * 10, "c"], limit=15) == [["a" * 10], ["b" * 10, "c"]]
