@@ -248,17 +248,23 @@ def test_birth_and_goodbye_status_are_retained(
     assert (last.role, last.online, last.last_seq) == ("device", False, 1)
 
 
-def test_an_idle_tablet_ticker_sleeps_until_a_message_gives_it_work(
-    agent: Agent, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ticks: list[float] = []
+@pytest.fixture
+def ticks(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The times every agent's ticker did its work (``Agent._tick``) during the test."""
+    out: list[float] = []
     real_tick = Agent._tick
 
     def counting_tick(self: Agent) -> None:
-        ticks.append(self._clock())
+        out.append(self._clock())
         real_tick(self)
 
     monkeypatch.setattr(Agent, "_tick", counting_tick)
+    return out
+
+
+def test_an_idle_tablet_ticker_sleeps_until_a_message_gives_it_work(
+    agent: Agent, gateway: FakeGateway, ticks: list[float]
+) -> None:
     gateway.change("A", view("A", sequence=1))
     assert _last_seq(agent, 1)
     assert gateway.wait_for(lambda: 1 in gateway.applied)  # reported within a few ticks
@@ -285,17 +291,7 @@ def test_the_gateway_coming_back_online_makes_the_tablet_ask_for_what_it_missed(
     assert len(gateway.resyncs) == asked + 1
 
 
-def test_an_offline_tablet_ticker_does_not_poll(
-    config: AgentConfig, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ticks: list[float] = []
-    real_tick = Agent._tick
-
-    def counting_tick(self: Agent) -> None:
-        ticks.append(self._clock())
-        real_tick(self)
-
-    monkeypatch.setattr(Agent, "_tick", counting_tick)
+def test_an_offline_tablet_ticker_does_not_poll(config: AgentConfig, ticks: list[float]) -> None:
     offline = config.model_copy(update={  # quiet resync due at once, were it online
         "broker": config.broker.model_copy(update={"port": 9}),
         "sync": config.sync.model_copy(update={"resync_quiet_s": 0.1})})
