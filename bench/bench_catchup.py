@@ -48,19 +48,26 @@ class _Timed:
 
     def __init__(self, service: Any) -> None:
         self.seconds: list[float] = []
+        self.afters: list[int] = []
         self.payloads: list[int] = []
         self._resync = service._resync
+        self._in_resync = False
         self._publish = service.link.publish
         service._resync = self.resync
         service.link.publish = self.publish
 
     def resync(self, store: Any, device: str, after: int) -> None:
         t = time.perf_counter()
-        self._resync(store, device, after)
+        self.afters.append(after)
+        self._in_resync = True
+        try:
+            self._resync(store, device, after)
+        finally:
+            self._in_resync = False
         self.seconds.append(time.perf_counter() - t)
 
     def publish(self, topic: str, payload: bytes, **kw: Any) -> None:
-        if topic.endswith("/inbox"):
+        if topic.endswith("/inbox") and self._in_resync:  # the repair's messages only
             self.payloads.append(len(payload))
         self._publish(topic, payload, **kw)
 
@@ -125,6 +132,7 @@ def run(broker: Any, work: Path, args: argparse.Namespace) -> dict[str, Any]:
         target = gw.streams()[device_id(0)][0]
         timed.seconds.clear()
         timed.payloads.clear()
+        timed.afters.clear()
         # 3. it comes back: Resync(after=last) -> replay
         fleet = Fleet("agent", broker.host, broker.port, specs, work)
         t0 = time.time()
@@ -135,7 +143,7 @@ def run(broker: Any, work: Path, args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError(f"the agent did not reach seq {target}")
         last_commit = max(t for _s, _o, t in results[0]["records"])
         sizes = list(timed.payloads)
-        replayed = len(results[0]["records"])  # entries this run of the agent committed
+        replayed = target - min(timed.afters)  # the entries the replay carried
         out = {"gateway_s": sum(timed.seconds), "resyncs": len(timed.seconds),
                "converge_s": last_commit - t0, "entries": replayed, "sizes": sizes,
                "snapshot_b": snapshot_b, "snapshot_views": snapshot_views}
