@@ -51,3 +51,26 @@ def test_a_burst_for_one_tablet_goes_out_as_one_message_after_the_interval(
     assert held == len(ORDERS) - 1 or (held == 0 and time.monotonic() - t0 > 2.0)
     assert service.published_entries - entries == len(ORDERS)
     assert service.stream_messages - messages == 2, "the burst was not sent as one message"
+
+
+def test_entries_held_when_the_gateway_dies_reach_the_tablet_when_it_is_back(
+        depot: Depot, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.service import GatewayService
+    from tests.system.depot import pause_gateway, resume_gateway
+
+    depot.export([(o, "7", n + 1, "PLANNED") for n, o in enumerate(ORDERS)])
+    tab = depot.add_device("tab-7", "7", resync_quiet_s=600)  # no quiet resync to help
+    assert wait_for(lambda: len(tab.route()) == len(ORDERS) and _in_step(depot, tab), 20)
+    depot.service.coalesce_s = 600.0  # from now on the tablet's entries are held
+    assert depot.dispatch(action="cancel", order_id="A").body.ok
+    assert wait_for(lambda: depot.service.call(lambda _s: bool(depot.service._held)), 10)
+    seq = tab.sync_status().last_seq
+
+    real_flush = GatewayService._flush
+    monkeypatch.setattr(GatewayService, "_flush", lambda *_a, **_k: None)  # dies holding it
+    pause_gateway(depot)
+    assert wait_for(lambda: tab.sync_status().gateway_online is False, 10)
+    assert tab.sync_status().last_seq == seq  # the tablet never got the cancellation
+    monkeypatch.setattr(GatewayService, "_flush", real_flush)
+    resume_gateway(depot)  # back online: the tablet asks at once and gets it from the log
+    assert wait_for(lambda: _cancelled(tab, "A") and _in_step(depot, tab), 10)
