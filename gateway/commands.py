@@ -39,21 +39,26 @@ from sync.envelope import (
     ResolveCommand,
 )
 from sync.merge import merge_order
-from sync.model import Candidate, Policy, Resolution
+from sync.model import Candidate, OrderView, Policy, Resolution
 
 ACTION_STATUS = {"arrive": "arrived", "deliver": "delivered", "fail": "failed",
                  "refuse": "refused"}
 RESULTS = ("deliver", "fail", "refuse")
 
 
-def _current(store: Store, order_id: str, policy: Policy, now: _dt.datetime
-             ) -> dict[str, list[Candidate]]:
-    """Every field's live candidates, merged now from the stored claims."""
-    claims = store.claims_for([order_id]).get(order_id, [])
+def _merged(store: Store, order_id: str, policy: Policy, now: _dt.datetime) -> OrderView:
+    """The order's view, merged now from the stored claims; an unknown order is refused."""
+    claims = store.claims_to_merge([order_id]).get(order_id, [])
     if not claims:
         raise CommandError(f"unknown order {order_id}")
     resolutions = store.resolutions_for([order_id]).get(order_id, [])
-    view = merge_order(order_id, claims, resolutions, policy, now)
+    return merge_order(order_id, claims, resolutions, policy, now)
+
+
+def _current(store: Store, order_id: str, policy: Policy, now: _dt.datetime
+             ) -> dict[str, list[Candidate]]:
+    """Every field's live candidates, merged now from the stored claims."""
+    view = _merged(store, order_id, policy, now)
     return {name: list(fv.candidates) for name, fv in view.fields.items()}
 
 
@@ -114,14 +119,10 @@ def cancel(store: Store, cmd: CancelCommand, *, command_id: str, policy: Policy,
 
 def _resolution(store: Store, order_id: str, field: str, choose: str, *, by: str, rid: str,
                 policy: Policy, now: _dt.datetime) -> Resolution:
-    current = _current(store, order_id, policy, now)
-    claims = store.claims_for([order_id]).get(order_id, [])
-    view = merge_order(order_id, claims, store.resolutions_for([order_id]).get(order_id, []),
-                       policy, now)
-    fv = view.fields.get(field)
+    fv = _merged(store, order_id, policy, now).fields.get(field)
     if fv is None or fv.state != "conflict":
         raise CommandError(f"no open conflict on order {order_id} field {field}")
-    candidates = current[field]
+    candidates = list(fv.candidates)
     chosen = [c for c in candidates if choose in (c.source, c.claim_id)]
     if len(chosen) != 1:
         names = ", ".join(f"{c.source} ({c.claim_id})" for c in candidates)
