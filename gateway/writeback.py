@@ -39,7 +39,6 @@ from gateway.store import Store
 __all__ = ["WritebackSummary", "flush_writeback", "writeback_zone"]
 
 DBF_NAME = "results.dbf"
-DBF_OUTCOMES = frozenset({"delivered", "failed", "refused"})
 _TIME_KEYS = ("arrived_at", "done_at")
 _BATCH = 5000
 
@@ -143,10 +142,7 @@ def _result(body: Mapping[str, Any], zone: ZoneInfo, kind: str) -> dict[str, Any
         if out.get(key) in (None, ""):
             raise _Refused(f"{key} is missing")
     out["result_id"] = str(out["result_id"])
-    outcome = str(out["result"]).strip().lower()
-    if kind == "dbf" and outcome not in DBF_OUTCOMES:
-        raise _Refused(f"result {outcome!r} is not one of {sorted(DBF_OUTCOMES)}")
-    out["result"] = outcome
+    out["result"] = str(out["result"]).strip().lower()
     for key in _TIME_KEYS:
         value = out.get(key)
         if value in (None, ""):
@@ -163,7 +159,29 @@ def _result(body: Mapping[str, Any], zone: ZoneInfo, kind: str) -> dict[str, Any
             value = value.replace(tzinfo=_dt.UTC)  # the gateway's own times are UTC
         local = value.astimezone(zone)
         out[key] = local if kind == "csv" else local.replace(tzinfo=None)
+    if kind == "dbf":
+        _check_dbf(out)
     return out
+
+
+def _dbf_row(result: Mapping[str, Any]) -> dict[str, Any]:
+    return {"RESULT_ID": result["result_id"], "ORDER_ID": result["order_id"],
+            "RESULT": result["result"], "REASON": result.get("reason"),
+            "ARRIVED": result.get("arrived_at"), "DONE": result.get("done_at"),
+            "NOTE": result.get("note")}
+
+
+def _check_dbf(result: Mapping[str, Any]) -> None:
+    """Refuse a result the DBF table cannot hold (outcome, column widths) before the write,
+    so it stays pending on its own instead of failing the whole flush."""
+    from gateway.writeback_dbf import RESULTS, dbf_record
+
+    if result["result"] not in RESULTS:
+        raise _Refused(f"result {result['result']!r} is not one of {sorted(RESULTS)}")
+    try:
+        dbf_record(_dbf_row(result))
+    except WritebackError as exc:
+        raise _Refused(str(exc).removeprefix(f"result {result['result_id']}: ")) from None
 
 
 def _write(section: WritebackSection, target: str, results: list[dict[str, Any]],
@@ -181,11 +199,7 @@ def _write(section: WritebackSection, target: str, results: list[dict[str, Any]]
         if section.kind == "dbf":
             from gateway.writeback_dbf import append_results_dbf
 
-            rows = [{"RESULT_ID": r["result_id"], "ORDER_ID": r["order_id"],
-                     "RESULT": r["result"], "REASON": r.get("reason"),
-                     "ARRIVED": r.get("arrived_at"), "DONE": r.get("done_at"),
-                     "NOTE": r.get("note")} for r in results]
-            return append_results_dbf(Path(target), rows), target
+            return append_results_dbf(Path(target), [_dbf_row(r) for r in results]), target
         from gateway.writeback_sql import insert_results_odbc
 
         return insert_results_odbc(section.connection or "", section.table, results), None

@@ -27,7 +27,7 @@ import dbf
 
 from gateway.errors import WritebackError
 
-__all__ = ["RESULTS", "RESULT_COLUMNS", "WritebackError", "append_results_dbf"]
+__all__ = ["RESULTS", "RESULT_COLUMNS", "WritebackError", "append_results_dbf", "dbf_record"]
 
 RESULT_COLUMNS = (
     "RESULT_ID C(40); ORDER_ID C(12); RESULT C(10); REASON C(40); ARRIVED T; DONE T; NOTE C(254)"
@@ -69,7 +69,9 @@ def _time(result_id: str, field: str, value: object) -> dt.datetime | None:
     return value.replace(microsecond=(value.microsecond // 1000) * 1000)
 
 
-def _record(result: Mapping[str, Any]) -> dict[str, Any]:
+def dbf_record(result: Mapping[str, Any]) -> dict[str, Any]:
+    """One result as the table's record; ``WritebackError`` when the table cannot hold it."""
+
     def get(key: str) -> Any:
         return result.get(key, result.get(key.lower()))
 
@@ -98,7 +100,7 @@ def append_results_dbf(path: Path, results: Iterable[Mapping[str, Any]]) -> int:
     Results whose RESULT_ID is already in the file (or repeated in ``results``) are skipped.
     All results are validated before the file is touched.
     """
-    records = [_record(r) for r in results]
+    records = [dbf_record(r) for r in results]
     path = Path(path)
     try:
         if path.exists():

@@ -101,6 +101,21 @@ def test_an_odd_result_is_refused_and_left_pending_without_blocking_the_rest(
         assert [r["result_id"] for r in store.pending_results()] == ["res-1"]
 
 
+def test_a_result_too_long_for_the_dbf_columns_is_refused_without_blocking_the_rest(
+    tmp_path: Path
+) -> None:
+    cfg = _cfg(tmp_path, 'kind = "dbf"\npath = "import"')
+    with Store(cfg.db_path) as store:
+        _queue(store, 1, order_id="ORD-1234567890")  # 14 bytes; ORDER_ID is C(12)
+        _queue(store, 2)
+        summary = flush_writeback(store, cfg, T0)
+        assert summary.marked == 1
+        assert summary.refused == ("res-1: ORDER_ID is 14 bytes, the column holds 12",)
+        assert [r["result_id"] for r in store.pending_results()] == ["res-1"]
+    rows = list(DBF(str(tmp_path / "import" / "results.dbf"), encoding="cp1252"))
+    assert [r["RESULT_ID"] for r in rows] == ["res-2"]
+
+
 def test_writeback_needs_a_section_and_a_path(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, "")
     with Store(cfg.db_path) as store, pytest.raises(ConfigError, match="no \\[writeback\\]"):
