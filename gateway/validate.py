@@ -24,11 +24,8 @@ from pydantic import Field, TypeAdapter, ValidationError
 from pydantic import JsonValue as _Json
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
-from gateway.ingest.base import RawRow
+from gateway.ingest.base import PROBLEM_KEY, RawRow
 from gateway.mapping import Mapping
-
-PROBLEM_KEY = "__problem__"
-"""An adapter puts a row-level problem here (a CSV line with the wrong number of fields)."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+PROBLEM_KEY = "__problem__"
+"""An adapter keeps a row it cannot read whole (a CSV line with the wrong number of fields, an
+HTTP proposal that is not an object) with a one-line reason under this key; the validator
+quarantines any row that carries it."""
+
 
 @dataclass(frozen=True)
 class RawRow:

@@ -44,9 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import NotReady, SourceError
-from gateway.ingest.base import Export, RawRow
+from gateway.ingest.base import PROBLEM_KEY, Export, RawRow
 
-PROBLEM_KEY = "__problem__"
 EXTRA_KEY = "__extra__"
 PROCESSED_DIR = "processed"
 

@@ -44,9 +44,8 @@ from urllib.parse import urlsplit
 import requests
 
 from gateway.errors import SourceError
-from gateway.ingest.base import Export, RawRow
+from gateway.ingest.base import PROBLEM_KEY, Export, RawRow
 
-PROBLEM_KEY = "__problem__"
 _MAX_ERROR = 200
 _JSON_KINDS = {
     list: "an array",
