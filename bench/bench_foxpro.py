@@ -114,7 +114,8 @@ def generate(path: Path, rows: int, seed: int = 1) -> None:
     tmp.replace(path)
 
 
-def _peak_rss_kib() -> int:
+def peak_rss_kib() -> int:
+    """This process's peak resident set size (VmHWM) in KiB, -1 where /proc has none."""
     with open("/proc/self/status", encoding="ascii") as fh:
         for line in fh:
             if line.startswith("VmHWM:"):
@@ -136,7 +137,7 @@ def _measure(mode: str, path: Path) -> dict[str, float]:
         for _row in read_dbf(path).rows:
             count += 1
     seconds = time.perf_counter() - start
-    return {"rows": count, "seconds": seconds, "peak_rss_kib": _peak_rss_kib()}
+    return {"rows": count, "seconds": seconds, "peak_rss_kib": peak_rss_kib()}
 
 
 def _run_child(mode: str, path: Path) -> dict[str, float]:

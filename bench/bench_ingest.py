@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.bench_foxpro import FIELDS, generate
+from bench.bench_foxpro import FIELDS, generate, peak_rss_kib
 
 MAPPING = """\
 required = ["status"]
@@ -69,14 +69,6 @@ mapping = "bench.mapping.toml"
 """
 
 RSS_TARGET_MIB = 400
-
-
-def _peak_rss_kib() -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return -1
 
 
 def change_in_place(path: Path, fraction: float) -> int:
@@ -135,7 +127,7 @@ def _measure(mode: str, root: Path) -> dict[str, float]:
     import resource
 
     child_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    parent_kib = _peak_rss_kib()
+    parent_kib = peak_rss_kib()
     readers = 2 if child_kib else 0
     return {"rows": count, "seconds": seconds, "peak_rss_kib": parent_kib + readers * child_kib,
             "parent_rss_kib": parent_kib, "reader_rss_kib": child_kib, **extra}
