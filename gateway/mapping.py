@@ -32,17 +32,12 @@ import hashlib
 import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.errors import ConfigError
-
-STATUSES = (
-    "planned", "en_route", "delayed", "arrived", "delivered", "failed", "refused", "cancelled",
-)
-"""The crossdock status vocabulary; mapping files map the export's spellings onto these."""
 
 FIELDS = (
     "order_id", "driver", "route", "sequence", "status", "customer", "address",
@@ -53,6 +48,8 @@ FIELDS = (
 Status = Literal[
     "planned", "en_route", "delayed", "arrived", "delivered", "failed", "refused", "cancelled"
 ]
+STATUSES: tuple[str, ...] = get_args(Status)
+"""The crossdock status vocabulary; mapping files map the export's spellings onto these."""
 
 
 class _Model(BaseModel):

@@ -24,14 +24,13 @@ from gateway.config import GatewayConfig, SourceSection
 from gateway.errors import ConfigError, GatewayError, NotReady, SourceError
 from gateway.ingest.base import Adapter, Export, RawRow
 from gateway.ingest.parallel import BATCH, batches, prepare, prepared_batches, worth_it
-from gateway.mapping import Mapping, load_mapping
+from gateway.mapping import FIELDS, Mapping, load_mapping
 from gateway.runstore import BadRow, StagedRow, load_record
 from gateway.store import Store
 from gateway.validate import RowValidator, Valid
 
 Progress = Callable[[str, int], None]
 """Called with (phase, rows so far): ``read`` while streaming, ``diff`` while writing claims."""
-
 
 
 @dataclass(frozen=True)
@@ -51,12 +50,7 @@ class RunSummary:
         return asdict(self)
 
 
-IDENTITY_FIELDS = {
-    "order_id": "order_id", "driver": "driver", "route": "route", "sequence": "sequence",
-    "status": "status", "customer": "customer", "address": "address", "lat": "lat",
-    "lon": "lon", "window_start": "window_start", "window_end": "window_end", "eta": "eta",
-    "load": "load", "notes": "notes",
-}
+IDENTITY_FIELDS = {name: name for name in FIELDS}
 
 
 def source_mapping(cfg: GatewayConfig, src: SourceSection) -> Mapping:
