@@ -384,13 +384,8 @@ class Agent:
                 return
             if self._follow:
                 self._store.set_presence(True, at=self._now())
-                receiver = self._store.receiver()
-                self._store.save_receiver(restart(receiver).receiver)
-                self._last_progress = self._clock()
-                self._applied_sent = -1
-                self._applied_dirty = True
-                self._applied_at = float("-inf")
-                out.append((None, self._resync(receiver.last)))
+                out.append((None, self._ask_again()))
+                self._report_applied_at_once()
                 status = self._status(online=True)
                 out.append(
                     (None, Outgoing(self._topics.device_status(self.config.device), status, True))
@@ -481,9 +476,7 @@ class Agent:
                     receiver = snapshot(store.receiver(), envelope.body.seq)
                     store.apply_snapshot(receiver.last, views, at=now)
                     self._behind = False
-                    self._applied_sent = -1  # report at once, even if the seq went back
-                    self._applied_dirty = True
-                    self._applied_at = float("-inf")
+                    self._report_applied_at_once()  # even if the seq went back
                     changed |= {"route", "conflicts", "sync"}
             elif isinstance(envelope, AckMsg) and topic == self._acks_topic:
                 store.ack(envelope.body.event_ids)
@@ -501,10 +494,7 @@ class Agent:
                         and not before.online):
                     # the gateway is back: entries it held for us when it stopped are in its
                     # changelog but were never sent, and no later entry may come to show it
-                    receiver = store.receiver()
-                    store.save_receiver(restart(receiver).receiver)
-                    self._last_progress = self._clock()
-                    out.append((None, self._resync(receiver.last)))
+                    out.append((None, self._ask_again()))
             else:
                 store.bump("unexpected")
                 log.warning("ignored a %s message on %s", envelope.kind, topic)
@@ -534,7 +524,6 @@ class Agent:
         self._snapshot_parts.clear()
         return views
 
-
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
@@ -562,6 +551,20 @@ class Agent:
             body=body,
         )
         return message.model_dump_json().encode()
+
+    def _ask_again(self) -> Outgoing:
+        """Under the lock: ask for everything after the last applied ``seq``
+        (``sync.streams.restart``), stored as asked, and count it as stream progress."""
+        receiver = self._store.receiver()
+        self._store.save_receiver(restart(receiver).receiver)
+        self._last_progress = self._clock()
+        return self._resync(receiver.last)
+
+    def _report_applied_at_once(self) -> None:
+        """Under the lock: the next tick reports the applied ``seq``, whatever was sent before."""
+        self._applied_sent = -1
+        self._applied_dirty = True
+        self._applied_at = float("-inf")
 
     def _resync(self, after: int) -> Outgoing:
         body = Resync(after=after)
@@ -677,14 +680,11 @@ class Agent:
         with self._lock:
             if self._closed:
                 return
-            receiver = self._store.receiver()
             quiet = self._clock() - self._last_progress
             if quiet >= self.config.sync.resync_quiet_s or (self._behind and quiet >= retry):
-                step = restart(receiver)
-                self._store.save_receiver(step.receiver)
-                self._last_progress = self._clock()
                 self._behind = False
-                out.append((None, self._resync(receiver.last)))
+                out.append((None, self._ask_again()))
+            receiver = self._store.receiver()
             now = self._clock()
             if receiver.last != self._applied_sent and now - self._applied_at >= APPLIED_EVERY_S:
                 self._applied_sent = receiver.last
