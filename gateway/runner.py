@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import threading
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -26,6 +27,9 @@ from gateway.errors import ConfigError
 from gateway.service import Clock, GatewayService, utc_now
 from gateway.setup import dispatch_password
 from gateway.store import Store
+
+if TYPE_CHECKING:
+    from gateway.scheduler import GatewayScheduler
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +76,7 @@ class GatewayRunner:
         self.clock = clock
         self.broker: ManagedBroker | None = None
         self.use_scheduler = scheduler
-        self.scheduler: object | None = None
+        self.scheduler: GatewayScheduler | None = None
         self.status_interval_s = status_interval_s
         self._stop = threading.Event()
         self._registry: tuple[str, ...] = ()
@@ -135,9 +139,8 @@ class GatewayRunner:
 
     def stop(self) -> None:
         self._stop.set()
-        sched = self.scheduler
-        if sched is not None:
-            sched.shutdown()  # type: ignore[attr-defined]
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
         if self.service is not None:
             self.service.stop()
         if self.broker is not None:
