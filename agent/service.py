@@ -648,16 +648,20 @@ class Agent:
             quiet_s = self.config.sync.resync_quiet_s
             if self._unnotified or (online and self._pending()):
                 self._ticker_idle = False
-                timeout = TICK_S
-            elif online:  # nothing pending: the next thing due is the quiet resync
-                timeout = min(quiet_s, max(TICK_S, self._last_progress + quiet_s - self._clock()))
-            else:  # offline (for a shift, maybe): nothing to do until it connects (a nudge)
-                timeout = 60.0
-            self._wake.wait(timeout)
-            self._wake.clear()
-            self._ticker_idle = False
-            if self._stopping.is_set():
-                break
+                # due within TICK_S, not at once: a burst's next messages join this tick
+                if self._stopping.wait(TICK_S):
+                    break
+            else:
+                if online:  # nothing pending: the next thing due is the quiet resync
+                    timeout = min(quiet_s,
+                                  max(TICK_S, self._last_progress + quiet_s - self._clock()))
+                else:  # offline (for a shift, maybe): nothing to do until it connects (a nudge)
+                    timeout = 60.0
+                nudged = self._wake.wait(timeout)
+                self._wake.clear()
+                self._ticker_idle = False
+                if nudged:  # a message made work pending (or stop): sleep TICK_S, or stop
+                    continue
             try:
                 if self._unnotified:
                     self._notify(())

@@ -4,6 +4,7 @@ transport that only records what the agent publishes."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,6 +137,28 @@ def test_a_batch_short_of_its_head_is_told_observers_with_the_next(agent: Agent)
     assert changes == [] and agent._behind
     _batch(agent, 6, _new("B6", "B7"), head=7)
     assert len(changes) == 1 and not agent._behind
+
+
+def test_a_burst_is_told_observers_once_though_its_first_message_wakes_the_ticker(
+    agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the first message makes work pending and wakes the sleeping ticker: that may shorten its
+    # sleep to TICK_S, not tell observers at once (per message, in a burst of many)
+    monkeypatch.setattr("agent.service.TICK_S", 5.0)
+    changes: list[Change] = []
+    agent.subscribe(changes.append)
+    _batch(agent, 4, _new("B4", "B5"), head=7)
+    threading.Event().wait(0.3)  # the woken ticker had time to look
+    assert changes == []
+    _batch(agent, 6, _new("B6", "B7"), head=7)
+    assert len(changes) == 1
+
+
+def test_a_burst_whose_tail_never_comes_is_told_observers_by_the_ticker(agent: Agent) -> None:
+    changes: list[Change] = []
+    agent.subscribe(changes.append)
+    _batch(agent, 4, _new("B4", "B5"), head=7)
+    assert agent.wait_for(lambda: len(changes) == 1, 2.0)
 
 
 def test_a_batch_overlapping_applied_entries_applies_the_rest_and_counts_duplicates(
