@@ -40,7 +40,7 @@ from __future__ import annotations
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -199,14 +199,19 @@ class GatewayConfig(_Model):
         )
 
 
-def load_config(path: Path) -> GatewayConfig:
-    """Read gateway.toml; ConfigError names the file and the key that is wrong."""
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's table; ConfigError (naming the file) when it cannot be read or parsed."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config {path}: not valid TOML: {exc}") from None
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read gateway.toml; ConfigError names the file and the key that is wrong."""
+    data = read_toml(path)
     data["base_dir"] = str(path.resolve().parent)
     try:
         return GatewayConfig.model_validate(data)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import queue
-import tomllib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import click
 
+from gateway.config import read_toml
 from gateway.errors import CommandError, ConfigError
 from gateway.mqtt import LinkSettings, MqttLink
 from sync.codec import decode, encode
@@ -37,14 +37,18 @@ class DispatchConfig:
     password: str | None
 
 
-def load_dispatch_config(path: Path) -> DispatchConfig:
+def _port(path: Path, value: Any) -> int:
     try:
-        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path}: not valid TOML: {exc}") from None
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config {path}: broker.port: {value!r} is not a port number") from None
+
+
+def load_dispatch_config(path: Path) -> DispatchConfig:
+    data = read_toml(path)
     broker = data.get("broker", {})
+    if not isinstance(broker, dict):
+        raise ConfigError(f"config {path}: broker: want a [broker] table")
     if "sources" in data or "db" in data:  # the gateway's own file
         beside = path.resolve().parent / "dispatch.toml"
         if beside.exists():
@@ -56,14 +60,15 @@ def load_dispatch_config(path: Path) -> DispatchConfig:
 
             parts = urlsplit(url)
             host, port = parts.hostname or host, parts.port or port
-        return DispatchConfig(str(data.get("depot", "depot-1")), "dispatch", host, int(port),
+        return DispatchConfig(str(data.get("depot", "depot-1")), "dispatch", host,
+                              _port(path, port),
                               broker.get("username"), broker.get("password"))
     try:
         return DispatchConfig(
             depot=check_segment(str(data["depot"]), "depot"),
             client=check_segment(str(data.get("client", "dispatch")), "client"),
             host=str(broker.get("host", "127.0.0.1")),
-            port=int(broker.get("port", 1883)),
+            port=_port(path, broker.get("port", 1883)),
             username=broker.get("username"),
             password=broker.get("password"),
         )

@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig, load_config, read_toml
 from gateway.errors import ConfigError
 from gateway.store import Store
 
@@ -171,13 +171,11 @@ def write_sample_config(out: Path, *, drivers: int, orders: int, seed: int, depo
 
 def dispatch_password(cfg: GatewayConfig) -> str | None:
     """The dispatch identity's password from dispatch.toml beside gateway.toml, if present."""
-    import tomllib
-
     path = cfg.path("dispatch.toml")
     if not path.exists():
         return None
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    value = data.get("broker", {}).get("password")
+    broker = read_toml(path).get("broker", {})
+    value = broker.get("password") if isinstance(broker, dict) else None
     return str(value) if value else None
 
 

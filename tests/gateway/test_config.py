@@ -1,15 +1,18 @@
-"""gateway.toml: supersession rules are named in the config, and can be turned off there."""
+"""gateway.toml: supersession rules are named in the config, and can be turned off there;
+a config file that cannot be read is a one-line ConfigError naming it."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
 
 from gateway.config import load_config
+from gateway.dispatch import load_dispatch_config
 from gateway.errors import ConfigError
-from gateway.setup import init_dir
+from gateway.setup import dispatch_password, init_dir
 from sync.merge import merge_order
 from tests.sync.factories import at, claim
 
@@ -42,3 +45,27 @@ def test_a_malformed_rule_is_a_one_line_config_error(tmp_path: Path):
         'depot = "d"\n[[policy.rules]]\nname = "x"\nnewer = "driver"\n')
     with pytest.raises(ConfigError, match=r"policy\.rules\.0\.older: Field required"):
         load_config(tmp_path / "gateway.toml")
+
+
+def test_a_dispatch_toml_that_is_not_utf8_or_not_toml_is_a_config_error_naming_it(
+    tmp_path: Path
+):
+    init_dir(tmp_path, depot="d", port=1883, now=dt.datetime(2026, 11, 27, tzinfo=dt.UTC))
+    cfg = load_config(tmp_path / "gateway.toml")
+    dispatch = tmp_path / "dispatch.toml"
+    named = re.escape(f"config {dispatch}: not valid TOML")
+    for broken in (b'depot = "d"\n[broker]\npassword = "\xff"\n', b'depot = "d"\n[broker\n'):
+        dispatch.write_bytes(broken)
+        with pytest.raises(ConfigError, match=named):
+            load_dispatch_config(dispatch)
+        with pytest.raises(ConfigError, match=named):
+            load_dispatch_config(tmp_path / "gateway.toml")  # reads dispatch.toml beside it
+        with pytest.raises(ConfigError, match=named):
+            dispatch_password(cfg)
+
+
+def test_a_dispatch_port_that_is_not_a_number_is_a_config_error(tmp_path: Path):
+    dispatch = tmp_path / "dispatch.toml"
+    dispatch.write_text('depot = "d"\n[broker]\nport = "abc"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"broker\.port: 'abc' is not a port number"):
+        load_dispatch_config(dispatch)
