@@ -220,29 +220,27 @@ class Store:
 
     def apply_change(
         self, seq: int, order_id: str, view: OrderView | None, *, at: datetime,
-        hlc: Hlc | None = None, remote: Hlc | None = None, node: str = "", now_ms: int = 0,
+        remote: Hlc | None = None, node: str = "", now_ms: int = 0,
     ) -> None:
         """Apply stream entry ``seq`` (must be last + 1): ``apply_changes`` with one entry."""
         self.apply_changes(
             (ViewChange(seq=seq, order_id=order_id, view=view),),
-            at=at, hlc=hlc, remote=remote, node=node, now_ms=now_ms,
+            at=at, remote=remote, node=node, now_ms=now_ms,
         )
 
     def apply_changes(
         self, entries: Sequence[ViewChange], *, at: datetime,
-        hlc: Hlc | None = None, remote: Hlc | None = None, node: str = "", now_ms: int = 0,
+        remote: Hlc | None = None, node: str = "", now_ms: int = 0,
     ) -> None:
         """Apply consecutive stream entries (the first must be last + 1) in ONE transaction:
         each order's view, and the last entry's ``seq``, together; all of them or none.
 
         An entry's ``view=None`` removes the order from the route. Local actions already
         acked for an order the entries touch are dropped (the gateway's view now reflects
-        them); pending ones stay, marked as having seen a later view. ``hlc``, the clock after
-        observing the entries' stamp, is stored in the same transaction (as
-        ``observe_stamp``): one COMMIT for the lot. Or pass the stamp as ``remote`` (with our
-        ``node`` and the wall clock ``now_ms``): the clock is then observed here
-        (``sync.hlc.observe``), from the clock this transaction reads anyway, which spares
-        the caller a read of its own.
+        them); pending ones stay, marked as having seen a later view. The entries' stamp,
+        ``remote`` (with our ``node`` and the wall clock ``now_ms``), is observed here
+        (``sync.hlc.observe``) from the clock this transaction reads anyway, and stored in it:
+        one COMMIT for the lot.
 
         Cheap per entry: an order changed twice keeps only its last entry (the same outcome
         in one transaction), the views are written with one ``executemany`` per kind, the
@@ -303,8 +301,6 @@ class Store:
                 hlc = observe(stored, remote, now_ms)
                 if hlc > stored:
                     meta["hlc"] = str(hlc)
-            elif hlc is not None and hlc > self._stored_hlc(state.get("hlc"), hlc.node):
-                meta["hlc"] = str(hlc)
             conn.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
