@@ -1,5 +1,6 @@
 """A private Mosquitto fixture for the agent tests: ``agent_broker`` (.host .port .kill()
-.restart()), a real broker on a free loopback port with persistence in ``tmp_path``.
+.restart()), a real broker on a free loopback port with persistence in ``tmp_path``; and
+``gateway``, a ``FakeGateway`` on it.
 
 It has the shape of the shared ``mosquitto`` fixture so the tests can switch to it later.
 """
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.agent.fakegw import FakeGateway
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 
@@ -91,3 +94,12 @@ def agent_broker(tmp_path: Path) -> Iterator[Broker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def gateway(agent_broker: Broker) -> Iterator[FakeGateway]:
+    gw = FakeGateway(agent_broker.host, agent_broker.port)
+    try:
+        yield gw
+    finally:
+        gw.close()

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,15 +103,6 @@ def test_missing_config_names_the_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(agent_cli, ["state", "--config", str(tmp_path / "no.toml")])
     assert isinstance(result.exception, ConfigError)
     assert "no.toml" in str(result.exception)
-
-
-@pytest.fixture
-def gateway(agent_broker: Broker) -> Iterator[FakeGateway]:
-    gw = FakeGateway(agent_broker.host, agent_broker.port)
-    try:
-        yield gw
-    finally:
-        gw.close()
 
 
 @pytest.mark.broker

@@ -25,15 +25,6 @@ def config(tmp_path: Path, agent_broker: Broker) -> AgentConfig:
 
 
 @pytest.fixture
-def gateway(agent_broker: Broker) -> Iterator[FakeGateway]:
-    gw = FakeGateway(agent_broker.host, agent_broker.port)
-    try:
-        yield gw
-    finally:
-        gw.close()
-
-
-@pytest.fixture
 def agent(config: AgentConfig, gateway: FakeGateway) -> Iterator[Agent]:
     a = Agent(config)
     a.start()
