@@ -54,7 +54,7 @@ from pydantic import TypeAdapter, ValidationError
 from agent.errors import StoreError
 from agent.model import LocalAction, OutboxItem
 from sync.codec import encode
-from sync.envelope import DriverEvent, DriverEventMsg, SourceFreshness, Status, ViewChange
+from sync.envelope import DriverEvent, DriverEventMsg, Status, ViewChange
 from sync.hlc import Hlc, observe, tick
 from sync.model import OrderView
 from sync.streams import Receiver
@@ -480,10 +480,6 @@ class Store:
     def gateway_status(self) -> Status | None:
         value = self._get("gateway_status")
         return None if value is None else Status.model_validate(value)
-
-    def sources(self) -> tuple[SourceFreshness, ...]:
-        status = self.gateway_status()
-        return () if status is None else status.sources
 
     def set_presence(self, online: bool, *, at: datetime) -> None:
         """Record that the session went online or offline at ``at`` (keeps the other side)."""
