@@ -13,8 +13,9 @@ fleets of tablet agents or raw paho subscribers running as separate processes.
 
 An agent child records, for every stream entry it applied, ``(seq, order_id, t)`` where ``t``
 is ``time.time()`` right after ``Agent.session_message`` returned, i.e. after the SQLite COMMIT
-of that entry (``synchronous=FULL``); a raw child records the time of every message. Children
-write their records as JSON when they are told to stop (SIGTERM).
+of that entry (``synchronous=NORMAL``, as the agent applies stream entries); a raw child records
+the time of every message. Children write their records as JSON when they are told to stop
+(SIGTERM).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._depot import (
+    DEPOT,
     BenchGateway,
     Fleet,
     device_id,
@@ -41,6 +42,7 @@ from bench._depot import (
     wait_until,
 )
 from bench.bench_fanout import inject, run_raw
+from sync.topics import Topics
 
 
 class _Timed:
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             broker.stop()
     n, size = out["entries"], out["sizes"]
     msgs = len(size)
-    topic_len = len(f"crossdock/bench-depot/devices/{device_id(0)}/inbox")
+    topic_len = len(Topics(DEPOT).inbox(device_id(0)))
     rows = [
         ("run", f"1 device, {args.orders} stops, {args.behind} changes behind"),
         ("gateway-side work", f"{out['gateway_s']:.3f} s for {n} entries "
