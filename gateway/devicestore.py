@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.store import Store
+from gateway.store import Store, rows_in
 
 DEVICE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -161,21 +161,12 @@ class DeviceStore:
         """``route_rules`` for the given orders only, None for those not on the route."""
         ids = sorted(set(order_ids))
         out: dict[str, dict[str, Any] | None] = dict.fromkeys(ids)
-        for order_id, text in self._rows_for(
+        for order_id, text in rows_in(
+                self.conn,
                 "SELECT m.order_id, v.rules FROM route_members m JOIN views v USING (order_id) "
-                "WHERE m.driver=? AND m.order_id IN ({marks})", driver, ids):
+                "WHERE m.driver=? AND m.order_id IN ({marks})", ids, driver):
             out[order_id] = json.loads(text)
         return out
-
-    def _rows_for(self, sql: str, key: str, ids: list[str]) -> list[tuple[Any, ...]]:
-        """``sql`` (with ``{marks}`` for the IN list) run for ``key`` and the ids, 500 at a
-        time (SQLite's bound-parameter limit)."""
-        rows: list[tuple[Any, ...]] = []
-        for low in range(0, len(ids), 500):
-            chunk = ids[low:low + 500]
-            rows += self.conn.execute(sql.format(marks=",".join("?" * len(chunk))),
-                                      (key, *chunk)).fetchall()
-        return rows
 
     def route_warnings(self, driver: str) -> dict[str, str]:
         """The warnings last sent for the driver's orders: order id -> warnings JSON (orders
@@ -185,9 +176,9 @@ class DeviceStore:
 
     def route_warnings_of(self, driver: str, order_ids: Iterable[str]) -> dict[str, str]:
         """``route_warnings`` for the given orders only."""
-        return dict(self._rows_for(
-            "SELECT order_id, warnings FROM route_warnings WHERE driver=? "
-            "AND order_id IN ({marks})", driver, list(order_ids)))
+        return dict(rows_in(
+            self.conn, "SELECT order_id, warnings FROM route_warnings WHERE driver=? "
+            "AND order_id IN ({marks})", order_ids, driver))
 
     def set_route_warnings(self, driver: str, changed: dict[str, str | None]) -> None:
         """Record the driver's new warnings per order (None: the order has none now)."""
@@ -207,12 +198,6 @@ class DeviceStore:
         """What the device was last sent, per order: order id → view JSON."""
         return dict(self.conn.execute(
             "SELECT order_id, body FROM device_orders WHERE device=?", (device,)).fetchall())
-
-    def sent_of(self, device: str, order_ids: Iterable[str]) -> dict[str, str]:
-        """``sent`` for the given orders only."""
-        return dict(self._rows_for(
-            "SELECT order_id, body FROM device_orders WHERE device=? "
-            "AND order_id IN ({marks})", device, list(order_ids)))
 
     # --- streams ------------------------------------------------------------------------
 

@@ -145,13 +145,6 @@ class QuarantineRow:
     closed_why: str | None
 
 
-class _Unread:
-    """``put_view``'s default: the stored state is read by ``put_view`` itself."""
-
-
-_UNREAD = _Unread()
-
-
 class Store:
     """The gateway's SQLite store. Not thread-safe: one Store per thread (WAL lets them share
     the file)."""
@@ -267,28 +260,9 @@ class Store:
         return bool(cur.rowcount)
 
     def claims_for(self, order_ids: Iterable[str]) -> dict[str, list[Claim]]:
-        out: dict[str, list[Claim]] = {}
-        for chunk in _chunks(list(order_ids), 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                "SELECT set_id, source, order_id, source_rev, as_of, received_at, hlc, present, "
-                f"vals, based_on FROM claim_sets WHERE order_id IN ({marks})",
-                chunk,
-            ).fetchall()
-            for set_id, source, order_id, rev, as_of, rec, hlc, present, vals, based in rows:
-                # our own rows, validated when they were stored: built without validation
-                based_on = tuple(json.loads(based))
-                as_of_t, rec_t, live = _time(as_of), _time(rec), bool(present)
-                claims = out.setdefault(order_id, [])
-                for field, value in json.loads(vals).items():
-                    claims.append(
-                        trusted(
-                            Claim, claim_id=f"{set_id}#{field}", order_id=order_id, field=field,
-                            value=value, present=live, source=source, source_rev=rev,
-                            as_of=as_of_t, received_at=rec_t, based_on=based_on, hlc=hlc,
-                        )
-                    )
-        return out
+        """Every claim stored for these orders (history included)."""
+        return {order_id: _claims(order_id, rows)
+                for order_id, rows in self._claim_rows(order_ids).items()}
 
     def claims_to_merge(self, order_ids: Iterable[str]) -> dict[str, list[Claim]]:
         """The claims of ``claims_for`` that an order's merge can depend on, built without the
@@ -296,19 +270,19 @@ class Store:
         order named, transitively, in those claims' ``based_on`` (rule 4 follows them). The
         others are history that no rule reads, so ``merge_order`` over these gives the view
         it gives over all of the order's claims."""
-        out: dict[str, list[Claim]] = {}
-        for chunk in _chunks(list(order_ids), 500):
-            marks = ",".join("?" * len(chunk))
-            by_order: dict[str, list[tuple[Any, ...]]] = {}
-            for row in self.conn.execute(
-                "SELECT set_id, source, order_id, source_rev, as_of, received_at, hlc, present, "
-                f"vals, based_on FROM claim_sets WHERE order_id IN ({marks})",
-                chunk,
-            ):
-                by_order.setdefault(row[2], []).append(row)
-            for order_id, rows in by_order.items():
-                out[order_id] = _claims_to_merge(order_id, rows)
-        return out
+        return {order_id: _claims_to_merge(order_id, rows)
+                for order_id, rows in self._claim_rows(order_ids).items()}
+
+    def _claim_rows(self, order_ids: Iterable[str]) -> dict[str, list[tuple[Any, ...]]]:
+        """The orders' claim set rows, by order (the columns ``_claims`` reads)."""
+        by_order: dict[str, list[tuple[Any, ...]]] = {}
+        for row in rows_in(
+            self.conn,
+            "SELECT set_id, source, order_id, source_rev, as_of, received_at, hlc, present, "
+            "vals, based_on FROM claim_sets WHERE order_id IN ({marks})", order_ids,
+        ):
+            by_order.setdefault(row[2], []).append(row)
+        return by_order
 
     def add_resolution(self, resolution: Resolution) -> bool:
         cur = self.conn.execute(
@@ -323,20 +297,12 @@ class Store:
 
     def resolutions_for(self, order_ids: Iterable[str]) -> dict[str, list[Resolution]]:
         out: dict[str, list[Resolution]] = {}
-        for chunk in _chunks(list(order_ids), 500):
-            marks = ",".join("?" * len(chunk))
-            for (body,) in self.conn.execute(
-                f"SELECT body FROM resolutions WHERE order_id IN ({marks})", chunk
-            ):
-                res = Resolution.model_validate_json(body)
-                out.setdefault(res.order_id, []).append(res)
+        for (body,) in rows_in(
+            self.conn, "SELECT body FROM resolutions WHERE order_id IN ({marks})", order_ids
+        ):
+            res = Resolution.model_validate_json(body)
+            out.setdefault(res.order_id, []).append(res)
         return out
-
-    def order_exists(self, order_id: str) -> bool:
-        row = self.conn.execute(
-            "SELECT 1 FROM claim_sets WHERE order_id=? LIMIT 1", (order_id,)
-        ).fetchone()
-        return row is not None
 
     # --- views --------------------------------------------------------------------------
 
@@ -370,47 +336,27 @@ class Store:
     def view_states(self, order_ids: Iterable[str]) -> dict[str, tuple[str, str, str | None]]:
         """What ``put_view`` compares a new view with, for many orders in one query per 500:
         order id -> (digest, drivers JSON, deadline); orders without a view are left out."""
-        out: dict[str, tuple[str, str, str | None]] = {}
-        for chunk in _chunks(list(order_ids), 500):
-            marks = ",".join("?" * len(chunk))
-            for oid, digest, drivers, deadline in self.conn.execute(
-                "SELECT order_id, digest, drivers, deadline FROM views "
-                f"WHERE order_id IN ({marks})", chunk,
-            ):
-                out[oid] = (digest, drivers, deadline)
-        return out
-
-    def view_drivers(self, order_id: str) -> list[str]:
-        row = self.conn.execute(
-            "SELECT drivers FROM views WHERE order_id=?", (order_id,)
-        ).fetchone()
-        return [] if row is None else list(json.loads(row[0]))
+        return {oid: (digest, drivers, deadline) for oid, digest, drivers, deadline in rows_in(
+            self.conn,
+            "SELECT order_id, digest, drivers, deadline FROM views WHERE order_id IN ({marks})",
+            order_ids)}
 
     def put_view(self, view: OrderView, drivers: Sequence[str], *,
-                 old: tuple[str, str, str | None] | _Unread | None = _UNREAD,
-                 body: str | None = None, rules: Mapping[str, Any] | None = None) -> bool:
+                 old: tuple[str, str, str | None] | None, body: str,
+                 rules: Mapping[str, Any]) -> bool:
         """Store an order's merged view; False when it is identical to the stored one.
 
-        ``old`` is the stored view's state as ``view_states`` read it (None: no view yet);
-        read here when not given. ``body`` and ``rules``: the view's
-        ``model_dump_json(exclude_defaults=True)`` and ``rule_inputs``, when the caller has
-        them already.
+        ``old`` is the stored view's state as ``view_states`` read it (None: no view yet).
+        ``body`` and ``rules``: the view's ``model_dump_json(exclude_defaults=True)`` and
+        ``rule_inputs``, which the caller keeps for the route sync.
 
         The body is stored in the wire's compact form (defaults left out, as ``sync.codec``
         encodes), so a stream entry can carry it as it is; beside it, the view's rule inputs,
         so a route's rules are checked without parsing its views."""
-        if body is None:
-            body = view.model_dump_json(exclude_defaults=True)
         digest = hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
         deadlines = [c.deadline for c in view.conflicts() if not c.escalated]
         deadline = iso(min(deadlines)) if deadlines else None
-        stored: tuple[str, str, str | None] | None
-        if isinstance(old, _Unread):
-            stored = self.conn.execute(
-                "SELECT digest, drivers, deadline FROM views WHERE order_id=?", (view.order_id,)
-            ).fetchone()
-        else:
-            stored = old
+        stored = old
         drivers_json = json.dumps(sorted(drivers))
         if stored is not None and stored == (digest, drivers_json, deadline):
             return False
@@ -420,40 +366,25 @@ class Store:
             "ON CONFLICT(order_id) DO UPDATE SET body=excluded.body, digest=excluded.digest, "
             "drivers=excluded.drivers, deadline=excluded.deadline, rules=excluded.rules",
             (view.order_id, body, digest, drivers_json, deadline,
-             canonical_json(rule_inputs(view) if rules is None else rules)),
+             canonical_json(rules)),
         )
         return stored is None or stored[0] != digest or stored[1] != drivers_json
 
     def views(self, order_ids: Iterable[str]) -> dict[str, OrderView]:
-        out = {}
-        for chunk in _chunks(list(order_ids), 500):
-            marks = ",".join("?" * len(chunk))
-            for oid, body in self.conn.execute(
-                f"SELECT order_id, body FROM views WHERE order_id IN ({marks})", chunk
-            ):
-                out[oid] = OrderView.model_validate_json(body)
-        return out
+        return {oid: OrderView.model_validate_json(body)
+                for oid, body in self.view_bodies(order_ids).items()}
 
     def view_bodies(self, order_ids: Iterable[str]) -> dict[str, str]:
         """The stored views' JSON, unparsed (as ``views`` returns them parsed)."""
-        out: dict[str, str] = {}
-        for chunk in _chunks(list(order_ids), 500):
-            marks = ",".join("?" * len(chunk))
-            out.update(self.conn.execute(
-                f"SELECT order_id, body FROM views WHERE order_id IN ({marks})", chunk))
-        return out
+        return dict(rows_in(
+            self.conn, "SELECT order_id, body FROM views WHERE order_id IN ({marks})", order_ids))
 
     def view_rules(self, order_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The stored views' rule inputs (``sync.rules.rule_inputs``), parsed from their small
         column: all ``sync.rules.check_inputs`` needs."""
-        out: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(list(order_ids), 500):
-            marks = ",".join("?" * len(chunk))
-            for oid, rules in self.conn.execute(
-                f"SELECT order_id, rules FROM views WHERE order_id IN ({marks})", chunk
-            ):
-                out[oid] = json.loads(rules)
-        return out
+        return {oid: json.loads(rules) for oid, rules in rows_in(
+            self.conn, "SELECT order_id, rules FROM views WHERE order_id IN ({marks})",
+            order_ids)}
 
     def conflict_views(self) -> list[OrderView]:
         rows = self.conn.execute(
@@ -604,9 +535,36 @@ class Store:
         )
 
 
+def _parsed(rows: list[tuple[Any, ...]]
+            ) -> tuple[list[dict[str, Any]], list[tuple[str, ...]]]:
+    """Each claim set row's values and ``based_on``, parsed."""
+    return ([json.loads(row[8]) for row in rows],
+            [() if row[9] == "[]" else tuple(json.loads(row[9])) for row in rows])
+
+
+def _claims(order_id: str, rows: list[tuple[Any, ...]],
+            parsed: tuple[list[dict[str, Any]], list[tuple[str, ...]]] | None = None,
+            wanted: set[tuple[int, str]] | None = None) -> list[Claim]:
+    """The claims of one order's claim set rows (``Store._claim_rows``; ``parsed``: their
+    ``_parsed`` values, if read already): every (row, field), or the ``wanted`` ones. Our own
+    rows, validated when they were stored: built without validation."""
+    vals, based = _parsed(rows) if parsed is None else parsed
+    claims: list[Claim] = []
+    for n, row in enumerate(rows):
+        set_id, source, _order, rev, as_of, rec, hlc, present, _vals, _based = row
+        as_of_t, rec_t, live, based_on = _time(as_of), _time(rec), bool(present), based[n]
+        for field, value in vals[n].items():
+            if wanted is None or (n, field) in wanted:
+                claims.append(trusted(
+                    Claim, claim_id=f"{set_id}#{field}", order_id=order_id, field=field,
+                    value=value, present=live, source=source, source_rev=rev, as_of=as_of_t,
+                    received_at=rec_t, based_on=based_on, hlc=hlc))
+    return claims
+
+
 def _claims_to_merge(order_id: str, rows: list[tuple[Any, ...]]) -> list[Claim]:
     """``Store.claims_to_merge`` for one order's claim set rows (as its query reads them)."""
-    vals = [json.loads(row[8]) for row in rows]
+    vals, based = _parsed(rows)
     wanted: set[tuple[int, str]] = set()  # (row, field) of each claim to build
     by_source: dict[str, list[int]] = {}
     for n, row in enumerate(rows):
@@ -631,7 +589,6 @@ def _claims_to_merge(order_id: str, rows: list[tuple[Any, ...]]) -> list[Claim]:
                     if found is None or key > found[0]:
                         best[field] = (key, n)
             wanted.update((n, field) for field, (_key, n) in best.items())
-    based = [() if row[9] == "[]" else tuple(json.loads(row[9])) for row in rows]
     if any(based):  # rule 4 reads the claims a built claim names, and the ones they name
         index = {row[0]: n for n, row in enumerate(rows)}
         todo = [n for n, _field in wanted]
@@ -642,17 +599,7 @@ def _claims_to_merge(order_id: str, rows: list[tuple[Any, ...]]) -> list[Claim]:
                 if m is not None and field in vals[m] and (m, field) not in wanted:
                     wanted.add((m, field))
                     todo.append(m)
-    claims: list[Claim] = []
-    for n, row in enumerate(rows):
-        set_id, source, _order, rev, as_of, rec, hlc, present, _vals, _based = row
-        as_of_t, rec_t, live = _time(as_of), _time(rec), bool(present)
-        for field, value in vals[n].items():
-            if (n, field) in wanted:
-                claims.append(trusted(
-                    Claim, claim_id=f"{set_id}#{field}", order_id=order_id, field=field,
-                    value=value, present=live, source=source, source_rev=rev, as_of=as_of_t,
-                    received_at=rec_t, based_on=based[n], hlc=hlc))
-    return claims
+    return _claims(order_id, rows, (vals, based), wanted)
 
 
 class _Tx:
@@ -709,6 +656,11 @@ def _migrate(conn: sqlite3.Connection, older: set[str]) -> None:
         conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('route_warnings', 'unknown')")
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def rows_in(conn: sqlite3.Connection, sql: str, ids: Iterable[str], *before: Any
+            ) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``sql`` whose ``IN ({marks})`` list is ``ids``, 500 ids a query (SQLite's
+    bound-parameter limit); ``before``: parameters ahead of the list."""
+    items = list(ids)
+    for low in range(0, len(items), 500):
+        chunk = items[low:low + 500]
+        yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), (*before, *chunk))
