@@ -41,8 +41,16 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import ConfigError
 from sync.model import DEFAULT_RULES, Policy, SourceMode, SupersessionRule
@@ -80,6 +88,28 @@ class BrokerSection(_Model):
         if self.tls_port is not None and self.tls_port == self.port:
             raise ValueError(f"tls_port and port are both {self.port}; give TLS its own port")
         return self
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, url: str) -> str:
+        if url:
+            parts = urlsplit(url)
+            try:
+                parts.port  # noqa: B018 — raises on a port that is not a number
+            except ValueError:
+                raise ValueError(f"{url!r}: want mqtt://host:port") from None
+            if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+                raise ValueError(f"{url!r}: want mqtt://host:port")
+        return url
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where the gateway's broker listens for the gateway and dispatch: ``url`` (a broker
+        run elsewhere) or the managed one's ``host``/``port``."""
+        if self.url:
+            parts = urlsplit(self.url)
+            return parts.hostname or self.host, parts.port or 1883
+        return self.host, self.port
 
     @property
     def tablet_ca_file(self) -> str | None:

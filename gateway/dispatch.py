@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from gateway.config import read_toml
+from gateway.config import load_config, read_toml
 from gateway.errors import CommandError, ConfigError
 from gateway.mqtt import LinkSettings, MqttLink
 from sync.codec import decode, encode
@@ -53,16 +53,10 @@ def load_dispatch_config(path: Path) -> DispatchConfig:
         beside = path.resolve().parent / "dispatch.toml"
         if beside.exists():
             return load_dispatch_config(beside)
-        host, port = broker.get("host", "127.0.0.1"), broker.get("port", 1883)
-        url = broker.get("url") or ""
-        if url:
-            from urllib.parse import urlsplit
-
-            parts = urlsplit(url)
-            host, port = parts.hostname or host, parts.port or port
-        return DispatchConfig(str(data.get("depot", "depot-1")), "dispatch", host,
-                              _port(path, port),
-                              broker.get("username"), broker.get("password"))
+        cfg = load_config(path)  # validated as the gateway reads it
+        host, port = cfg.broker.address
+        return DispatchConfig(cfg.depot, "dispatch", host, port, cfg.broker.username,
+                              cfg.broker.password or None)  # as the gateway connects
     try:
         return DispatchConfig(
             depot=check_segment(str(data["depot"]), "depot"),

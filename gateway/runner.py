@@ -16,7 +16,6 @@ import os
 import signal
 import threading
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -80,13 +79,7 @@ class GatewayRunner:
         self.status_interval_s = status_interval_s
         self._stop = threading.Event()
         self._registry: tuple[str, ...] = ()
-        if cfg.broker.url:
-            parts = urlsplit(cfg.broker.url)
-            if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-                raise ConfigError(f"broker.url {cfg.broker.url!r}: want mqtt://host:port")
-            self.host, self.port = parts.hostname, parts.port or 1883
-        else:
-            self.host, self.port = cfg.broker.host, cfg.broker.port
+        self.host, self.port = cfg.broker.address
         self.service: GatewayService | None = None
 
     def start(self) -> None:

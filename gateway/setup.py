@@ -203,12 +203,7 @@ def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: s
     """
     check_agent_config(cfg)
     b = cfg.broker
-    host, port = b.host, b.port
-    if b.url:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(b.url)
-        host, port = parts.hostname or host, parts.port or port
+    host, port = b.address
     tls_lines = "tls = false\n"
     written = [path]
     if b.tls_port is not None and b.public_host is not None and b.tablet_ca_file is not None:

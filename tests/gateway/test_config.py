@@ -69,3 +69,21 @@ def test_a_dispatch_port_that_is_not_a_number_is_a_config_error(tmp_path: Path):
     dispatch.write_text('depot = "d"\n[broker]\nport = "abc"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"broker\.port: 'abc' is not a port number"):
         load_dispatch_config(dispatch)
+
+
+@pytest.mark.parametrize("url", ["http://box:1883", "mqtt://:1883", "mqtt://box:port"])
+def test_a_broker_url_that_is_not_mqtt_host_port_is_a_config_error(tmp_path: Path, url: str):
+    (tmp_path / "gateway.toml").write_text(f'depot = "d"\n[broker]\nurl = "{url}"\n')
+    with pytest.raises(ConfigError, match=r"broker\.url: .*want mqtt://host:port"):
+        load_config(tmp_path / "gateway.toml")
+
+
+def test_the_gateway_and_dispatch_reach_the_broker_at_one_address(tmp_path: Path):
+    (tmp_path / "gateway.toml").write_text(
+        'depot = "d"\ndb = "g.sqlite"\n'
+        '[broker]\nurl = "mqtt://depot-gw:1884"\npassword = "s3cret"\n')
+    cfg = load_config(tmp_path / "gateway.toml")
+    assert cfg.broker.address == ("depot-gw", 1884)
+    dispatch = load_dispatch_config(tmp_path / "gateway.toml")  # no dispatch.toml beside it
+    assert (dispatch.host, dispatch.port, dispatch.username, dispatch.password) == (
+        "depot-gw", 1884, "gateway", "s3cret")
