@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from gateway.broker import BrokerSettings, BrokerUser, ManagedBroker, write_config
 from gateway.config import GatewayConfig
 from gateway.devicestore import DeviceStore
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StoreError
 from gateway.service import Clock, GatewayService, utc_now
 from gateway.setup import dispatch_password
 from gateway.store import Store
@@ -79,6 +79,7 @@ class GatewayRunner:
         self.status_interval_s = status_interval_s
         self._stop = threading.Event()
         self._registry: tuple[str, ...] = ()
+        self._check_error: str | None = None  # the last one logged, not logged again
         self.host, self.port = cfg.broker.address
         self.service: GatewayService | None = None
 
@@ -114,8 +115,16 @@ class GatewayRunner:
             return
         if self.broker.supervise():
             log.warning("mosquitto died and was restarted (%d restarts)", self.broker.restarts)
-        with Store(self.cfg.db_path) as store:
-            users = broker_users(self.cfg, store)
+        try:
+            with Store(self.cfg.db_path) as store:
+                users = broker_users(self.cfg, store)
+        except (ConfigError, StoreError) as exc:  # e.g. dispatch.toml saved half-edited
+            if str(exc) != self._check_error:
+                log.error("broker users not updated, the current %d kept: %s",
+                          len(self._registry), exc)
+                self._check_error = str(exc)
+            return
+        self._check_error = None
         names = tuple(u.username for u in users)
         if names != self._registry:
             self._registry = names
