@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.errors import SourceError
+
 PROBLEM_KEY = "__problem__"
 """An adapter keeps a row it cannot read whole (a CSV line with the wrong number of fields, an
 HTTP proposal that is not an object) with a one-line reason under this key; the validator
@@ -65,3 +67,15 @@ class Adapter(Protocol):
     def done(self, export: Export) -> None:
         """Called once an export's run committed (move a drop aside, remember a cursor...)."""
         ...
+
+
+def failed_export(location: str, error: SourceError) -> Export:
+    """An input that could not be opened, as an Export whose rows raise ``error``: the run
+    records it as failed for that location, and the adapter's other inputs are still read
+    (one bad file hides no other)."""
+    return Export(location=location, fingerprint=None, rows=_raising(error))
+
+
+def _raising(error: SourceError) -> Iterator[RawRow]:
+    raise error
+    yield  # pragma: no cover - makes this a generator, so the error comes on first next()

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import NotReady, SourceError
-from gateway.ingest.base import PROBLEM_KEY, Export, RawRow
+from gateway.ingest.base import PROBLEM_KEY, Export, RawRow, failed_export
 
 EXTRA_KEY = "__extra__"
 PROCESSED_DIR = "processed"
@@ -173,14 +173,14 @@ class CsvDropAdapter:
             error = SourceError(
                 f"csv source {self.name!r}: cannot read {path}: {exc.strerror or exc}"
             )
-            return Export(location=location, fingerprint=None, rows=_raising(error))
+            return failed_export(location, error)
         after = _stat(path)
         if after != before or len(data) != before[0]:
             error = NotReady(
                 f"csv source {self.name!r}: file changed while being read: {path}; "
                 "it is read again on a later run"
             )
-            return Export(location=location, fingerprint=None, rows=_raising(error))
+            return failed_export(location, error)
         fingerprint = hashlib.sha256(data).hexdigest()
         if self._done_fingerprints.get(path) == fingerprint:
             return None  # archive=False: already done with exactly these bytes
@@ -206,11 +206,6 @@ def _free_name(folder: Path, name: str) -> Path:
         n += 1
         target = folder / f"{stem}.{n}{suffix}"
     return target
-
-
-def _raising(error: SourceError) -> Iterator[RawRow]:
-    raise error
-    yield  # pragma: no cover - makes this a generator, so the error comes on first next()
 
 
 def _parse(

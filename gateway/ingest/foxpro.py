@@ -42,7 +42,7 @@ from dbfread.field_parser import FieldParser
 from dbfread.memo import DB3MemoFile, DB4MemoFile, FakeMemoFile, MemoFile, VFPMemoFile
 
 from gateway.errors import SourceError
-from gateway.ingest.base import Export, RawRow
+from gateway.ingest.base import Export, RawRow, failed_export
 
 __all__ = [
     "DbfField",
@@ -595,7 +595,11 @@ class FoxProAdapter:
 
     def exports(self) -> Iterator[Export]:
         for p in self._paths():
-            yield read_dbf(p, encoding=self.encoding)
+            try:
+                export = read_dbf(p, encoding=self.encoding)
+            except SourceError as exc:  # this file's run fails; the next files are read
+                export = failed_export(str(p), exc)
+            yield export
 
     def done(self, export: Export) -> None:
         """Nothing to do: a fixed table is re-read each run, its fingerprint skips repeats."""

@@ -413,3 +413,19 @@ def test_nothing_is_lost_when_the_gateway_is_killed_mid_run(tmp_path: Path) -> N
         assert count == distinct == live
         (run,) = store.runs("legacy")
         assert (run.status, run.rows_read, run.rows_deleted) == ("ok", live, _KILL_ROWS // 100)
+
+
+def test_a_glob_source_with_one_unreadable_table_still_reads_the_others(
+        tmp_path: Path, clock: Clock) -> None:
+    write_mapping(tmp_path / "legacy.mapping.toml")
+    write_orders_dbf(tmp_path / "export" / "a.dbf", [dbf_order(1)])
+    (tmp_path / "export" / "b.dbf").write_bytes(b"\x30 not a table")  # cut short
+    os.utime(tmp_path / "export" / "b.dbf", (1, 1))  # the oldest: read first
+    cfg = write_config(tmp_path, foxpro_source(path="export/*.dbf"))
+    with Store(cfg.db_path) as store:
+        runs = _run(store, cfg, clock)
+        claims = _claims(store)
+    assert [(Path(r.location or "").name, r.status) for r in runs] == [
+        ("b.dbf", "failed"), ("a.dbf", "ok")]
+    assert "b.dbf" in (runs[0].error or "")
+    assert set(claims) == {"ORD-000001"}
