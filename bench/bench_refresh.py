@@ -51,21 +51,22 @@ class _Parts:
     def __init__(self) -> None:
         import gateway.store
         import gateway.views as views
+        import sync.merge
         from gateway.store import Store
 
         self.seconds: dict[str, float] = defaultdict(float)
         self.active = False  # only the refreshes' time counts (the hand-in commits too)
         self.undo: list[tuple[Any, str, Any]] = []
-        claims = "claims_to_merge" if hasattr(Store, "claims_to_merge") else "claims_for"
-        self._wrap(Store, claims, "claims")
+        self._wrap(Store, "merge_inputs", "claims")
         self._wrap(views, "merge_order", "merge")
+        self._wrap(sync.merge.Merged, "of", "merge")  # serialising included
+        self._wrap(sync.merge.Merged, "of_one_set", "merge")
         self._wrap(Store, "put_view", "put_view")
-        self._wrap(views, "_sync_drivers" if hasattr(views, "_sync_drivers") else "_sync_driver",
-                   "route sync")
+        self._wrap(views, "_sync_drivers", "route sync")
         self._wrap(gateway.store._Tx, "__exit__", "COMMIT")
 
     def _wrap(self, owner: Any, name: str, part: str) -> None:
-        inner: Callable[..., Any] = getattr(owner, name)
+        inner: Callable[..., Any] = getattr(owner, name)  # a classmethod comes bound
         seconds = self.seconds
         clock = time.perf_counter
 
@@ -77,12 +78,12 @@ class _Parts:
                 if self.active:
                     seconds[part] += clock() - t
 
-        self.undo.append((owner, name, inner))
+        self.undo.append((owner, name, owner.__dict__[name]))
         setattr(owner, name, timed)
 
     def close(self) -> None:
-        for owner, name, inner in reversed(self.undo):
-            setattr(owner, name, inner)
+        for owner, name, original in reversed(self.undo):
+            setattr(owner, name, original)
 
 
 def run_gateway(db: Path, policy: Any, *, drivers: int, orders: int, changes: int, batch: int,

@@ -16,7 +16,7 @@ import datetime as _dt
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ import sqlite_utils
 
 from gateway.errors import StoreError
 from sync.hlc import Hlc, tick
+from sync.merge import Merged, OneSet
 from sync.model import Claim, OrderView, Resolution, canonical, trusted
 from sync.rules import RouteCheck, rule_inputs
 
@@ -273,6 +274,16 @@ class Store:
         return {order_id: _claims_to_merge(order_id, rows)
                 for order_id, rows in self._claim_rows(order_ids).items()}
 
+    def merge_inputs(self, order_ids: Iterable[str]) -> dict[str, OneSet | list[Claim]]:
+        """``claims_to_merge``, or the order's ``sync.merge.OneSet`` where it is one (its
+        view is then built without the claims: ``Merged.of_one_set``)."""
+        out: dict[str, OneSet | list[Claim]] = {}
+        for order_id, rows in self._claim_rows(order_ids).items():
+            parsed = _parsed(rows)
+            one = _one_set(rows, parsed[0])
+            out[order_id] = _claims_to_merge(order_id, rows, parsed) if one is None else one
+        return out
+
     def _claim_rows(self, order_ids: Iterable[str]) -> dict[str, list[tuple[Any, ...]]]:
         """The orders' claim set rows, by order (the columns ``_claims`` reads)."""
         by_order: dict[str, list[tuple[Any, ...]]] = {}
@@ -341,34 +352,29 @@ class Store:
             "SELECT order_id, digest, drivers, deadline FROM views WHERE order_id IN ({marks})",
             order_ids)}
 
-    def put_view(self, view: OrderView, drivers: Sequence[str], *,
-                 old: tuple[str, str, str | None] | None, body: str,
-                 rules: Mapping[str, Any]) -> bool:
+    def put_view(self, merged: Merged, *, old: tuple[str, str, str | None] | None) -> bool:
         """Store an order's merged view; False when it is identical to the stored one.
 
         ``old`` is the stored view's state as ``view_states`` read it (None: no view yet).
-        ``body`` and ``rules``: the view's ``model_dump_json(exclude_defaults=True)`` and
-        ``rule_inputs``, which the caller keeps for the route sync.
 
         The body is stored in the wire's compact form (defaults left out, as ``sync.codec``
         encodes), so a stream entry can carry it as it is; beside it, the view's rule inputs,
         so a route's rules are checked without parsing its views."""
+        body = merged.body
         digest = hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
-        deadlines = [c.deadline for c in view.conflicts() if not c.escalated]
-        deadline = iso(min(deadlines)) if deadlines else None
-        stored = old
-        drivers_json = json.dumps(sorted(drivers))
-        if stored is not None and stored == (digest, drivers_json, deadline):
+        deadline = None if merged.deadline is None else iso(merged.deadline)
+        drivers_json = json.dumps(sorted(merged.drivers))
+        if old is not None and old == (digest, drivers_json, deadline):
             return False
         self.conn.execute(
             "INSERT INTO views(order_id, body, digest, drivers, deadline, rules) "
             "VALUES(?,?,?,?,?,?) "
             "ON CONFLICT(order_id) DO UPDATE SET body=excluded.body, digest=excluded.digest, "
             "drivers=excluded.drivers, deadline=excluded.deadline, rules=excluded.rules",
-            (view.order_id, body, digest, drivers_json, deadline,
-             canonical_json(rules)),
+            (merged.order_id, body, digest, drivers_json, deadline,
+             canonical_json(merged.inputs)),
         )
-        return stored is None or stored[0] != digest or stored[1] != drivers_json
+        return old is None or old[0] != digest or old[1] != drivers_json
 
     def views(self, order_ids: Iterable[str]) -> dict[str, OrderView]:
         return {oid: OrderView.model_validate_json(body)
@@ -562,9 +568,32 @@ def _claims(order_id: str, rows: list[tuple[Any, ...]],
     return claims
 
 
-def _claims_to_merge(order_id: str, rows: list[tuple[Any, ...]]) -> list[Claim]:
-    """``Store.claims_to_merge`` for one order's claim set rows (as its query reads them)."""
-    vals, based = _parsed(rows)
+def _one_set(rows: list[tuple[Any, ...]], vals: list[dict[str, Any]]) -> OneSet | None:
+    """The rows' ``OneSet``: one source, whose latest set (by hlc, no tie) is present and
+    claims every field its other sets do; None when the rows are not that."""
+    source = rows[0][1]
+    latest = 0
+    for n in range(1, len(rows)):
+        if rows[n][1] != source:
+            return None
+        if rows[n][6] > rows[latest][6]:
+            latest = n
+    row = rows[latest]
+    if not row[7]:
+        return None
+    fields = vals[latest].keys()
+    for n in range(len(rows)):
+        if n != latest and (rows[n][6] == row[6] or not vals[n].keys() <= fields):
+            return None
+    return OneSet(row[0], source, vals[latest], _time(row[4]), _time(row[5]))
+
+
+def _claims_to_merge(order_id: str, rows: list[tuple[Any, ...]],
+                     parsed: tuple[list[dict[str, Any]], list[tuple[str, ...]]] | None = None
+                     ) -> list[Claim]:
+    """``Store.claims_to_merge`` for one order's claim set rows (as its query reads them;
+    ``parsed``: their ``_parsed`` values, if read already)."""
+    vals, based = _parsed(rows) if parsed is None else parsed
     wanted: set[tuple[int, str]] = set()  # (row, field) of each claim to build
     by_source: dict[str, list[int]] = {}
     for n, row in enumerate(rows):

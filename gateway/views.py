@@ -32,9 +32,9 @@ from pydantic import JsonValue
 
 from gateway.devicestore import Device, DeviceStore, Entry
 from gateway.store import Store
-from sync.merge import drivers_of, merge_order
+from sync.merge import Merged, OneSet, merge_order
 from sync.model import OrderView, Policy, Warning
-from sync.rules import RouteCheck, RuleInputs, check_inputs, rule_inputs
+from sync.rules import RouteCheck, RuleInputs, check_inputs
 
 
 def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 2000,
@@ -72,21 +72,21 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
         ids = store.take_dirty(batch)
         if not ids:
             return False
-        claims = store.claims_to_merge(ids)
+        inputs = store.merge_inputs(ids)
         resolutions = store.resolutions_for(ids)
         states = store.view_states(ids)
         changed: dict[str, set[str]] = defaultdict(set)
         written: dict[str, _Written] = {}
         for order_id in ids:
-            view = merge_order(order_id, claims.get(order_id, []),
-                               resolutions.get(order_id, []), policy, now)
-            new = drivers_of(view)
+            found = inputs.get(order_id, [])
+            merged = (Merged.of_one_set(order_id, found) if isinstance(found, OneSet) else
+                      Merged.of(merge_order(order_id, found, resolutions.get(order_id, []),
+                                            policy, now)))
+            new = merged.drivers
             state = states.get(order_id)
             old: list[str] = [] if state is None else list(json.loads(state[1]))
-            body = view.model_dump_json(exclude_defaults=True)
-            inputs = rule_inputs(view)
-            if store.put_view(view, new, old=state, body=body, rules=inputs):
-                written[order_id] = _Written(body, inputs, frozenset(new))
+            if store.put_view(merged, old=state):
+                written[order_id] = _Written(merged.body, merged.inputs, frozenset(new))
                 for driver in {*old, *new}:
                     changed[driver].add(order_id)
                 if old != new:  # usually the same drivers: nothing to write

@@ -1,5 +1,6 @@
 """``Store.claims_to_merge`` reads only the claims a merge can depend on: merged, they must give
-exactly the view all of the order's claims (``claims_for``) give, for any history."""
+exactly the view all of the order's claims (``claims_for``) give, for any history. So must
+``Store.merge_inputs``, which answers an order of one claim set with the set itself."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.store import Store
-from sync.merge import merge_order
+from sync.merge import Merged, OneSet, merge_order
 from sync.model import Policy, Resolution
 
 T = dt.datetime(2024, 6, 3, 6, 0, tzinfo=dt.UTC)
@@ -56,7 +57,8 @@ def test_claims_to_merge_give_the_view_all_claims_give(sets, resolve):
                     based_on=s["based_on"])
         everything = store.claims_for(["A", "B"])
         subset = store.claims_to_merge(["A", "B"])
-    assert subset.keys() == everything.keys()
+        inputs = store.merge_inputs(["A", "B"])
+    assert subset.keys() == everything.keys() == inputs.keys()
     for order_id, claims in everything.items():
         ids = {c.claim_id for c in claims}
         assert {c.claim_id for c in subset[order_id]} <= ids
@@ -73,6 +75,46 @@ def test_claims_to_merge_give_the_view_all_claims_give(sets, resolve):
         got = merge_order(order_id, subset[order_id], resolutions, POLICY, now)
         assert got == want
         assert got.model_dump_json() == want.model_dump_json()
+        found = inputs[order_id]
+        if isinstance(found, OneSet):
+            one_set_orders.append(order_id)
+            merged = Merged.of_one_set(order_id, found)
+        else:
+            assert found == subset[order_id]
+            merged = Merged.of(merge_order(order_id, found, resolutions, POLICY, now))
+        assert merged == Merged.of(want)
+
+
+one_set_orders: list[str] = []  # the property above met the shortcut (checked below)
+
+
+def test_the_property_met_orders_of_one_set() -> None:
+    test_claims_to_merge_give_the_view_all_claims_give()
+    assert len(one_set_orders) > 20
+
+
+def test_merge_inputs_answer_one_set_only_when_it_is_one() -> None:
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "g.sqlite") as store:
+        with store.transaction():
+            for run in (1, 2):  # a later run of one export, claiming every field again
+                for order_id in "ABCDE":
+                    store.add_claim_set(set_id=f"legacy:{run}:{order_id}", source="legacy",
+                                        order_id=order_id, as_of=T, received_at=T,
+                                        hlc=f"h{run}", vals={"eta": f"0{run}:00", "driver": "7"})
+            # B: the later run leaves a field out; C: another source; D: withdrawn; E: a tie
+            store.add_claim_set(set_id="legacy:3:B", source="legacy", order_id="B",
+                                vals={"eta": "03:00"}, as_of=T, received_at=T, hlc="h3")
+            store.add_claim_set(set_id="dispatch:1", source="dispatch", order_id="C",
+                                vals={"driver": "12"}, as_of=T, received_at=T, hlc="h3")
+            store.add_claim_set(set_id="legacy:3:D", source="legacy", order_id="D",
+                                vals={"eta": "03:00", "driver": "7"}, as_of=T, received_at=T,
+                                hlc="h3", present=False)
+            store.add_claim_set(set_id="legacy:2b:E", source="legacy", order_id="E",
+                                vals={"eta": "03:00", "driver": "7"}, as_of=T, received_at=T,
+                                hlc="h2")
+        inputs = store.merge_inputs("ABCDE")
+    assert inputs["A"] == OneSet("legacy:2:A", "legacy", {"driver": "7", "eta": "02:00"}, T, T)
+    assert [o for o, found in inputs.items() if isinstance(found, OneSet)] == ["A"]
 
 
 def test_claims_to_merge_leave_out_history_and_keep_what_is_named() -> None:
