@@ -30,7 +30,7 @@ from gateway.devicestore import DeviceStore, Entry
 from gateway.errors import CommandError
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.status import source_freshness
-from gateway.store import Store
+from gateway.store import Checkpointer, Store
 from gateway.views import refresh
 from sync.codec import decode, encode
 from sync.envelope import (
@@ -167,6 +167,9 @@ class GatewayService:
     def _run(self) -> None:
         store = Store(self.cfg.db_path)
         self._store = store
+        store.defer_checkpoints()
+        checkpointer = Checkpointer(self.cfg.db_path)
+        checkpointer.start()
         self.ready.set()
         try:
             while True:
@@ -194,6 +197,7 @@ class GatewayService:
                     log.exception("gateway worker: could not send the held stream entries")
                 self._publish_status(store, online=False)
             finally:
+                checkpointer.stop()
                 store.close()
 
     # --- dispatching inputs -------------------------------------------------------------
