@@ -12,7 +12,7 @@ from agent.store import Store
 from sync.envelope import DriverEvent, DriverEventMsg, ViewChange
 from sync.hlc import Hlc
 from sync.streams import Receiver
-from tests.agent.factories import at, view
+from tests.agent.factories import at, conflicted, view
 
 
 def _event(event_id: str, order_id: str = "A", action: str = "deliver") -> DriverEventMsg:
@@ -41,6 +41,23 @@ def test_apply_change_stores_view_and_seq_together(store: Store) -> None:
     store.apply_change(3, "A", None, at=at(3))
     assert [v.order_id for v in store.views()] == ["B"]
     assert store.last_sync_at() == at(3)
+
+
+def test_a_view_is_stored_without_its_defaults_and_reads_back_equal(
+    store: Store, tmp_path: Path
+) -> None:
+    a, b = view("A"), conflicted("B").model_copy(update={"hold": True})
+    store.apply_change(1, "A", a, at=at(1))
+    store.apply_snapshot(5, [b], at=at(2))
+    store.apply_change(6, "A", a, at=at(3))
+    assert store.views() == [a, b]
+    assert store.view("B") == b
+    conn = sqlite3.connect(tmp_path / "tab.sqlite")
+    rows = dict(conn.execute("SELECT order_id, json FROM views").fetchall())
+    conn.close()
+    assert rows == {"A": a.model_dump_json(exclude_defaults=True),
+                    "B": b.model_dump_json(exclude_defaults=True)}
+    assert '"stale"' not in rows["A"] and '"hold":true' in rows["B"]
 
 
 def test_apply_change_out_of_order_changes_nothing(store: Store) -> None:
