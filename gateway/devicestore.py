@@ -3,10 +3,13 @@
 Tables live in the same SQLite file as the rest of the store (``Store`` creates them); this
 module holds their SQL. A device's stream is a changelog with a gapless ``seq``: each entry is
 one order's new view for that device's driver, or its removal. ``device_orders`` remembers the
-body each device was last sent per order, so an identical view produces no entry, and it is
-what a snapshot holds once the changelog has been compacted. ``route_warnings`` holds the rule
-warnings each driver's devices were last sent per order (only orders that have some), so a
-route sync builds bodies only for the orders that changed or whose warnings did.
+digest of the body each device was last sent per order, so an identical view produces no
+entry; the body itself is the order's stored view with the warnings recorded for the route
+(``route_warnings``), which is what a snapshot sends once the changelog has been compacted.
+(It kept a copy of every body: each change wrote its 1.7 KB view three times.)
+``route_warnings`` holds the rule warnings each driver's devices were last sent per order (only
+orders that have some), so a route sync builds bodies only for the orders that changed or
+whose warnings did.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.store import Store, rows_in
+from gateway.store import Store, rows_in, text_digest
+from sync.model import OrderView, Warning
 
 DEVICE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -40,7 +44,7 @@ CREATE TABLE IF NOT EXISTS changelog (
     at TEXT NOT NULL, PRIMARY KEY (device, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_orders (
-    device TEXT NOT NULL, order_id TEXT NOT NULL, body TEXT NOT NULL,
+    device TEXT NOT NULL, order_id TEXT NOT NULL, digest TEXT NOT NULL,
     PRIMARY KEY (device, order_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
@@ -194,10 +198,41 @@ class DeviceStore:
         return [r[0] for r in self.conn.execute(
             "SELECT DISTINCT driver FROM route_members ORDER BY driver")]
 
-    def sent(self, device: str) -> dict[str, str]:
-        """What the device was last sent, per order: order id → view JSON."""
+    def held(self, device: str) -> dict[str, str]:
+        """What the device holds, per order: order id -> digest of the body it was last sent."""
         return dict(self.conn.execute(
-            "SELECT order_id, body FROM device_orders WHERE device=?", (device,)).fetchall())
+            "SELECT order_id, digest FROM device_orders WHERE device=?", (device,)).fetchall())
+
+    def sent(self, device: str) -> dict[str, str]:
+        """What the device holds, per order: order id -> view JSON, in order id order: the
+        stored view with the warnings recorded for the device's route (``_held_bodies``)."""
+        return self._held_bodies(device)[0]
+
+    def _held_bodies(self, device: str
+                     ) -> tuple[dict[str, str], list[tuple[str, str | None]]]:
+        """``sent``, and the orders whose recorded digest is not their body's: (order id, the
+        body's digest, or None when the order has no view). After any refresh there are none;
+        a device bound to another driver and not synced since has some."""
+        found = self.get(device)
+        held = self.held(device)
+        bodies = self.store.view_bodies(held)
+        warned = self.route_warnings_of("" if found is None else found.driver, held)
+        out: dict[str, str] = {}
+        moved: list[tuple[str, str | None]] = []
+        for order_id in sorted(held):
+            body = bodies.get(order_id)
+            if body is None:
+                moved.append((order_id, None))
+                continue
+            text = warned.get(order_id)
+            if text is not None:
+                body = body_with_warnings(body, tuple(Warning.model_validate(w)
+                                                 for w in json.loads(text)))
+            out[order_id] = body
+            digest = text_digest(body)
+            if digest != held[order_id]:
+                moved.append((order_id, digest))
+        return out, moved
 
     # --- streams ------------------------------------------------------------------------
 
@@ -214,7 +249,7 @@ class DeviceStore:
         if not plans:
             return {}
         sent = self._sent_pairs([(device, order_id) for device, changes in plans
-                                 for order_id, _body in changes])
+                                 for order_id, _body in changes])  # digests
         lasts = {d: last for d, (_first, last) in self.bounds_of([d for d, _ in plans]).items()}
         missing = [(device,) for device, _changes in plans if device not in lasts]
         if missing:
@@ -225,14 +260,15 @@ class DeviceStore:
             entries: list[Entry] = []
             for order_id, body in changes:
                 key = (device, order_id)
-                if sent.get(key) == body:
+                digest = None if body is None else text_digest(body)
+                if sent.get(key) == digest:
                     continue
                 last += 1
                 entries.append(Entry(last, order_id, body))
-                if body is None:
+                if digest is None:
                     sent.pop(key, None)
                 else:
-                    sent[key] = body
+                    sent[key] = digest
             if entries:
                 out[device] = entries
                 lasts[device] = last
@@ -245,9 +281,10 @@ class DeviceStore:
             [(device, e.seq, e.order_id, e.body, at) for device, e in written],
         )
         self.conn.executemany(
-            "INSERT INTO device_orders(device, order_id, body) VALUES(?,?,?) "
-            "ON CONFLICT(device, order_id) DO UPDATE SET body=excluded.body",
-            [(device, e.order_id, e.body) for device, e in written if e.body is not None],
+            "INSERT INTO device_orders(device, order_id, digest) VALUES(?,?,?) "
+            "ON CONFLICT(device, order_id) DO UPDATE SET digest=excluded.digest",
+            [(device, e.order_id, text_digest(e.body)) for device, e in written
+             if e.body is not None],
         )
         self.conn.executemany(
             "DELETE FROM device_orders WHERE device=? AND order_id=?",
@@ -258,15 +295,15 @@ class DeviceStore:
         return out
 
     def _sent_pairs(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """What each (device, order id) pair's device was last sent of that order, in one
-        query (a JSON list of the pairs joined on device_orders' key)."""
+        """The digest of what each (device, order id) pair's device was last sent of that
+        order, in one query (a JSON list of the pairs joined on device_orders' key)."""
         if not pairs:
             return {}
         rows = self.conn.execute(
-            "SELECT d.device, d.order_id, d.body FROM json_each(?) j JOIN device_orders d "
+            "SELECT d.device, d.order_id, d.digest FROM json_each(?) j JOIN device_orders d "
             "ON d.device = json_extract(j.value, '$[0]') "
             "AND d.order_id = json_extract(j.value, '$[1]')", (json.dumps(pairs),))
-        return {(device, order_id): body for device, order_id, body in rows}
+        return {(device, order_id): digest for device, order_id, digest in rows}
 
     def bounds_of(self, devices: Iterable[str]) -> dict[str, tuple[int, int]]:
         """``bounds`` of many devices in one query; devices without a stream are left out."""
@@ -288,11 +325,17 @@ class DeviceStore:
             "ORDER BY seq", (device, first, last))]
 
     def snapshot(self, device: str) -> tuple[int, list[str]]:
-        """The device's whole route (view JSON bodies) as of its last seq."""
+        """The device's whole route (view JSON bodies, ``sent``) as of its last seq. What the
+        device is recorded to hold becomes what the snapshot sends where the two differ (see
+        ``_held_bodies``); call it in a transaction."""
         _first, last = self.bounds(device)
-        bodies = [r[0] for r in self.conn.execute(
-            "SELECT body FROM device_orders WHERE device=? ORDER BY order_id", (device,))]
-        return last, bodies
+        bodies, moved = self._held_bodies(device)
+        self.conn.executemany(
+            "UPDATE device_orders SET digest=? WHERE device=? AND order_id=?",
+            [(digest, device, o) for o, digest in moved if digest is not None])
+        self.conn.executemany("DELETE FROM device_orders WHERE device=? AND order_id=?",
+                              [(device, o) for o, digest in moved if digest is None])
+        return last, list(bodies.values())
 
     def compact(self, device: str, keep: int) -> int:
         """Drop entries older than the newest ``keep``; later requests behind get a snapshot."""
@@ -374,3 +417,9 @@ class DeviceStore:
         self.conn.execute(
             "INSERT OR IGNORE INTO commands(command_id, client, body, reply, at) "
             "VALUES(?,?,?,?,?)", (command_id, client, body, reply, now.isoformat()))
+
+
+def body_with_warnings(body: str, warnings: tuple[Warning, ...]) -> str:
+    """A stored view's body as a device is sent it: with its route's warnings attached."""
+    view = OrderView.model_validate_json(body).model_copy(update={"warnings": warnings})
+    return view.model_dump_json(exclude_defaults=True)

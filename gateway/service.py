@@ -449,7 +449,8 @@ class GatewayService:
             self._publish_entries(store, device, devices.entries(device, plan.first, plan.last))
             self._sent_at[device] = time.monotonic()
         elif isinstance(plan, SendSnapshot):
-            seq, bodies = devices.snapshot(device)
+            with store.transaction():
+                seq, bodies = devices.snapshot(device)
             hlc = self._hlc(store)
             parts = snapshot_parts(bodies, self.snapshot_part_chars)
             for part, chunk in enumerate(parts, start=1):

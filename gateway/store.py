@@ -371,7 +371,7 @@ class Store:
         encodes), so a stream entry can carry it as it is; beside it, the view's rule inputs,
         so a route's rules are checked without parsing its views."""
         body = merged.body
-        digest = hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
+        digest = text_digest(body)
         deadline = None if merged.deadline is None else iso(merged.deadline)
         drivers_json = json.dumps(sorted(merged.drivers))
         if old is not None and old == (digest, drivers_json, deadline):
@@ -715,6 +715,8 @@ def _migrate(conn: sqlite3.Connection, older: set[str]) -> None:
     file held before ``SCHEMA`` ran; empty for a new file).
 
     * ``views.rules`` (rule inputs beside each view): added, and filled from the stored bodies.
+    * ``device_orders.body`` (a copy of each body a device was last sent) becomes ``digest``
+      (the body's ``text_digest``): the body is the stored view with the route's warnings.
     * ``route_warnings`` (the warnings each driver's devices were last sent): new. An older
       gateway re-sent whole routes, so its devices hold the warnings the rules give now; the
       meta key ``route_warnings`` = ``unknown`` asks the next refresh to record them (without
@@ -729,6 +731,23 @@ def _migrate(conn: sqlite3.Connection, older: set[str]) -> None:
             conn.executemany("UPDATE views SET rules=? WHERE order_id=?", [
                 (canonical_json(rule_inputs(OrderView.model_validate_json(body))), oid)
                 for oid, body in rows])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    if "body" in {r[1] for r in conn.execute("PRAGMA table_info(device_orders)")}:
+        conn.create_function("crossdock_digest", 1, text_digest, deterministic=True)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if "body" in {r[1] for r in conn.execute("PRAGMA table_info(device_orders)")}:
+                # (checked again: another process may have migrated it while we waited)
+                conn.execute("CREATE TABLE device_orders_digests (device TEXT NOT NULL, "
+                             "order_id TEXT NOT NULL, digest TEXT NOT NULL, "
+                             "PRIMARY KEY (device, order_id)) WITHOUT ROWID")
+                conn.execute("INSERT INTO device_orders_digests SELECT device, order_id, "
+                             "crossdock_digest(body) FROM device_orders")
+                conn.execute("DROP TABLE device_orders")
+                conn.execute("ALTER TABLE device_orders_digests RENAME TO device_orders")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

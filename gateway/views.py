@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 from pydantic import JsonValue
 
-from gateway.devicestore import Device, DeviceStore, Entry
+from gateway.devicestore import Device, DeviceStore, Entry, body_with_warnings
 from gateway.store import Store
 from sync.merge import Merged, OneSet, merge_order
-from sync.model import OrderView, Policy, Warning
+from sync.model import Policy, Warning
 from sync.rules import RouteCheck, RuleInputs, check_inputs
 
 
@@ -186,7 +186,7 @@ def _plan_driver(store: Store, devices: DeviceStore, driver: str, policy: Policy
                 offered = _bodies(store, sorted(on_route), warnings, written)
                 changed = None
             changes = list(offered.items())
-            changes += [(o, None) for o in sorted(devices.sent(device.device))
+            changes += [(o, None) for o in sorted(devices.held(device.device))
                         if o not in on_route]
         else:
             changes = [*offered.items(), *gone]
@@ -222,8 +222,7 @@ def _bodies(store: Store, order_ids: list[str], warnings: Mapping[str, tuple[War
         body = stored[order_id] if found is None else found.body
         attached = warnings.get(order_id)
         if attached:
-            view = OrderView.model_validate_json(body).model_copy(update={"warnings": attached})
-            body = view.model_dump_json(exclude_defaults=True)
+            body = body_with_warnings(body, attached)
         out[order_id] = body
     return out
 

@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.devicestore import DeviceStore
-from gateway.store import Store
+from gateway.store import Store, text_digest
 from gateway.views import refresh, sync_driver
 from sync.model import OrderView, Policy
 from sync.rules import check_route, with_warnings
@@ -148,3 +148,61 @@ def test_a_refresh_hands_on_each_batch_once_it_is_committed(tmp_path):
 
         assert refresh(store, POLICY, at(9), batch=2, on_batch=on_batch) == {}
         assert handed == [([1, 2], 2), ([3, 4], 4), ([5], 5)]
+
+
+def test_a_store_that_kept_copies_of_sent_bodies_keeps_their_digests(tmp_path):
+    path = tmp_path / "g.sqlite"
+    with Store(path) as store:
+        devices = DeviceStore(store)
+        with store.transaction():
+            devices.add("t7", "7", "pw", T0)
+        for n, change in enumerate([("O0", "legacy", ("driver", "7")),
+                                    ("O0", "legacy", _eta(150)),
+                                    ("O1", "legacy", ("driver", "7")),
+                                    ("O1", "legacy", _eta(0))], start=1):
+            _put(store, n, change)
+        refresh(store, POLICY, at(5))
+        sent = devices.sent("t7")
+        assert any('"warnings"' in body for body in sent.values())  # O0's is rebuilt with them
+        # as an older gateway kept it: a copy of each body sent
+        store.conn.execute("DROP TABLE device_orders")
+        store.conn.execute("CREATE TABLE device_orders (device TEXT NOT NULL, order_id TEXT "
+                           "NOT NULL, body TEXT NOT NULL, PRIMARY KEY (device, order_id)) "
+                           "WITHOUT ROWID")
+        store.conn.executemany("INSERT INTO device_orders VALUES('t7', ?, ?)", sent.items())
+    with Store(path) as store:
+        devices = DeviceStore(store)
+        assert devices.sent("t7") == sent
+        assert sync_driver(store, "7", POLICY, at(6)) == {}  # nothing is sent again
+        assert refresh(store, POLICY, at(6)) == {}
+
+
+def test_a_snapshot_records_what_it_sends(tmp_path):
+    """A device that holds other bodies than its route's (bound to another driver, not synced
+    since) is recorded to hold what its snapshot sends: a later view equal to what it held
+    before is not taken for one it has."""
+    with Store(tmp_path / "g.sqlite") as store:
+        devices = DeviceStore(store)
+        with store.transaction():
+            devices.add("t7", "7", "pw", T0)
+        _put(store, 1, ("O0", "legacy", ("driver", "7")))
+        _put(store, 2, ("O0", "legacy", _eta(30)))
+        refresh(store, POLICY, at(3))
+        before = devices.held("t7")["O0"]
+        _put(store, 3, ("O0", "legacy", _eta(90)))
+        with store.transaction():  # the view moved on without the device (as if unbound)
+            store.conn.execute("DELETE FROM dirty")
+            store.put_view(store_merged(store, "O0"), old=None)
+        assert devices.held("t7")["O0"] == before
+        with store.transaction():
+            _seq, bodies = devices.snapshot("t7")
+        assert [OrderView.model_validate_json(b).value("eta") for b in bodies] == [_eta(90)[1]]
+        assert devices.held("t7") == {"O0": text_digest(bodies[0])}  # no longer ``before``
+        assert sync_driver(store, "7", POLICY, at(5)) == {}
+
+
+def store_merged(store: Store, order_id: str):
+    from sync.merge import Merged, merge_order
+
+    claims = store.claims_to_merge([order_id])[order_id]
+    return Merged.of(merge_order(order_id, claims, [], POLICY, at(3)))
