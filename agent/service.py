@@ -81,9 +81,9 @@ from sync.topics import Topics
 log = logging.getLogger(__name__)
 
 TICK_S = 0.25
-"""How often the ticker checks for unreported bursts and an ``Applied`` due, while something
-is pending (an ``Applied`` to send, a gap, observers not yet told). With nothing pending it
-sleeps until the quiet resync is due, or until a message makes something pending: an idle
+"""How often the ticker looks while a gap or observers not yet told are pending, and the
+soonest it does anything after a message. Otherwise it sleeps until the next thing is due (an
+``Applied``, the quiet resync), or until a message makes something due sooner: an idle
 tablet, or one of 200 on a depot's box, does not wake four times a second for nothing."""
 
 APPLIED_EVERY_S = 2.0
@@ -148,7 +148,8 @@ class Agent:
         self._ticker: threading.Thread | None = None
         self._stopping = threading.Event()
         self._wake = threading.Event()  # set: the ticker should look now (it may be sleeping long)
-        self._ticker_idle = False  # the ticker sleeps until the quiet resync, not for TICK_S
+        self._ticker_idle = False  # the ticker sleeps past TICK_S, until _ticker_until or a nudge
+        self._ticker_until = float("inf")  # clock() at which an idle ticker looks again
         self._closed = False
         self._last_progress = clock()
         self._applied_sent = -1
@@ -628,39 +629,47 @@ class Agent:
         finally:
             unsubscribe()
 
-    def _pending(self) -> bool:
-        """Something the ticker must see to within TICK_S (read without the lock: a stale
-        answer only costs one more short sleep, see ``_nudge``)."""
-        return bool(self._applied_dirty or self._behind or self._unnotified)
-
     def _nudge(self) -> None:
-        """After a message: wake a ticker that sleeps long if the message made work pending.
-        The ticker says it is idle BEFORE it looks at ``_pending``, and this looks at
-        ``_ticker_idle`` AFTER the state was written, so one of the two always sees the other."""
-        if self._ticker_idle and self._pending():
+        """After a message: wake a ticker that sleeps long if the message made work due sooner
+        than it looks again: a gap or observers to tell (due within TICK_S), an ``Applied``
+        due before its wake-up (none was pending, or the seq is to be reported at once). Read
+        without the lock: the ticker says it is idle, and until when, BEFORE it looks at the
+        state, and this looks AFTER the state was written, so one of the two always sees the
+        other (at worst the ticker wakes once for nothing)."""
+        if self._ticker_idle and (self._behind or self._unnotified or (
+                self._applied_dirty
+                and self._applied_at + APPLIED_EVERY_S < self._ticker_until)):
             self._wake.set()
 
     def _tick_loop(self) -> None:
+        """Sleep until the next thing is due, then ``_tick``. A gap or observers not yet told
+        are looked at every TICK_S; an ``Applied`` to send when it is due (APPLIED_EVERY_S
+        after the last), not polled for: a tablet taking a message every half second wakes
+        for the report once in two seconds, not eight times."""
         while not self._stopping.is_set():
             self._ticker_idle = True
+            self._ticker_until = float("inf")  # until it knows: any nudge wakes it
             transport = self._transport
             online = self._follow and transport is not None and transport.connected
             quiet_s = self.config.sync.resync_quiet_s
-            if self._unnotified or (online and self._pending()):
+            now = self._clock()
+            due = self._last_progress + quiet_s  # the quiet resync
+            if self._applied_dirty:
+                due = min(due, self._applied_at + APPLIED_EVERY_S)
+            if self._unnotified or (online and (self._behind or due - now <= TICK_S)):
                 self._ticker_idle = False
                 # due within TICK_S, not at once: a burst's next messages join this tick
                 if self._stopping.wait(TICK_S):
                     break
             else:
-                if online:  # nothing pending: the next thing due is the quiet resync
-                    timeout = min(quiet_s,
-                                  max(TICK_S, self._last_progress + quiet_s - self._clock()))
-                else:  # offline (for a shift, maybe): nothing to do until it connects (a nudge)
-                    timeout = 60.0
+                # online: nothing due before ``due``; offline (for a shift, maybe): nothing to
+                # do until it connects (a nudge)
+                timeout = min(quiet_s, due - now) if online else 60.0
+                self._ticker_until = now + timeout
                 nudged = self._wake.wait(timeout)
                 self._wake.clear()
                 self._ticker_idle = False
-                if nudged:  # a message made work pending (or stop): sleep TICK_S, or stop
+                if nudged:  # a message made work due sooner (or stop): look again, or stop
                     continue
             try:
                 if self._unnotified:

@@ -268,6 +268,20 @@ def test_an_idle_tablet_ticker_sleeps_until_a_message_gives_it_work(
     assert gateway.wait_for(lambda: 2 in gateway.applied)
 
 
+def test_a_tablet_taking_a_stream_wakes_when_its_applied_is_due_not_every_tick(
+    agent: Agent, gateway: FakeGateway, ticks: list[float]
+) -> None:
+    gateway.change("A", view("A", sequence=1))
+    assert gateway.wait_for(lambda: 1 in gateway.applied)
+    settled = len(ticks)
+    for k in range(2, 8):  # a message every 0.2 s: each leaves an Applied pending
+        gateway.change(f"B{k}", view(f"B{k}", sequence=k))
+        threading.Event().wait(0.2)
+    assert gateway.wait_for(lambda: 7 in gateway.applied)
+    # one tick per report due (APPLIED_EVERY_S apart), not one per TICK_S (~12 by now)
+    assert len(ticks) - settled <= 3, ticks
+
+
 def test_the_gateway_coming_back_online_makes_the_tablet_ask_for_what_it_missed(
     agent: Agent, gateway: FakeGateway
 ) -> None:
