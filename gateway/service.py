@@ -68,6 +68,14 @@ entries wait in memory only: they are in the changelog already, and a tablet tha
 (a gateway restart) asks for them as for any gap."""
 
 
+INGEST_SETTLE_S = 0.1
+"""An ingest's refresh request is served this long after the first one since the last refresh,
+with whatever more was handed in meanwhile: an export written as a run of batches is merged in
+fewer, larger ones (a refresh's cost per change falls with its batch: bench_refresh, 143 us at
+500, 113 at 2000). A driver event, a dispatch command or the tick merges at once, and takes
+everything dirty with it."""
+
+
 def utc_now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
@@ -105,6 +113,7 @@ class GatewayService:
         status_interval_s: float = 30.0,
         tick_s: float = 1.0,
         coalesce_s: float = COALESCE_S,
+        ingest_settle_s: float = INGEST_SETTLE_S,
     ) -> None:
         self.cfg = cfg
         self.topics = Topics(cfg.depot)
@@ -113,6 +122,8 @@ class GatewayService:
         self.status_interval_s = status_interval_s
         self.tick_s = tick_s
         self.coalesce_s = coalesce_s
+        self.ingest_settle_s = ingest_settle_s
+        self._refresh_at: float | None = None  # monotonic: an ingest's refresh is due then
         self.snapshot_part_chars = SNAPSHOT_PART_CHARS
         self._held: dict[str, list[Entry]] = {}  # device -> entries waiting for its interval
         self._sent_at: dict[str, float] = {}  # device -> monotonic time of its last stream send
@@ -154,7 +165,8 @@ class GatewayService:
         self._queue.put(_Refresh(reason))
 
     def call(self, fn: Callable[[Store], Any], timeout: float = 30.0) -> Any:
-        """Run ``fn(store)`` on the worker thread (in order with messages) and return its result."""
+        """Run ``fn(store)`` on the worker thread, in order with messages and refresh requests
+        (one asked for before is served first), and return its result."""
         done = threading.Event()
         box: list[Any] = []
         self._queue.put(_Call(fn, done, box))
@@ -181,6 +193,8 @@ class GatewayService:
                     break
                 try:
                     self._handle(store, item)
+                    if self._refresh_at is not None and time.monotonic() >= self._refresh_at:
+                        self._refresh_and_publish(store)
                     self._flush(store, self._due())
                 except Exception:  # the worker must outlive any one bad input
                     log.exception("gateway worker: %r failed", item)
@@ -204,6 +218,8 @@ class GatewayService:
 
     def _handle(self, store: Store, item: _Message | _Refresh | _Call) -> None:
         if isinstance(item, _Call):
+            if self._refresh_at is not None:  # asked for before the call: served before it
+                self._refresh_and_publish(store)
             try:
                 item.box.append(item.fn(store))
             except BaseException as exc:  # handed back to the caller's thread
@@ -212,7 +228,13 @@ class GatewayService:
             return
         if isinstance(item, _Refresh):
             self._coalesce_refreshes()
-            self._refresh_and_publish(store)
+            if item.reason == "tick" and self._refresh_at is not None and (
+                    time.monotonic() < self._refresh_at):
+                return  # an ingest's refresh is due shortly: the tick's would take its orders
+            if item.reason in ("connect", "tick") or self.ingest_settle_s <= 0:
+                self._refresh_and_publish(store)
+            elif self._refresh_at is None:
+                self._refresh_at = time.monotonic() + self.ingest_settle_s
             return
         self._message(store, item.topic, item.payload)
 
@@ -383,6 +405,8 @@ class GatewayService:
     def _refresh_and_publish(self, store: Store) -> None:
         """Merge what is dirty; each device's new entries go out now, or with the next ones
         when the device was sent some less than ``coalesce_s`` ago (``COALESCE_S``)."""
+        self._refresh_at = None  # this refresh takes what the ingest's was to take
+
         def hold(entries: dict[str, list[Entry]]) -> None:
             for device, device_entries in entries.items():
                 if device_entries:
@@ -398,12 +422,15 @@ class GatewayService:
                 if now - self._sent_at.get(d, float("-inf")) >= self.coalesce_s]
 
     def _wait_s(self) -> float:
-        """How long the worker may wait for input: until the next tick, or the first held
-        entries' device may be sent to."""
-        if not self._held:
+        """How long the worker may wait for input: until the next tick, an ingest's refresh
+        is due (it then runs as a tick), or the first held entries' device may be sent to."""
+        due = [self._refresh_at] if self._refresh_at is not None else []
+        if self._held:
+            due.append(min(self._sent_at.get(d, float("-inf")) for d in self._held)
+                       + self.coalesce_s)
+        if not due:
             return self.tick_s
-        first = min(self._sent_at.get(d, float("-inf")) for d in self._held) + self.coalesce_s
-        return max(0.0, min(self.tick_s, first - time.monotonic()))
+        return max(0.0, min(self.tick_s, min(due) - time.monotonic()))
 
     def _flush(self, store: Store, due: list[str]) -> None:
         """Publish the held entries of these devices: each device's in one message (or a few:

@@ -74,3 +74,33 @@ def test_entries_held_when_the_gateway_dies_reach_the_tablet_when_it_is_back(
     monkeypatch.setattr(GatewayService, "_flush", real_flush)
     resume_gateway(depot)  # back online: the tablet asks at once and gets it from the log
     assert wait_for(lambda: _cancelled(tab, "A") and _in_step(depot, tab), 10)
+
+
+def test_an_ingest_handing_in_batch_after_batch_is_merged_once_it_settles(
+        depot: Depot, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.service
+
+    depot.export([(o, "7", n + 1, "PLANNED") for n, o in enumerate(ORDERS)])
+    tab = depot.add_device("tab-7", "7")
+    assert wait_for(lambda: len(tab.route()) == len(ORDERS) and _in_step(depot, tab), 20)
+    service = depot.service
+    service.ingest_settle_s = 1.0
+    refreshes: list[float] = []
+    merge = gateway.service.refresh
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        refreshes.append(time.monotonic())
+        return merge(*args, **kwargs)
+
+    monkeypatch.setattr(gateway.service, "refresh", counted)
+    t0 = time.monotonic()
+    for n, order_id in enumerate(ORDERS[:3]):  # as an ingest job: its own store, then a request
+        with depot.store() as store, store.transaction():
+            now = depot.clock()
+            store.add_claim_set(set_id=f"dispatch:settle:{n}", source="dispatch",
+                                order_id=order_id, vals={"status": "cancelled"}, as_of=now,
+                                received_at=now, hlc=store.next_hlc(now))
+        service.request_refresh("ingest")
+    assert wait_for(lambda: all(_cancelled(tab, o) for o in ORDERS[:3]), 10)
+    assert len(refreshes) == 1, "the hand-ins were not merged together"
+    assert refreshes[0] - t0 >= 0.9
