@@ -138,13 +138,14 @@ def add_changes(store: Any, ks: range, drivers: int, orders: int, now: dt.dateti
     ``k`` is a new claim set (a later ETA) for stop ``k % drivers, (k // drivers) % orders``, in
     run 2 for the first ``drivers x orders`` changes, run 3 for the next, and so on."""
     with store.transaction():
+        hlc = store.next_hlc(now)  # one stamp per hand-in, as an ingest run has
         for k in ks:
             d, i, run = k % drivers, (k // drivers) % orders, 2 + k // (drivers * orders)
             store.add_claim_set(
                 set_id=f"legacy:run{run}:{order_id(d, i)}", source="legacy",
                 order_id=order_id(d, i), vals=stop_vals(d, i, minutes_late=run),
                 as_of=T0 + dt.timedelta(hours=run), received_at=now,
-                hlc=store.next_hlc(now), source_rev=f"run{run}")
+                hlc=hlc, source_rev=f"run{run}")
 
 
 GATEWAY_TOML = """\
