@@ -128,8 +128,8 @@ def run(broker: Any, work: Path, args: argparse.Namespace) -> dict[str, Any]:
         snapshot_b = timed.payloads[-1]
         snapshot_views = args.orders
         # 2. the stream grows by --behind entries while it is away
-        inject(gw, args.behind, args.orders, 0.0)  # a refresh between batches: no order
-        # changes twice in one refresh, so every change is one entry
+        inject(gw, args.behind, args.orders, 0.0, merged=True)  # each batch merged alone: no
+        # order changes twice in one refresh, so every change is one entry
         wait_until(lambda: gw.streams()[device_id(0)][0] >= args.behind, args.timeout, 0.2)
         target = gw.streams()[device_id(0)][0]
         timed.seconds.clear()

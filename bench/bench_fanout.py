@@ -119,11 +119,12 @@ def run_raw(host: str, port: int, work: Path, *, subscribers: int, messages: int
 # --- 2. crossdock ---------------------------------------------------------------------------
 
 
-def inject(gw: BenchGateway, changes: int, batch: int, rate: float
+def inject(gw: BenchGateway, changes: int, batch: int, rate: float, *, merged: bool = False
            ) -> dict[tuple[str, str], list[float]]:
     """Hand ``changes`` new ETAs to the gateway (legacy run 2, 3...) as an ingest job does:
     from its own thread and Store, ``batch`` per transaction, each followed by a refresh
-    request, without waiting for the refresh; (device, order) -> times handed (committed)."""
+    request, without waiting for the refresh (``merged``: waiting until it is done, so each
+    batch is merged alone); (device, order) -> times handed (committed)."""
     from gateway.store import Store
 
     drivers, orders = gw.drivers, gw.orders
@@ -139,6 +140,8 @@ def inject(gw: BenchGateway, changes: int, batch: int, rate: float
             add_changes(store, ks, drivers, orders, dt.datetime.now(dt.UTC))
             t = time.time()
             gw.service.request_refresh("bench")
+            if merged:
+                gw.service.call(lambda _store: None)  # served after the refresh asked for
             for k in ks:
                 d, i = k % drivers, (k // drivers) % orders
                 handed[(device_id(d), order_id(d, i))].append(t)
