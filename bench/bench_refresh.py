@@ -62,7 +62,7 @@ class _Parts:
         self._wrap(views, "merge_order", "merge")
         self._wrap(sync.merge.Merged, "of", "merge")  # serialising included
         self._wrap(sync.merge.Merged, "of_one_set", "merge")
-        self._wrap(Store, "put_view", "put_view")
+        self._wrap(Store, "put_views", "put_view")
         self._wrap(views, "_sync_drivers", "route sync")
         self._wrap(gateway.store._Tx, "__exit__", "COMMIT")
 

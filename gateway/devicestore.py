@@ -255,6 +255,7 @@ class DeviceStore:
         if missing:
             self.conn.executemany("INSERT OR IGNORE INTO streams(device) VALUES(?)", missing)
         out: dict[str, list[Entry]] = {}
+        held: list[tuple[str, str, str]] = []  # (device, order id, digest) of the new bodies
         for device, changes in plans:
             last = lasts.get(device, 0)
             entries: list[Entry] = []
@@ -269,6 +270,7 @@ class DeviceStore:
                     sent.pop(key, None)
                 else:
                     sent[key] = digest
+                    held.append((device, order_id, digest))
             if entries:
                 out[device] = entries
                 lasts[device] = last
@@ -283,8 +285,7 @@ class DeviceStore:
         self.conn.executemany(
             "INSERT INTO device_orders(device, order_id, digest) VALUES(?,?,?) "
             "ON CONFLICT(device, order_id) DO UPDATE SET digest=excluded.digest",
-            [(device, e.order_id, text_digest(e.body)) for device, e in written
-             if e.body is not None],
+            held,
         )
         self.conn.executemany(
             "DELETE FROM device_orders WHERE device=? AND order_id=?",

@@ -18,7 +18,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -363,28 +363,37 @@ class Store:
             order_ids)}
 
     def put_view(self, merged: Merged, *, old: tuple[str, str, str | None] | None) -> bool:
-        """Store an order's merged view; False when it is identical to the stored one.
+        """``put_views`` for one view."""
+        return self.put_views([(merged, old)])[0]
 
-        ``old`` is the stored view's state as ``view_states`` read it (None: no view yet).
+    def put_views(self, items: Sequence[tuple[Merged, tuple[str, str, str | None] | None]]
+                  ) -> list[bool]:
+        """Store orders' merged views, each with its stored state as ``view_states`` read it
+        (None: no view yet), in one statement; per item, False when the view is identical
+        to the stored one (not written).
 
         The body is stored in the wire's compact form (defaults left out, as ``sync.codec``
         encodes), so a stream entry can carry it as it is; beside it, the view's rule inputs,
         so a route's rules are checked without parsing its views."""
-        body = merged.body
-        digest = text_digest(body)
-        deadline = None if merged.deadline is None else iso(merged.deadline)
-        drivers_json = json.dumps(sorted(merged.drivers))
-        if old is not None and old == (digest, drivers_json, deadline):
-            return False
-        self.conn.execute(
+        rows: list[tuple[str, str, str, str, str | None, str]] = []
+        out: list[bool] = []
+        for merged, old in items:
+            body = merged.body
+            digest = text_digest(body)
+            deadline = None if merged.deadline is None else iso(merged.deadline)
+            drivers_json = json.dumps(sorted(merged.drivers))
+            if old is not None and old == (digest, drivers_json, deadline):
+                out.append(False)
+                continue
+            rows.append((merged.order_id, body, digest, drivers_json, deadline,
+                         canonical_json(merged.inputs)))
+            out.append(old is None or old[0] != digest or old[1] != drivers_json)
+        self.conn.executemany(
             "INSERT INTO views(order_id, body, digest, drivers, deadline, rules) "
             "VALUES(?,?,?,?,?,?) "
             "ON CONFLICT(order_id) DO UPDATE SET body=excluded.body, digest=excluded.digest, "
-            "drivers=excluded.drivers, deadline=excluded.deadline, rules=excluded.rules",
-            (merged.order_id, body, digest, drivers_json, deadline,
-             canonical_json(merged.inputs)),
-        )
-        return old is None or old[0] != digest or old[1] != drivers_json
+            "drivers=excluded.drivers, deadline=excluded.deadline, rules=excluded.rules", rows)
+        return out
 
     def views(self, order_ids: Iterable[str]) -> dict[str, OrderView]:
         return {oid: OrderView.model_validate_json(body)
@@ -757,10 +766,13 @@ def _migrate(conn: sqlite3.Connection, older: set[str]) -> None:
 
 
 def rows_in(conn: sqlite3.Connection, sql: str, ids: Iterable[str], *before: Any
-            ) -> Iterator[tuple[Any, ...]]:
+            ) -> list[tuple[Any, ...]]:
     """The rows of ``sql`` whose ``IN ({marks})`` list is ``ids``, 500 ids a query (SQLite's
     bound-parameter limit); ``before``: parameters ahead of the list."""
     items = list(ids)
+    rows: list[tuple[Any, ...]] = []
     for low in range(0, len(items), 500):
         chunk = items[low:low + 500]
-        yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), (*before, *chunk))
+        rows += conn.execute(sql.format(marks=",".join("?" * len(chunk))),
+                             (*before, *chunk)).fetchall()
+    return rows

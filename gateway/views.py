@@ -77,15 +77,18 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
         states = store.view_states(ids)
         changed: dict[str, set[str]] = defaultdict(set)
         written: dict[str, _Written] = {}
+        views: list[tuple[Merged, tuple[str, str, str | None] | None]] = []
         for order_id in ids:
             found = inputs.get(order_id, [])
-            merged = (Merged.of_one_set(order_id, found) if isinstance(found, OneSet) else
-                      Merged.of(merge_order(order_id, found, resolutions.get(order_id, []),
-                                            policy, now)))
-            new = merged.drivers
-            state = states.get(order_id)
-            old: list[str] = [] if state is None else list(json.loads(state[1]))
-            if store.put_view(merged, old=state):
+            views.append((
+                Merged.of_one_set(order_id, found) if isinstance(found, OneSet) else
+                Merged.of(merge_order(order_id, found, resolutions.get(order_id, []), policy,
+                                      now)),
+                states.get(order_id)))
+        for (merged, state), stored in zip(views, store.put_views(views), strict=True):
+            if stored:
+                order_id, new = merged.order_id, merged.drivers
+                old: list[str] = [] if state is None else list(json.loads(state[1]))
                 written[order_id] = _Written(merged.body, merged.inputs, frozenset(new))
                 for driver in {*old, *new}:
                     changed[driver].add(order_id)
