@@ -136,16 +136,27 @@ def stop_vals(d: int, i: int, *, minutes_late: int = 0) -> dict[str, Any]:
 def add_changes(store: Any, ks: range, drivers: int, orders: int, now: dt.datetime) -> None:
     """Changes ``ks`` as the legacy export's next runs bring them, in one transaction: change
     ``k`` is a new claim set (a later ETA) for stop ``k % drivers, (k // drivers) % orders``, in
-    run 2 for the first ``drivers x orders`` changes, run 3 for the next, and so on."""
+    run 2 for the first ``drivers x orders`` changes, run 3 for the next, and so on. Written
+    as an ingest run writes what changed (``gateway.runstore``: rows built first, then one
+    ``executemany`` into claim_sets and dirty, one HLC stamp per run)."""
+    from gateway.store import canonical_json, iso
+
+    rows = []
+    received = iso(now)
+    for k in ks:
+        d, i, run = k % drivers, (k // drivers) % orders, 2 + k // (drivers * orders)
+        rows.append((f"legacy:run{run}:{order_id(d, i)}", "legacy", order_id(d, i), None,
+                     f"run{run}", iso(T0 + dt.timedelta(hours=run)), received,
+                     canonical_json(stop_vals(d, i, minutes_late=run))))
     with store.transaction():
-        hlc = store.next_hlc(now)  # one stamp per hand-in, as an ingest run has
-        for k in ks:
-            d, i, run = k % drivers, (k // drivers) % orders, 2 + k // (drivers * orders)
-            store.add_claim_set(
-                set_id=f"legacy:run{run}:{order_id(d, i)}", source="legacy",
-                order_id=order_id(d, i), vals=stop_vals(d, i, minutes_late=run),
-                as_of=T0 + dt.timedelta(hours=run), received_at=now,
-                hlc=hlc, source_rev=f"run{run}")
+        hlc = store.next_hlc(now)
+        store.conn.executemany(
+            "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, "
+            "as_of, received_at, hlc, present, vals, based_on) "
+            "VALUES(?,?,?,?,?,?,?,?,1,?,'[]')",
+            [(*row[:7], hlc, row[7]) for row in rows])
+        store.conn.executemany("INSERT OR IGNORE INTO dirty(order_id) VALUES(?)",
+                               [(row[2],) for row in rows])
 
 
 GATEWAY_TOML = """\

@@ -227,7 +227,8 @@ def run_crossdock(gw: BenchGateway, host: str, port: int, work: Path, args: argp
                   ) -> dict[str, Any]:
     specs = gw.agent_specs(range(gw.drivers), work / "agents")
     fleet = Fleet("agent", host, port, specs, work)
-    gw.start(**({} if args.coalesce is None else {"coalesce_s": args.coalesce}))
+    gw.start(**({} if args.coalesce is None else {"coalesce_s": args.coalesce}),
+             **({} if args.settle is None else {"ingest_settle_s": args.settle}))
     try:
         with running(fleet):
             t = time.time()
@@ -313,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--coalesce", type=float, default=None,
                     help="the gateway's coalesce_s (default: gateway.service.COALESCE_S)")
+    ap.add_argument("--settle", type=float, default=None,
+                    help="the gateway's ingest_settle_s (default: gateway.service."
+                         "INGEST_SETTLE_S)")
     ap.add_argument("--skip-raw", action="store_true")
     ap.add_argument("--profile", action="store_true", help="cProfile the gateway worker")
     ap.add_argument("--profile-sort", default="tottime")
