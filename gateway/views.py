@@ -43,63 +43,77 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
     """Merge the dirty orders; returns the new stream entries per device, to publish.
 
     Dirty orders are taken ``batch`` at a time, one transaction each, with one route sync per
-    driver the batch touched. ``on_batch``, if given, is handed each batch's entries once the
-    batch is committed (a big export's first changes can go out while the rest is merged);
-    they are then not in the returned mapping."""
+    driver the batch touched, until as many orders as were dirty at the start are merged
+    (orders made dirty meanwhile wait for the refresh asked for them). ``on_batch``, if given,
+    is handed each batch's entries once the batch is committed (a big export's first changes
+    go out while the rest is merged), from within the next batch's transaction: the write
+    lock passes from batch to batch, so an ingest writing meanwhile does not cut a big
+    refresh into small ones (it writes after). Those entries are not in the returned
+    mapping."""
     devices = DeviceStore(store)
     out: dict[str, list[Entry]] = defaultdict(list)
     store.mark_due(now)
     if store.meta("route_warnings") == "unknown":
         _record_warnings(store, devices, policy)
-    while True:
-        try:
-            if not _refresh_batch(store, devices, policy, now, batch, out):
+    left = store.dirty_count()
+    done: dict[str, list[Entry]] = {}  # committed, not yet handed to on_batch
+    try:
+        while left > 0:
+            with store.transaction():
+                if done and on_batch is not None:
+                    on_batch(done)
+                    done = {}
+                taken = _refresh_batch(store, devices, policy, now, batch, out)
+            left -= taken
+            if not taken:
                 break
-        except BaseException:
-            store.route_checks.clear()  # checks of routes the rollback put back
-            raise
-        if on_batch is not None and out:
-            on_batch(dict(out))
-            out.clear()
+            if on_batch is not None and out:
+                done = dict(out)
+                out.clear()
+    except BaseException:
+        store.route_checks.clear()  # checks of routes the rollback put back
+        raise
+    if done and on_batch is not None:
+        on_batch(done)
     return dict(out)
 
 
 def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.datetime,
-                   batch: int, out: dict[str, list[Entry]]) -> bool:
-    """One batch of ``refresh``; False when nothing was dirty."""
-    with store.transaction():
-        _route_checks(store)
-        ids = store.take_dirty(batch)
-        if not ids:
-            return False
-        inputs = store.merge_inputs(ids)
-        resolutions = store.resolutions_for(ids)
-        states = store.view_states(ids)
-        changed: dict[str, set[str]] = defaultdict(set)
-        written: dict[str, _Written] = {}
-        views: list[tuple[Merged, tuple[str, str, str | None] | None]] = []
-        for order_id in ids:
-            found = inputs.get(order_id, [])
-            views.append((
-                Merged.of_one_set(order_id, found) if isinstance(found, OneSet) else
-                Merged.of(merge_order(order_id, found, resolutions.get(order_id, []), policy,
-                                      now)),
-                states.get(order_id)))
-        for (merged, state), stored in zip(views, store.put_views(views), strict=True):
-            if stored:
-                order_id, new = merged.order_id, merged.drivers
-                old: list[str] = [] if state is None else list(json.loads(state[1]))
-                written[order_id] = _Written(merged.body, merged.inputs, frozenset(new))
-                for driver in {*old, *new}:
-                    changed[driver].add(order_id)
-                if old != new:  # usually the same drivers: nothing to write
-                    devices.set_route_members(order_id, old, new)
-        for device, entries in _sync_drivers(store, devices, changed, policy, now,
-                                             written).items():
-            out[device].extend(entries)
-        if changed:
-            _routes_written(store)
-    return True
+                   batch: int, out: dict[str, list[Entry]]) -> int:
+    """One batch of ``refresh``, in the caller's transaction; the orders it took (0: none
+    was dirty)."""
+    _route_checks(store)
+    ids = store.take_dirty(batch)
+    if not ids:
+        return 0
+    inputs = store.merge_inputs(ids)
+    resolutions = store.resolutions_for(ids)
+    states = store.view_states(ids)
+    changed: dict[str, set[str]] = defaultdict(set)
+    written: dict[str, _Written] = {}
+    views: list[tuple[Merged, tuple[str, str, str | None] | None]] = []
+    for order_id in ids:
+        found = inputs.get(order_id, [])
+        views.append((
+            Merged.of_one_set(order_id, found) if isinstance(found, OneSet) else
+            Merged.of(merge_order(order_id, found, resolutions.get(order_id, []), policy,
+                                  now)),
+            states.get(order_id)))
+    for (merged, state), stored in zip(views, store.put_views(views), strict=True):
+        if stored:
+            order_id, new = merged.order_id, merged.drivers
+            old: list[str] = [] if state is None else list(json.loads(state[1]))
+            written[order_id] = _Written(merged.body, merged.inputs, frozenset(new))
+            for driver in {*old, *new}:
+                changed[driver].add(order_id)
+            if old != new:  # usually the same drivers: nothing to write
+                devices.set_route_members(order_id, old, new)
+    for device, entries in _sync_drivers(store, devices, changed, policy, now,
+                                         written).items():
+        out[device].extend(entries)
+    if changed:
+        _routes_written(store)
+    return len(ids)
 
 
 @dataclass(frozen=True)
