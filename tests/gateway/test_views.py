@@ -80,19 +80,24 @@ def test_after_any_refresh_a_full_sync_has_nothing_to_add(batches):
                     for o, b in _expected(store, driver).items()}
 
 
+def _route_with_a_warning(store: Store) -> tuple[DeviceStore, dict[str, str]]:
+    """Device t7 of driver 7, sent O0 (with a shift-hours warning) and O1."""
+    devices = DeviceStore(store)
+    with store.transaction():
+        devices.add("t7", "7", "pw", T0)
+    for n, change in enumerate([("O0", "legacy", ("driver", "7")),
+                                ("O0", "legacy", _eta(150)),
+                                ("O1", "legacy", ("driver", "7")),
+                                ("O1", "legacy", _eta(0))], start=1):
+        _put(store, n, change)
+    refresh(store, POLICY, at(5))
+    return devices, devices.sent("t7")
+
+
 def test_a_store_from_an_older_gateway_is_migrated_without_resending(tmp_path):
     path = tmp_path / "g.sqlite"
     with Store(path) as store:
-        devices = DeviceStore(store)
-        with store.transaction():
-            devices.add("t7", "7", "pw", T0)
-        for n, change in enumerate([("O0", "legacy", ("driver", "7")),
-                                    ("O0", "legacy", _eta(150)),
-                                    ("O1", "legacy", ("driver", "7")),
-                                    ("O1", "legacy", _eta(0))], start=1):
-            _put(store, n, change)
-        refresh(store, POLICY, at(5))
-        sent = devices.sent("t7")
+        devices, sent = _route_with_a_warning(store)
         # as an older gateway left it: no rule inputs, no record of the warnings sent
         store.conn.execute("ALTER TABLE views DROP COLUMN rules")
         store.conn.execute("DROP TABLE route_warnings")
@@ -153,16 +158,7 @@ def test_a_refresh_hands_on_each_batch_once_it_is_committed(tmp_path):
 def test_a_store_that_kept_copies_of_sent_bodies_keeps_their_digests(tmp_path):
     path = tmp_path / "g.sqlite"
     with Store(path) as store:
-        devices = DeviceStore(store)
-        with store.transaction():
-            devices.add("t7", "7", "pw", T0)
-        for n, change in enumerate([("O0", "legacy", ("driver", "7")),
-                                    ("O0", "legacy", _eta(150)),
-                                    ("O1", "legacy", ("driver", "7")),
-                                    ("O1", "legacy", _eta(0))], start=1):
-            _put(store, n, change)
-        refresh(store, POLICY, at(5))
-        sent = devices.sent("t7")
+        devices, sent = _route_with_a_warning(store)
         assert any('"warnings"' in body for body in sent.values())  # O0's is rebuilt with them
         # as an older gateway kept it: a copy of each body sent
         store.conn.execute("DROP TABLE device_orders")
