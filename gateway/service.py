@@ -319,7 +319,7 @@ class GatewayService:
         event = env.body
         now = self.clock()
         devices = DeviceStore(store)
-        with store.transaction():
+        with store.transaction(durable=True):  # acknowledged below: the tablet forgets it
             outcome = devices.event_outcome(event.event_id)
             if outcome is None:
                 outcome = commands.driver_event(store, device, driver, event, policy=self.policy,
@@ -351,7 +351,7 @@ class GatewayService:
             self.link.publish(self.topics.replies(cmd.client), previous.encode())
             return
         try:
-            with store.transaction():
+            with store.transaction(durable=True):  # answered below: dispatch may forget it
                 detail = self._apply_command(store, env, now)
                 reply = self._reply(store, env.id, ok=True, detail=detail)
                 devices.record_command(env.id, cmd.client, cmd.model_dump_json(),

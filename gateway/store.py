@@ -205,9 +205,15 @@ class Store:
 
     # --- transactions -------------------------------------------------------------------
 
-    def transaction(self) -> _Tx:
-        """``with store.transaction():`` — BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error."""
-        return _Tx(self.conn)
+    def transaction(self, *, durable: bool = False) -> _Tx:
+        """``with store.transaction():`` — BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error.
+
+        The store commits with ``synchronous=NORMAL``: a COMMIT survives the process, and the
+        WAL is synced at checkpoints. ``durable=True`` also syncs it at this COMMIT, so it
+        survives a power cut: for what the gateway acknowledges (a driver's event, a dispatch
+        command), after which the sender forgets it. Inside another transaction it joins it
+        (the outer one commits, as it was asked to)."""
+        return _Tx(self.conn, durable)
 
     # --- meta and clock -----------------------------------------------------------------
 
@@ -696,23 +702,34 @@ class _Tx:
     """BEGIN IMMEDIATE ... COMMIT; inside an open transaction it joins it (the outer one
     commits or rolls back)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, durable: bool = False) -> None:
         self.conn = conn
+        self.durable = durable
         self.nested = False
 
     def __enter__(self) -> sqlite3.Connection:
         self.nested = self.conn.in_transaction
         if not self.nested:
-            self.conn.execute("BEGIN IMMEDIATE")
+            if self.durable:  # set outside a transaction, where it surely applies
+                self.conn.execute("PRAGMA synchronous=FULL")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self._normal()
+                raise
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if self.nested:
             return
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+        try:
+            self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self._normal()
+
+    def _normal(self) -> None:
+        if self.durable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
 
 
 def _tables(conn: sqlite3.Connection) -> set[str]:

@@ -1,5 +1,7 @@
-"""``Checkpointer``: a store that defers its checkpoints has its WAL copied into the database
-file from another thread, and its WAL restarts instead of growing."""
+"""The store's WAL: a store that defers its checkpoints has its WAL copied into the database
+file from another thread (``Checkpointer``), and its WAL restarts instead of growing; a
+durable transaction commits with the WAL synced (``synchronous=FULL``), the others with
+``NORMAL``."""
 
 from __future__ import annotations
 
@@ -55,3 +57,16 @@ def test_without_a_checkpointer_a_deferring_store_leaves_its_pages_in_the_wal(
         time.sleep(0.3)
         assert db.stat().st_size < 2**20
         assert Path(f"{db}-wal").stat().st_size > 8 * 2**20
+
+
+def test_a_durable_transaction_commits_with_a_synced_wal_and_leaves_normal_behind(
+        tmp_path: Path) -> None:
+    with Store(tmp_path / "g.sqlite") as store:
+        levels = []
+        for durable in (False, True, False):
+            with store.transaction(durable=durable):
+                levels.append(store.conn.execute("PRAGMA synchronous").fetchone()[0])
+                with store.transaction(durable=not durable):  # joins: the outer one decides
+                    levels.append(store.conn.execute("PRAGMA synchronous").fetchone()[0])
+        assert levels == [1, 1, 2, 2, 1, 1]  # NORMAL, FULL
+        assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
