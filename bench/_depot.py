@@ -137,8 +137,9 @@ def add_changes(store: Any, ks: range, drivers: int, orders: int, now: dt.dateti
     """Changes ``ks`` as the legacy export's next runs bring them, in one transaction: change
     ``k`` is a new claim set (a later ETA) for stop ``k % drivers, (k // drivers) % orders``, in
     run 2 for the first ``drivers x orders`` changes, run 3 for the next, and so on. Written
-    as an ingest run writes what changed (``gateway.runstore``: rows built first, then one
-    ``executemany`` into claim_sets and dirty, one HLC stamp per run)."""
+    as an ingest run writes what changed (rows built first, then
+    ``gateway.runstore.write_claim_sets``, one HLC stamp per run)."""
+    from gateway.runstore import write_claim_sets
     from gateway.store import canonical_json, iso
 
     rows = []
@@ -150,13 +151,7 @@ def add_changes(store: Any, ks: range, drivers: int, orders: int, now: dt.dateti
                      canonical_json(stop_vals(d, i, minutes_late=run))))
     with store.transaction():
         hlc = store.next_hlc(now)
-        store.conn.executemany(
-            "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, "
-            "as_of, received_at, hlc, present, vals, based_on) "
-            "VALUES(?,?,?,?,?,?,?,?,1,?,'[]')",
-            [(*row[:7], hlc, row[7]) for row in rows])
-        store.conn.executemany("INSERT OR IGNORE INTO dirty(order_id) VALUES(?)",
-                               [(row[2],) for row in rows])
+        write_claim_sets(store, [(*row[:7], hlc, 1, row[7]) for row in rows])
 
 
 GATEWAY_TOML = """\

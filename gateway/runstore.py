@@ -70,6 +70,18 @@ def load_record(text: str) -> dict[str, object]:
     return loaded
 
 
+def write_claim_sets(store: Store, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Claim sets as a run writes what changed: one ``executemany`` of rows ``(set_id, source,
+    order_id, run_id, source_rev, as_of, received_at, hlc, present, vals)`` (times as ISO text,
+    ``vals`` canonical JSON, no ``based_on``), their orders marked dirty."""
+    store.conn.executemany(
+        "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, "
+        "as_of, received_at, hlc, present, vals, based_on) VALUES(?,?,?,?,?,?,?,?,?,?,'[]')",
+        rows,
+    )
+    store.mark_dirty(row[2] for row in rows)
+
+
 @dataclass(frozen=True)
 class StagedRow:
     row: int
@@ -364,14 +376,7 @@ class SourceRun:
         if not batch:
             return
         if self.proposals is None:
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, "
-                "as_of, received_at, hlc, present, vals, based_on) "
-                "VALUES(?,?,?,?,?,?,?,?,?,?,'[]')",
-                batch,
-            )
-            self.conn.executemany("INSERT OR IGNORE INTO dirty(order_id) VALUES(?)",
-                                  [(b[2],) for b in batch])
+            write_claim_sets(self.store, batch)
             return
         state = "pending" if self.proposals == "approve" else "shadow"
         self.conn.executemany(
