@@ -61,6 +61,7 @@ __all__ = [
     "BrokerSettings",
     "BrokerUser",
     "ManagedBroker",
+    "check_tls_listener",
     "find_binary",
     "find_mosquitto",
     "free_port",
@@ -86,6 +87,20 @@ _HOST = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
 _RUNNING = re.compile(rb"mosquitto version \S+ running")
 _LOG_STAMP = re.compile(r"^\d+: ")
 _SECTION = re.compile(r"^## role: (\w+)\s*$")
+
+
+def check_tls_listener(port: int, tls_port: int | None, certfile: object, keyfile: object
+                       ) -> None:
+    """ValueError unless the TLS listener is all of ``tls_port``, ``certfile`` and ``keyfile``
+    or none, on a port of its own (``BrokerSettings`` and gateway.toml's ``[broker]``)."""
+    given = {"tls_port": tls_port, "certfile": certfile, "keyfile": keyfile}
+    missing = [name for name, value in given.items() if value is None]
+    if missing and len(missing) < len(given):
+        raise ValueError(
+            f"a TLS listener needs tls_port, certfile and keyfile; missing: {', '.join(missing)}"
+        )
+    if tls_port is not None and tls_port == port:
+        raise ValueError(f"tls_port and port are both {port}; give TLS its own port")
 
 
 class BrokerSettings(BaseModel):
@@ -143,15 +158,7 @@ class BrokerSettings(BaseModel):
 
     @model_validator(mode="after")
     def _tls_is_all_or_nothing(self) -> Self:
-        given = {"tls_port": self.tls_port, "certfile": self.certfile, "keyfile": self.keyfile}
-        missing = [name for name, value in given.items() if value is None]
-        if missing and len(missing) < len(given):
-            raise ValueError(
-                f"a TLS listener needs tls_port, certfile and keyfile; missing: "
-                f"{', '.join(missing)}"
-            )
-        if self.tls_port is not None and self.tls_port == self.port:
-            raise ValueError(f"tls_port and port are both {self.port}; give TLS its own port")
+        check_tls_listener(self.port, self.tls_port, self.certfile, self.keyfile)
         return self
 
     @property

@@ -52,6 +52,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.broker import check_tls_listener
 from gateway.errors import ConfigError
 from sync.model import DEFAULT_RULES, Policy, SourceMode, SupersessionRule
 
@@ -80,13 +81,7 @@ class BrokerSection(_Model):
 
     @model_validator(mode="after")
     def _tls_all_or_none(self) -> BrokerSection:
-        given = {"tls_port": self.tls_port, "certfile": self.certfile, "keyfile": self.keyfile}
-        missing = [name for name, value in given.items() if value is None]
-        if missing and len(missing) < len(given):
-            raise ValueError(f"TLS needs tls_port, certfile and keyfile; missing: "
-                             f"{', '.join(missing)}")
-        if self.tls_port is not None and self.tls_port == self.port:
-            raise ValueError(f"tls_port and port are both {self.port}; give TLS its own port")
+        check_tls_listener(self.port, self.tls_port, self.certfile, self.keyfile)
         return self
 
     @field_validator("url")
