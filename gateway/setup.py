@@ -179,17 +179,28 @@ def dispatch_password(cfg: GatewayConfig) -> str | None:
     return str(value) if value else None
 
 
-def check_agent_config(cfg: GatewayConfig) -> None:
-    """ConfigError when a tablet's config could not be written from ``cfg`` (TLS without a
-    public host or a CA file): checked before a device is registered, so nothing half-done."""
+def _tablet_tls(cfg: GatewayConfig) -> tuple[str, int, bytes] | None:
+    """With a TLS listener: the host and port tablets connect to and the certificate they
+    trust; ConfigError when ``public_host`` is not set or the certificate cannot be read.
+    None without TLS."""
     b = cfg.broker
-    if b.tls_port is None:
-        return
+    if b.tls_port is None or b.tablet_ca_file is None:  # certfile comes with tls_port
+        return None
     if b.public_host is None:
         raise ConfigError("broker.public_host is not set: the name or IP tablets reach this "
                           "box by (one of the certificate's hosts)")
-    if b.tablet_ca_file is None:
-        raise ConfigError("broker.ca_file is not set: the certificate tablets trust")
+    source = cfg.path(b.tablet_ca_file)
+    try:
+        return b.public_host, b.tls_port, source.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"broker ca_file {source}: cannot read: {exc.strerror}") from None
+
+
+def check_agent_config(cfg: GatewayConfig) -> None:
+    """ConfigError when a tablet's config could not be written from ``cfg`` (TLS without a
+    public host, or a certificate that cannot be read): checked before a device is registered,
+    so nothing half-done."""
+    _tablet_tls(cfg)
 
 
 def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: str,
@@ -199,23 +210,18 @@ def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: s
 
     With TLS the tablet connects to ``public_host:tls_port`` and verifies the broker against
     that copy (``ca_file`` relative to the config, so both files move together). Returns the
-    paths written; ConfigError if TLS is configured without ``public_host`` or a CA file.
+    paths written; ConfigError if TLS is configured without ``public_host`` or a readable
+    certificate.
     """
-    check_agent_config(cfg)
-    b = cfg.broker
-    host, port = b.address
+    host, port = cfg.broker.address
     tls_lines = "tls = false\n"
     written = [path]
-    if b.tls_port is not None and b.public_host is not None and b.tablet_ca_file is not None:
-        source = cfg.path(b.tablet_ca_file)
-        try:
-            ca_text = source.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"broker ca_file {source}: cannot read: {exc.strerror}") from None
+    tls = _tablet_tls(cfg)
+    if tls is not None:
+        host, port, ca_text = tls
         ca_copy = path.with_name(f"{device}-ca.pem")
         ca_copy.parent.mkdir(parents=True, exist_ok=True)
         ca_copy.write_bytes(ca_text)  # a certificate is public: the default mode is fine
-        host, port = b.public_host, b.tls_port
         tls_lines = f'tls = true\nca_file = "{ca_copy.name}"\n'
         written.append(ca_copy)
     _write_private(path, (

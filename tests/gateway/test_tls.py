@@ -278,3 +278,26 @@ def test_devices_add_refuses_before_registering_when_tls_lacks_a_public_host(
     with Store(tmp_path / "g.sqlite") as store:
         assert DeviceStore(store).get("tab-1") is None
     assert not (tmp_path / "tab-1.toml").exists()
+
+
+def test_devices_add_refuses_before_registering_when_the_certificate_cannot_be_read(
+    tmp_path: Path, cert: TlsFiles
+) -> None:
+    from click.testing import CliRunner
+
+    from crossdock_cli import cli
+    from gateway.devicestore import DeviceStore
+    from gateway.store import Store
+
+    (tmp_path / "gateway.toml").write_text(
+        'depot = "d"\ndb = "g.sqlite"\n[broker]\ntls_port = 8883\npublic_host = "localhost"\n'
+        f'certfile = "{cert.certfile}"\nkeyfile = "{cert.keyfile}"\nca_file = "nope.pem"\n',
+        encoding="utf-8")
+    result = CliRunner().invoke(cli, [
+        "gateway", "devices", "add", "tab-1", "--driver", "7", "--config",
+        str(tmp_path / "gateway.toml"), "--agent-config", str(tmp_path / "tab-1.toml")])
+    assert result.exit_code == 1
+    assert f"broker ca_file {tmp_path / 'nope.pem'}: cannot read" in result.output
+    with Store(tmp_path / "g.sqlite") as store:
+        assert DeviceStore(store).get("tab-1") is None
+    assert not (tmp_path / "tab-1.toml").exists()
