@@ -52,11 +52,23 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def test_operator_sets_up_a_tablet_and_dispatches_through_the_cli(tmp_path: Path):
+def sample(tmp_path: Path, *, orders: int, drivers: int) -> Path:
+    """``gateway sample`` into tmp_path/depot, its broker on a free port; its gateway.toml."""
     depot = tmp_path / "depot"
-    port = free_port()
-    assert crossdock("gateway", "sample", "--out", str(depot), "--orders", "30", "--drivers",
-                     "5", "--port", str(port)).returncode == 0
+    made = crossdock("gateway", "sample", "--out", str(depot), "--orders", str(orders),
+                     "--drivers", str(drivers), "--port", str(free_port()))
+    assert made.returncode == 0, made.stderr
+    return depot / "gateway.toml"
+
+
+def route(tablet: Path) -> list[dict]:
+    """The tablet's route as `agent state --json` shows it; empty until it has one."""
+    proc = crossdock("agent", "state", "--config", str(tablet), "--json")
+    return json.loads(proc.stdout)["route"] if proc.returncode == 0 else []
+
+
+def test_operator_sets_up_a_tablet_and_dispatches_through_the_cli(tmp_path: Path):
+    depot = sample(tmp_path, orders=30, drivers=5).parent
     config = str(depot / "gateway.toml")
     ingest = crossdock("gateway", "ingest", "--config", config, "--json")
     assert ingest.returncode == 0, ingest.stderr
@@ -70,11 +82,7 @@ def test_operator_sets_up_a_tablet_and_dispatches_through_the_cli(tmp_path: Path
     gateway = spawn(gateway_log, "gateway", "run", "--config", config, "--no-scheduler")
     agent = spawn(agent_log, "agent", "run", "--config", str(tablet))
     try:
-        def route() -> list[dict]:
-            proc = crossdock("agent", "state", "--config", str(tablet), "--json")
-            return json.loads(proc.stdout)["route"] if proc.returncode == 0 else []
-
-        stops = until(route)
+        stops = until(lambda: route(tablet))
         assert stops, f"tablet got no route; gateway said: {gateway_log.read_text()[-800:]}"
         order = stops[0]["order_id"]
 
@@ -88,7 +96,8 @@ def test_operator_sets_up_a_tablet_and_dispatches_through_the_cli(tmp_path: Path
         assert ok.returncode == 0, ok.stderr
 
         def status_conflict() -> bool:
-            return any(s["order_id"] == order and "status" in s["conflicts"] for s in route())
+            return any(s["order_id"] == order and "status" in s["conflicts"]
+                       for s in route(tablet))
 
         assert until(status_conflict)
         listed = json.loads(crossdock("gateway", "conflicts", "--config", config,
@@ -106,11 +115,7 @@ def test_operator_sets_up_a_tablet_and_dispatches_through_the_cli(tmp_path: Path
 
 
 def test_gateway_run_reads_each_source_at_start_not_first_at_its_cron_time(tmp_path: Path):
-    depot = tmp_path / "depot"
-    port = free_port()
-    assert crossdock("gateway", "sample", "--out", str(depot), "--orders", "20", "--drivers",
-                     "3", "--port", str(port)).returncode == 0
-    config = str(depot / "gateway.toml")
+    config = str(sample(tmp_path, orders=20, drivers=3))
     log = tmp_path / "gateway.log"
     gateway = spawn(log, "gateway", "run", "--config", config)
     try:
@@ -126,11 +131,8 @@ def test_gateway_run_reads_each_source_at_start_not_first_at_its_cron_time(tmp_p
 
 
 def test_operator_turns_on_tls_and_a_tablet_syncs_over_it(tmp_path: Path):
-    depot = tmp_path / "depot"
-    port, tls_port = free_port(), free_port()
-    assert crossdock("gateway", "sample", "--out", str(depot), "--orders", "10", "--drivers",
-                     "2", "--port", str(port)).returncode == 0
-    config = depot / "gateway.toml"
+    config = sample(tmp_path, orders=10, drivers=2)
+    depot, tls_port = config.parent, free_port()
     made = crossdock("gateway", "tls-cert", "--config", str(config), "--host", "localhost",
                      "--host", "127.0.0.1", "--port", str(tls_port), "--days", "2")
     assert made.returncode == 0, made.stderr
@@ -159,11 +161,7 @@ def test_operator_turns_on_tls_and_a_tablet_syncs_over_it(tmp_path: Path):
     gateway = spawn(gateway_log, "gateway", "run", "--config", str(config), "--no-scheduler")
     agent = spawn(agent_log, "agent", "run", "--config", str(tablet))
     try:
-        def route() -> list[dict]:
-            proc = crossdock("agent", "state", "--config", str(tablet), "--json")
-            return json.loads(proc.stdout)["route"] if proc.returncode == 0 else []
-
-        assert until(route, timeout=20), (
+        assert until(lambda: route(tablet), timeout=20), (
             f"no route over TLS; gateway: {gateway_log.read_text()[-600:]} "
             f"agent: {agent_log.read_text()[-600:]}")
     finally:
