@@ -1,4 +1,5 @@
-"""Builders for agent tests: order views merged from claims (the real merge), agent configs."""
+"""Builders for agent tests: order views merged from claims (the real merge), agent configs,
+and ``RecordingTransport``, a transport that only records what the agent publishes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from pydantic import JsonValue
 
+from agent.session import Outgoing
 from sync.merge import merge_order
 from sync.model import Claim, OrderView, Policy
 
@@ -86,3 +88,21 @@ def write_config(folder: Path, *, port: int, device: str = "tab-07", **sync: flo
         f"[sync]\nsession_expiry_s = 3600\n{sync_lines}\n"
     )
     return path
+
+
+class RecordingTransport:
+    """Never connected (so the ticker stays idle) unless told; keeps what was published."""
+
+    def __init__(self, *, connected: bool = False) -> None:
+        self.connected = connected
+        self.sent: list[Outgoing] = []
+
+    def start(self) -> None:
+        pass
+
+    def publish(self, message: Outgoing) -> bool:
+        self.sent.append(message)
+        return True
+
+    def stop(self, *, final: Outgoing | None = None) -> None:
+        pass

@@ -13,7 +13,7 @@ from agent.model import Change
 from agent.service import Agent
 from agent.store import Store
 from tests.agent.conftest import _free_port
-from tests.agent.factories import at, conflicted, view, write_config
+from tests.agent.factories import RecordingTransport, at, conflicted, view, write_config
 
 
 @pytest.fixture
@@ -98,24 +98,11 @@ def test_a_burst_of_entries_is_told_observers_once_at_its_end(agent: Agent) -> N
     assert [s.order_id for s in agent.route()] == ["A", "B3", "B4", "B5", "C"]
 
 
-class _ConnectedTransport:
-    """Says "connected" at once and publishes nowhere: the agent has not heard
-    ``session_online`` yet (paho's network thread tells it a moment later)."""
-
-    connected = True
-
-    def start(self) -> None:
-        pass
-
-    def publish(self, message: object) -> bool:
-        return True
-
-    def stop(self, *, final: object = None) -> None:
-        pass
-
-
 def test_the_ticker_may_run_before_the_session_is_online(tmp_path: Path) -> None:
+    # the transport says "connected" at once: the agent has not heard ``session_online`` yet
+    # (paho's network thread tells it a moment later)
     config = load_config(write_config(tmp_path, port=_free_port()))
-    with Agent(config, transport=lambda _settings, _agent: _ConnectedTransport()) as agent:
+    transport = RecordingTransport(connected=True)
+    with Agent(config, transport=lambda _settings, _agent: transport) as agent:
         agent.start()
         agent._tick()  # was AttributeError: no _applied_dirty before session_online set it

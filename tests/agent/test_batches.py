@@ -13,7 +13,7 @@ import pytest
 from agent.config import load_config
 from agent.model import Change
 from agent.service import Agent
-from agent.session import Incoming, Outgoing, SessionSettings, Transport
+from agent.session import Incoming, SessionSettings, Transport
 from agent.store import Store
 from sync.codec import decode
 from sync.envelope import (
@@ -28,27 +28,9 @@ from sync.hlc import Hlc
 from sync.model import OrderView
 from sync.streams import Receiver
 from tests.agent.conftest import _free_port
-from tests.agent.factories import at, conflicted, view, write_config
+from tests.agent.factories import RecordingTransport, at, conflicted, view, write_config
 
 HLC = "001795830400000-000000-gateway"
-
-
-class RecordingTransport:
-    """Never connected (so the ticker stays idle) unless told; keeps what was published."""
-
-    def __init__(self, *, connected: bool = False) -> None:
-        self.connected = connected
-        self.sent: list[Outgoing] = []
-
-    def start(self) -> None:
-        pass
-
-    def publish(self, message: Outgoing) -> bool:
-        self.sent.append(message)
-        return True
-
-    def stop(self, *, final: Outgoing | None = None) -> None:
-        pass
 
 
 def _agent(tmp_path: Path, transport: RecordingTransport) -> Agent:
