@@ -126,6 +126,7 @@ class GatewayService:
         self.coalesce_s = coalesce_s
         self.ingest_settle_s = ingest_settle_s
         self._refresh_at: float | None = None  # monotonic: an ingest's refresh is due then
+        self._next_tick = 0.0  # monotonic: a refresh is due then (escalations), at the latest
         self.snapshot_part_chars = SNAPSHOT_PART_CHARS
         self._held: dict[str, list[Entry]] = {}  # device -> entries waiting for its interval
         self._sent_at: dict[str, float] = {}  # device -> monotonic time of its last stream send
@@ -195,7 +196,12 @@ class GatewayService:
                     break
                 try:
                     self._handle(store, item)
-                    if self._refresh_at is not None and time.monotonic() >= self._refresh_at:
+                    now = time.monotonic()
+                    if self._refresh_at is not None and now >= self._refresh_at:
+                        self._refresh_and_publish(store)
+                    elif self._refresh_at is None and now >= self._next_tick:
+                        # the tick is due even when messages never let the queue go quiet
+                        # (escalation deadlines are found by a refresh)
                         self._refresh_and_publish(store)
                     self._flush(store, self._due())
                 except Exception:  # the worker must outlive any one bad input
@@ -408,6 +414,7 @@ class GatewayService:
         """Merge what is dirty; each device's new entries go out now, or with the next ones
         when the device was sent some less than ``coalesce_s`` ago (``COALESCE_S``)."""
         self._refresh_at = None  # this refresh takes what the ingest's was to take
+        self._next_tick = time.monotonic() + self.tick_s  # and does what a tick does
 
         def hold(entries: dict[str, list[Entry]]) -> None:
             for device, device_entries in entries.items():
@@ -426,12 +433,10 @@ class GatewayService:
     def _wait_s(self) -> float:
         """How long the worker may wait for input: until the next tick, an ingest's refresh
         is due (it then runs as a tick), or the first held entries' device may be sent to."""
-        due = [self._refresh_at] if self._refresh_at is not None else []
+        due = [self._next_tick if self._refresh_at is None else self._refresh_at]
         if self._held:
             due.append(min(self._sent_at.get(d, float("-inf")) for d in self._held)
                        + self.coalesce_s)
-        if not due:
-            return self.tick_s
         return max(0.0, min(self.tick_s, min(due) - time.monotonic()))
 
     def _flush(self, store: Store, due: list[str]) -> None:

@@ -94,3 +94,33 @@ def test_cancellation_against_active_legacy_shows_everywhere_then_holds_past_dea
     seq = last_seq(depot, "tab-7")
     assert wait_for(lambda: tab.sync_status().last_seq == seq, 20)
     assert not wait_for(lambda: last_seq(depot, "tab-7") != seq, 1.5)
+
+
+def test_the_deadline_escalates_while_messages_keep_the_gateway_busy(
+        depot: Depot, clock: SteppedClock) -> None:
+    """The tick that finds passed deadlines is due by time, not only when the gateway's queue
+    goes quiet: 200 tablets reporting keep it from ever being quiet for a tick's length."""
+    import threading
+
+    from gateway.service import _Message
+
+    depot.export([("X", "7", 1, "PLANNED")])
+    tab = depot.add_device("tab-7", "7")
+    assert wait_for(lambda: len(tab.route()) == 1, 20)
+    assert depot.dispatch(action="cancel", order_id="X").body.ok
+    assert wait_for(lambda: _status_conflict(tab.route(), "X") is not None, 20)
+
+    stop = threading.Event()
+
+    def chatter() -> None:  # a message every 50 ms; the tick is 0.2 s
+        while not stop.wait(0.05):
+            depot.service._queue.put(_Message("test-depot/v1/devices/tab-7/status", b""))
+
+    thread = threading.Thread(target=chatter, daemon=True)
+    thread.start()
+    try:
+        clock.advance(minutes=31)
+        assert wait_for(lambda: next(s for s in tab.route() if s.order_id == "X").hold, 10)
+    finally:
+        stop.set()
+        thread.join()
