@@ -552,7 +552,7 @@ class GatewayService:
 
 # --- stream messages, composed around the stored bodies ---------------------------------------
 #
-# A stored view body (``Store.put_view``, ``DeviceStore.append``) is already an OrderView's JSON
+# A stored view body (``Store.put_views``, ``DeviceStore.append``) is already an OrderView's JSON
 # in the wire's compact form, so a ``view_change`` or ``snapshot`` is the envelope text around
 # it: the same message ``sync.codec.encode`` makes of the models (tests/gateway/test_stream_wire
 # decodes both and compares), without parsing and re-encoding the view per entry. Key order and

@@ -173,10 +173,11 @@ class Store:
             conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: big runs stay off the disk
             conn.execute("PRAGMA foreign_keys=ON")
             # a checkpoint every 64 MiB of WAL, not every 4 MiB (SQLite's default): a refresh
-            # batch writes each changed view about three times (view, changelog, the device's
-            # copy), and a checkpoint after nearly every batch cost a third of its COMMIT time
-            # (bench_refresh, batch 500: COMMIT 94 -> 63 us per change); the file is cut back
-            # to 64 MiB after each checkpoint
+            # batch writes each changed view twice (view, changelog), and a checkpoint after
+            # nearly every batch cost a third of its COMMIT time (bench_refresh, batch 500,
+            # when the view was written three times: COMMIT 94 -> 63 us per change); the file
+            # is cut back to 64 MiB after each checkpoint. The gateway's service checkpoints
+            # from another thread (``Checkpointer``, ``defer_checkpoints``).
             conn.execute("PRAGMA wal_autocheckpoint=16384")
             conn.execute("PRAGMA journal_size_limit=67108864")
             older = _tables(conn)
@@ -361,16 +362,12 @@ class Store:
         return None if row is None else OrderView.model_validate_json(row[0])
 
     def view_states(self, order_ids: Iterable[str]) -> dict[str, tuple[str, str, str | None]]:
-        """What ``put_view`` compares a new view with, for many orders in one query per 500:
+        """What ``put_views`` compares a new view with, for many orders in one query per 500:
         order id -> (digest, drivers JSON, deadline); orders without a view are left out."""
         return {oid: (digest, drivers, deadline) for oid, digest, drivers, deadline in rows_in(
             self.conn,
             "SELECT order_id, digest, drivers, deadline FROM views WHERE order_id IN ({marks})",
             order_ids)}
-
-    def put_view(self, merged: Merged, *, old: tuple[str, str, str | None] | None) -> bool:
-        """``put_views`` for one view."""
-        return self.put_views([(merged, old)])[0]
 
     def put_views(self, items: Sequence[tuple[Merged, tuple[str, str, str | None] | None]]
                   ) -> list[bool]:
@@ -665,10 +662,10 @@ class Checkpointer:
 
     A checkpoint copies the WAL's pages into the database file and fsyncs it: in the writer's
     COMMIT (SQLite's autocheckpoint) it stalled the gateway's worker, the one thread every
-    change passes through, for about a quarter of its time (bench_refresh, batch 500:
-    refresh 209 -> 167 us per change without it). A PASSIVE checkpoint never blocks the
-    writer or readers, and never waits for them; the WAL restarts from its beginning once a
-    checkpoint has caught up."""
+    change passes through, for a fifth of its time (bench_refresh, batch 500: refresh 209 us
+    per change with it, 167 without any checkpoint, 174 with this one). A PASSIVE checkpoint
+    never blocks the writer or readers, and never waits for them; the WAL restarts from its
+    beginning once a checkpoint has caught up."""
 
     def __init__(self, path: Path, every_s: float = 1.0) -> None:
         self.path = Path(path)

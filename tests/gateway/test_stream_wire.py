@@ -35,7 +35,7 @@ def _views() -> list[OrderView]:
 
 
 def _stored(view: OrderView) -> str:
-    return view.model_dump_json(exclude_defaults=True)  # as Store.put_view stores it
+    return view.model_dump_json(exclude_defaults=True)  # as Store.put_views stores it
 
 
 def test_view_change_bytes_decode_to_the_encoded_envelope():

@@ -188,7 +188,7 @@ def test_a_snapshot_records_what_it_sends(tmp_path):
         _put(store, 3, ("O0", "legacy", _eta(90)))
         with store.transaction():  # the view moved on without the device (as if unbound)
             store.conn.execute("DELETE FROM dirty")
-            store.put_view(store_merged(store, "O0"), old=None)
+            store.put_views([(store_merged(store, "O0"), None)])
         assert devices.held("t7")["O0"] == before
         with store.transaction():
             _seq, bodies = devices.snapshot("t7")
