@@ -225,15 +225,11 @@ class Store:
             self._put_receiver(receiver)
         self._receiver = receiver
 
-    def apply_change(
-        self, seq: int, order_id: str, view: OrderView | None, *, at: datetime,
-        remote: Hlc | None = None, node: str = "", now_ms: int = 0,
-    ) -> None:
-        """Apply stream entry ``seq`` (must be last + 1): ``apply_changes`` with one entry."""
-        self.apply_changes(
-            (ViewChange(seq=seq, order_id=order_id, view=view),),
-            at=at, remote=remote, node=node, now_ms=now_ms,
-        )
+    def apply_change(self, seq: int, order_id: str, view: OrderView | None, *, at: datetime
+                     ) -> None:
+        """Apply stream entry ``seq`` (must be last + 1): ``apply_changes`` with one entry and
+        no stamp to observe (the agent hands every entry to ``apply_changes``)."""
+        self.apply_changes((ViewChange(seq=seq, order_id=order_id, view=view),), at=at)
 
     def apply_changes(
         self, entries: Sequence[ViewChange], *, at: datetime,
