@@ -12,10 +12,10 @@ A store is built as ``bench_fanout``'s (``BenchGateway.populate``: ``--drivers``
 ``--batches`` value (0: all changes in one batch). Then ``--changes`` changes enter it as
 ``bench_fanout.inject`` hands them in: each a new legacy claim set for one stop with a new
 ETA, ``--batch`` of them in one transaction (``bench._depot.add_changes``), then ``refresh()``
-(which takes dirty orders 2000 at a time). Timed (``perf_counter``, one thread; CPU by ``process_time``):
-the hand-in, the refresh, and inside the refresh the claims read, the merge, ``put_view``,
-the route syncs (rule check + stream append) and the COMMITs, by wrapping those functions
-(their overhead is in the total).
+(which takes dirty orders 2000 at a time). Timed (``perf_counter``, one thread; CPU by
+``process_time``): the hand-in, the refresh, and inside the refresh the claims read, the
+merge, ``put_view``, the route syncs (rule check + stream append) and the COMMITs, by wrapping
+those functions (their overhead is in the total).
 
 The baseline, in the same run: a raw SQLite loop doing the least writes the same work needs --
 per change one upsert of a view-sized row (the real stored view's length) and one stream row,
