@@ -200,9 +200,12 @@ class GatewayService:
                     if self._refresh_at is not None and now >= self._refresh_at:
                         self._refresh_and_publish(store)
                     elif self._refresh_at is None and now >= self._next_tick:
-                        # the tick is due even when messages never let the queue go quiet
-                        # (escalation deadlines are found by a refresh)
-                        self._refresh_and_publish(store)
+                        # the tick is due even when messages never let the queue go quiet:
+                        # conflicts past their deadline are escalated (and nothing else is
+                        # merged early: an ingest's orders wait for its settled refresh)
+                        self._next_tick = now + self.tick_s
+                        if store.mark_due(self.clock()):
+                            self._refresh_and_publish(store)
                     self._flush(store, self._due())
                 except Exception:  # the worker must outlive any one bad input
                     log.exception("gateway worker: %r failed", item)
