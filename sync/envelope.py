@@ -11,8 +11,11 @@ view_changes       gateway → tablet       consecutive stream entries in one me
 snapshot           gateway → tablet       the whole route at ``seq``
 resync             tablet → gateway       "send me everything after ``after``"
 applied            tablet → gateway       the last ``seq`` the tablet committed
-driver_event       tablet → gateway       a driver's action, with the claims it was based on
-ack                gateway → tablet       event ids the gateway stored durably
+driver_event       tablet → gateway       a driver's action, with the claims it was based on;
+                                          ``dismiss`` names a refused event the driver saw
+ack                gateway → tablet       event ids the gateway stored durably (applied), and
+                                          ``refused``: stored, not applied, each with its
+                                          reason (only to tablets of 0.3.0 or later)
 dispatch_command   dispatch → gateway     assign, cancel, resolve, approve, reject
 dispatch_reply     gateway → dispatch     ok, or a one-line reason
 status             both (retained)        presence, health and per-source freshness
@@ -117,7 +120,7 @@ class Applied(Frozen):
     seq: int = Field(ge=0)
 
 
-DriverAction = Literal["arrive", "deliver", "fail", "refuse", "note", "resolve"]
+DriverAction = Literal["arrive", "deliver", "fail", "refuse", "note", "resolve", "dismiss"]
 
 
 class DriverEvent(Frozen):
@@ -125,6 +128,8 @@ class DriverEvent(Frozen):
 
     For ``resolve``, ``field`` and ``choose`` (a claim id among the conflict's candidates) say
     which side the driver picked; the gateway records it as a resolution by the driver.
+    ``dismiss`` (with ``dismisses``: the event id of a refused event of the same device) says
+    the driver saw the refusal and its reason; it changes no order.
     """
 
     event_id: str = _ID
@@ -136,10 +141,35 @@ class DriverEvent(Frozen):
     based_on: tuple[str, ...] = ()
     field: str | None = Field(default=None, max_length=32)
     choose: str | None = Field(default=None, max_length=128)
+    dismisses: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _dismisses_with_dismiss(self) -> DriverEvent:
+        if (self.action == "dismiss") != (self.dismisses is not None):
+            raise ValueError("dismisses is required with action dismiss, and only with it")
+        return self
+
+
+class Refusal(Frozen):
+    """An event the gateway stored but will not apply, and why (shown to the driver)."""
+
+    event_id: str = _ID
+    reason: str = Field(min_length=1, max_length=500)
 
 
 class Ack(Frozen):
-    event_ids: tuple[str, ...] = Field(min_length=1)
+    """Events the gateway stored durably: ``event_ids`` applied, ``refused`` turned down (with
+    the reason). The tablet may forget both from its outbox; it keeps a refusal on screen until
+    the driver dismisses it. At least one of the two is not empty."""
+
+    event_ids: tuple[str, ...] = ()
+    refused: tuple[Refusal, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Ack:
+        if not self.event_ids and not self.refused:
+            raise ValueError("an ack names at least one event (event_ids or refused)")
+        return self
 
 
 class _Command(Frozen):
