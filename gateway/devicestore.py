@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS events (
     action TEXT NOT NULL, received_at TEXT NOT NULL, body TEXT NOT NULL, outcome TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_order ON events(order_id, action);
+CREATE TABLE IF NOT EXISTS dismissals (
+    event_id TEXT PRIMARY KEY, device TEXT NOT NULL, dismissal_id TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS device_status (
     device TEXT PRIMARY KEY, online INTEGER NOT NULL, at TEXT NOT NULL, body TEXT NOT NULL
 );
@@ -373,6 +377,25 @@ class DeviceStore:
             "body, outcome) VALUES(?,?,?,?,?,?,?)",
             (event_id, device, order_id, action, now.isoformat(), body, outcome))
         return bool(cur.rowcount)
+
+    def event_of(self, event_id: str) -> tuple[str, str] | None:
+        """``(device, outcome)`` of a stored event, or None."""
+        row = self.conn.execute("SELECT device, outcome FROM events WHERE event_id=?",
+                                (event_id,)).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def record_dismissal(self, event_id: str, device: str, dismissal_id: str,
+                         now: _dt.datetime) -> None:
+        """The driver saw refused ``event_id`` (the first dismissal counts; resends do not)."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO dismissals(event_id, device, dismissal_id, at) "
+            "VALUES(?,?,?,?)", (event_id, device, dismissal_id, now.isoformat()))
+
+    def app_version(self, device: str) -> str:
+        """The ``app_version`` of the device's last status, "" when it never sent one."""
+        row = self.conn.execute("SELECT body FROM device_status WHERE device=?",
+                                (device,)).fetchone()
+        return "" if row is None else str(json.loads(row[0]).get("app_version", ""))
 
     def last_event_body(self, order_id: str, action: str) -> str | None:
         row = self.conn.execute(

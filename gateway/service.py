@@ -42,7 +42,9 @@ from sync.envelope import (
     DispatchCommandMsg,
     DispatchReply,
     DispatchReplyMsg,
+    DriverEvent,
     DriverEventMsg,
+    Refusal,
     ResyncMsg,
     SourceFreshness,
     Status,
@@ -53,7 +55,7 @@ from sync.streams import Replay, SendSnapshot, plan_repair
 from sync.topics import Topics
 
 log = logging.getLogger(__name__)
-VERSION = "0.2.0"
+VERSION = "0.3.0"
 
 Clock = Callable[[], _dt.datetime]
 
@@ -331,8 +333,11 @@ class GatewayService:
         with store.transaction(durable=True):  # acknowledged below: the tablet forgets it
             outcome = devices.event_outcome(event.event_id)
             if outcome is None:
-                outcome = commands.driver_event(store, device, driver, event, policy=self.policy,
-                                                now=now)
+                if event.action == "dismiss":
+                    outcome = _dismiss(devices, device, event, now)
+                else:
+                    outcome = commands.driver_event(store, device, driver, event,
+                                                    policy=self.policy, now=now)
                 devices.record_event(event.event_id, device, event.order_id, event.action,
                                      event.model_dump_json(), outcome, now)
                 devices.bump("driver_events")
@@ -343,10 +348,16 @@ class GatewayService:
             else:
                 devices.bump("duplicate_events")
             hlc = store.next_hlc(self.clock())  # the ack's stamp, in the event's transaction
+            # a tablet that reads refusals hears the reason; an older one a plain ack
+            tells_refusals = not _older_than(devices.app_version(device), READS_REFUSALS)
         # stored durably (committed): now it may be acknowledged
+        if outcome != "applied" and tells_refusals:
+            reason = outcome.removeprefix("refused: ")
+            ack = Ack(refused=(Refusal(event_id=event.event_id, reason=reason[:500]),))
+        else:
+            ack = Ack(event_ids=(event.event_id,))
         self._publish(self.topics.acks(device), AckMsg(
-            v=1, kind="ack", id=f"ack-{event.event_id}", origin="gateway",
-            hlc=hlc, body=Ack(event_ids=(event.event_id,))))
+            v=1, kind="ack", id=f"ack-{event.event_id}", origin="gateway", hlc=hlc, body=ack))
         self._refresh_and_publish(store)
 
     # --- dispatch commands --------------------------------------------------------------
@@ -575,6 +586,22 @@ def view_change_bytes(device: str, entry: Entry, *, hlc: str, head: int | None) 
 
 READS_VIEW_CHANGES = (0, 2)
 """The first tablet version that reads ``view_changes`` (docs/PROTOCOL.md, Compatibility)."""
+
+READS_REFUSALS = (0, 3)
+"""The first tablet version that reads an ack's ``refused`` (docs/PROTOCOL.md, Compatibility);
+older ones (and one that never sent its version) are acked refused events plainly."""
+
+
+def _dismiss(devices: DeviceStore, device: str, event: DriverEvent, now: _dt.datetime) -> str:
+    """A driver saw a refusal: recorded against the refused event it names, same device only."""
+    target = event.dismisses or ""  # never empty: DriverEvent requires it with dismiss
+    named = devices.event_of(target)
+    if named is None or named[0] != device:
+        return f"refused: no event {target} of device {device} to dismiss"
+    if named[1] == "applied":
+        return f"refused: event {target} was applied, not refused"
+    devices.record_dismissal(target, device, event.event_id, now)
+    return "applied"
 
 
 def _older_than(version: str, wanted: tuple[int, ...]) -> bool:
