@@ -254,6 +254,10 @@ def _badges(stop: RouteStop, refused: Sequence[RefusedAction]) -> tuple[Badge, .
         out.append(Badge("pending", f"{ACTION_WORDS[waiting[-1].action]}: pending", "pending"))
     elif stop.local:
         out.append(Badge("sent", f"{ACTION_WORDS[stop.local[-1].action]}: sent", "ok"))
+    else:
+        status = stop.view.fields.get("status")
+        if status is not None and any(c.source == "driver" for c in status.candidates):
+            out.append(Badge("sent", "your result: sent", "ok"))
     return tuple(out)
 
 
@@ -376,9 +380,20 @@ STOP_ACTIONS: tuple[ActionButton, ...] = (
 )
 
 
-def _history(local: Iterable[LocalAction], zone: tzinfo, now: datetime
+def _history(local: Sequence[LocalAction], view: Any, zone: tzinfo, now: datetime
              ) -> tuple[HistoryLine, ...]:
+    """The driver's actions on this stop: local ones pending or sent, and those the gateway's
+    view already holds as the driver's claim (sent: the depot has it)."""
     out = []
+    status = view.fields.get("status")
+    local_ids = {a.event_id for a in local}
+    for c in (status.candidates if status is not None else ()):
+        event_id = c.claim_id.removeprefix("driver:").split("#")[0]
+        if c.source != "driver" or event_id in local_ids:
+            continue
+        word = STATUS_WORDS.get(str(c.value), (str(c.value), "ok"))[0]
+        out.append(HistoryLine(event_id, f"{word} at {_clock_on(c.as_of, zone, now)} — sent",
+                               "ok"))
     for a in local:
         what = ACTION_WORDS.get(a.action, a.action)
         if a.reason:
@@ -435,7 +450,7 @@ def stop_screen(stop: RouteStop, refused: Sequence[RefusedAction], *, now: datet
         conflicts=conflicts,
         hold="On hold — confirm with dispatch before you act" if stop.hold else None,
         actions=STOP_ACTIONS,
-        history=_history(stop.local, zone, now),
+        history=_history(stop.local, view, zone, now),
         refused=refused_lines([r for r in refused if r.order_id == stop.order_id],
                               now=now, zone=zone),
     )
