@@ -7,9 +7,12 @@ importing Kivy's window opens one.
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
 from zoneinfo import ZoneInfo
 
 from kivy.app import App
+from kivy.clock import Clock
 
 from agent.config import AgentConfig
 from agent.service import Agent
@@ -39,10 +42,19 @@ class TabletApp(App):
 
 
 def run_tablet(config: AgentConfig) -> None:
-    """Start the agent (offline is fine), run the app until its window closes, stop the agent."""
+    """Start the agent (offline is fine), run the app until its window closes (or SIGINT /
+    SIGTERM, which close it on Kivy's thread), then stop the agent: it says "offline"."""
     agent = Agent(config)
+    app = TabletApp(agent)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        Clock.schedule_once(lambda _dt: app.stop())
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         agent.start()
-        TabletApp(agent).run()
+        app.run()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         agent.stop()
