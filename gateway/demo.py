@@ -12,6 +12,9 @@ separate processes, as on real tablets), and dispatch commands over MQTT:
 6. the next export carries the written-back value: no new conflict, nothing new to send.
 
 The tablets' screens are shown with ``crossdock agent state`` (what a driver would see).
+With ``--ui``, driver B's tablet is the Kivy app instead (``crossdock tablet``: its agent and
+screens in one process, a desktop window): each step waits a few seconds so the screen can be
+watched, and the demo ends when that window is closed.
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h old"
 
 
-def _step(n: int, text: str) -> None:
+def _step(n: int, text: str, pause: float = 0.0) -> None:
+    if pause:
+        time.sleep(pause)
     click.echo("")
     click.secho(f"== {n}. {text}", bold=True)
 
@@ -120,13 +125,19 @@ def _update_export(path: Path, order_id: str, driver: str, status: str) -> None:
         table.close()
 
 
-def run_demo(directory: Path) -> None:
+UI_STEP_S = 5.0
+"""With ``--ui``, how long each step waits before it begins, so the tablet can be watched."""
+
+
+def run_demo(directory: Path, *, ui: bool = False) -> None:
     port = free_port()
     info = write_sample_config(directory, drivers=47, orders=142, seed=1, depot="demo-depot",
                                port=port, now=_now())
     cfg = load_config(Path(info["config"]))
     tablets: list[subprocess.Popen[bytes]] = []
     runner = GatewayRunner(cfg, scheduler=False, status_interval_s=2.0)
+    pause = UI_STEP_S if ui else 0.0
+    window = None
     try:
         _step(1, "The legacy system's nightly FoxPro export is ingested")
         with Store(cfg.db_path) as store:
@@ -147,7 +158,7 @@ def run_demo(directory: Path) -> None:
         driver_a, driver_b = sorted(by_driver, key=lambda d: (-len(by_driver[d]), d))[:2]
         order = by_driver[driver_a][0]
 
-        _step(2, f"Tablets for driver {driver_a} and driver {driver_b} come online")
+        _step(2, f"Tablets for driver {driver_a} and driver {driver_b} come online", pause)
         configs = {}
         for driver in (driver_a, driver_b):
             device = f"tab-{driver.lower()}"
@@ -157,12 +168,21 @@ def run_demo(directory: Path) -> None:
                     DeviceStore(store).add(device, driver, password, _now())
                 sync_driver(store, driver, cfg.merge_policy(), _now())
             path = directory / f"{device}.toml"
-            write_agent_config(path, cfg, device=device, driver=driver, password=password)
+            write_agent_config(path, cfg, device=device, driver=driver, password=password,
+                               timezone=str(source_mapping(cfg, cfg.sources[0]).zone))
             configs[driver] = path
         runner.check()  # the broker learns the new devices' credentials
         if runner.service is not None:
             runner.service.request_refresh("demo")
-        for path in configs.values():
+        for driver, path in configs.items():
+            if ui and driver == driver_b:  # this one is the Kivy app: agent and screens
+                log = (directory / "tablet.log").open("wb")
+                window = subprocess.Popen(
+                    [sys.executable, "-m", "crossdock_cli", "tablet", "--config", str(path)],
+                    stdout=log, stderr=subprocess.STDOUT)
+                tablets.append(window)
+                click.echo(f"   {driver_b}'s tablet opens in a window (log: {log.name})")
+                continue
             tablets.append(subprocess.Popen(
                 [sys.executable, "-m", "crossdock_cli", "agent", "run", "--config", str(path)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -172,7 +192,7 @@ def run_demo(directory: Path) -> None:
         _screen(driver_a, configs[driver_a], order)
 
         zone = source_mapping(cfg, cfg.sources[0]).zone
-        _step(3, f"Dispatch reassigns {order} to {driver_b}, unaware of the export")
+        _step(3, f"Dispatch reassigns {order} to {driver_b}, unaware of the export", pause)
         dcfg = load_dispatch_config(Path(info["dispatch_config"]))
         reply = send_command(dcfg, {"action": "assign", "order_id": order, "driver": driver_b})
         click.echo(f"   gateway replied: {'ok' if reply.body.ok else reply.body.reason}")
@@ -192,7 +212,7 @@ def run_demo(directory: Path) -> None:
             click.echo(f"   gateway: {len(store.conflict_views())} open conflict(s) "
                        "(crossdock gateway conflicts --json)")
 
-        _step(4, f"Dispatch resolves: {order} goes to {driver_b}")
+        _step(4, f"Dispatch resolves: {order} goes to {driver_b}", pause)
         reply = send_command(dcfg, {"action": "resolve", "order_id": order, "field": "driver",
                                     "choose": "dispatch"})
         click.echo(f"   gateway replied: {'ok' if reply.body.ok else reply.body.reason}")
@@ -204,14 +224,14 @@ def run_demo(directory: Path) -> None:
         click.echo(f"   {driver_a}'s tablet: {order} is gone from the route")
         click.echo(f"   {driver_b}'s tablet: {order} assigned to {driver_b} (resolved by dispatch)")
 
-        _step(5, f"{driver_b} delivers {order}; the result is written back for FoxPro")
+        _step(5, f"{driver_b} delivers {order}; the result is written back for FoxPro", pause)
         proc = _cli("agent", "act", "--config", str(configs[driver_b]), "deliver", order)
         click.echo("   " + " / ".join(proc.stdout.strip().splitlines()))
         with Store(cfg.db_path) as store:
             summary = flush_writeback(store, cfg, _now())
         click.echo(f"   write-back: {summary.written} result(s) to {cfg.path('import')}")
 
-        _step(6, "The next export carries the written-back value")
+        _step(6, "The next export carries the written-back value", pause)
         _update_export(Path(info["paths"]["orders"]), order, driver_b, "DELIVERED")
         with Store(cfg.db_path) as store:
             for s in ingest_source(store, cfg, cfg.sources[0], now=_now):
@@ -228,6 +248,13 @@ def run_demo(directory: Path) -> None:
         click.echo("")
         click.echo(f"Done. Everything is in {directory} (gateway.toml, gateway.sqlite, "
                    "tablet databases, import/).")
+        if window is not None:
+            if window.poll() is None:
+                click.echo(f"{driver_b}'s tablet stays open: close its window to end the demo.")
+                window.wait()
+            elif window.returncode != 0:
+                raise GatewayError(f"demo: the tablet window could not run (exit "
+                                   f"{window.returncode}); see {directory / 'tablet.log'}")
     finally:
         for proc_ in tablets:
             proc_.terminate()
@@ -242,7 +269,9 @@ def run_demo(directory: Path) -> None:
 @click.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
               help="Where to put the demo's files (default: a new temporary folder).")
-def demo(directory: Path | None) -> None:
+@click.option("--ui", is_flag=True,
+              help="Open driver B's tablet (the Kivy app) in a window while the story plays.")
+def demo(directory: Path | None, ui: bool) -> None:
     """The conflict story end to end: gateway, managed Mosquitto, two tablets, dispatch."""
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="crossdock-demo-"))
@@ -250,4 +279,4 @@ def demo(directory: Path | None) -> None:
         if not (directory / "gateway.toml").exists():
             raise GatewayError(f"demo: {directory} is not empty and not a demo folder")
         shutil.rmtree(directory)
-    run_demo(directory)
+    run_demo(directory, ui=ui)
