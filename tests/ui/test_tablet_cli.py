@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from crossdock_cli import cli
+from gateway.broker import ManagedBroker
 from gateway.devicestore import DeviceStore
 from tests.system.depot import Depot, wait_for, write_agent_config
-from gateway.broker import ManagedBroker
 from tests.ui.conftest import Kiosk
 
 
