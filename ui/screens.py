@@ -31,6 +31,7 @@ from kivy.uix.widget import Widget
 from agent.errors import AgentError
 from agent.model import Change
 from agent.service import Agent
+from sync.envelope import SourceFreshness
 from ui import theme
 from ui import viewmodels as vm
 from ui.widgets import Badge, Panel, Tap, Text, gap
@@ -211,17 +212,25 @@ class StopScreen(Screen):
             info.add_widget(Text(done.text, colour=theme.FILL[done.meaning], bold=True))
         for turned_down in screen.refused:
             info.add_widget(_refused_card(turned_down, self.tablet.dismiss))
-        actions = _column(size_hint_x=None if not portrait else 1,
-                          width=mm(62), size_hint_y=None if portrait else 1)
-        for button in screen.actions:
-            actions.add_widget(Tap(button.label,
-                                   target="primary" if button.primary else "secondary",
-                                   on_release=self._action(button.action, screen.order_id)))
-        actions.add_widget(Tap("Back to route",
-                               on_release=lambda *_: self.tablet.show("route")))
-        if portrait:
+        back = Tap("Back to route", on_release=lambda *_: self.tablet.show("route"))
+        taps = [Tap(b.label, target="primary" if b.primary else "secondary",
+                    on_release=self._action(b.action, screen.order_id)) for b in screen.actions]
+        if portrait:  # under the details: primaries side by side, then the secondaries
+            actions = _column(size_hint_y=None)
             actions.bind(minimum_height=actions.setter("height"))
-        else:
+            for kind in ("primary", "secondary"):
+                row = BoxLayout(spacing=gap(), size_hint_y=None,
+                                height=mm(theme.PRIMARY_MM if kind == "primary"
+                                          else theme.SECONDARY_MM))
+                for tap in taps:
+                    if tap.target == kind:
+                        row.add_widget(tap)
+                actions.add_widget(row)
+            actions.add_widget(back)
+        else:  # beside the details, one column
+            actions = _column(size_hint_x=None, width=mm(62))
+            for tap in (*taps, back):
+                actions.add_widget(tap)
             actions.add_widget(Widget())
         self.body.add_widget(_scroll(info))
         self.body.add_widget(actions)
@@ -285,9 +294,18 @@ class ConflictScreen(Screen):
         deadline.bind(height=lambda _w, h: setattr(line, "height", h + mm(2)))
         box.add_widget(line)
         sides = BoxLayout(spacing=mm(3), size_hint_y=None)
-        sides.bind(minimum_height=sides.setter("height"))
-        for candidate in card.candidates:
-            sides.add_widget(self._side(card, candidate))
+        columns = [self._side(card, candidate) for candidate in card.candidates]
+
+        def level(*_: Any) -> None:  # side by side at the same height: the tallest one's
+            tallest = max(c.minimum_height for c in columns)
+            sides.height = tallest
+            for c in columns:
+                c.height = tallest
+
+        for column in columns:
+            column.bind(minimum_height=level)
+            sides.add_widget(column)
+        level()
         box.add_widget(sides)
         for stale in card.stale:
             box.add_widget(Text(f"{stale.source_text} {stale.as_of} ({stale.age}) still says "
@@ -300,13 +318,13 @@ class ConflictScreen(Screen):
     def _side(self, card: vm.ConflictCard, candidate: vm.CandidateCard) -> BoxLayout:
         side = Panel(theme.PAGE, orientation="vertical", size_hint_y=None,
                      padding=(mm(2), mm(2)), spacing=mm(1))
-        side.bind(minimum_height=side.setter("height"))
         side.add_widget(Text(candidate.value, size_mm=theme.BIG_MM, bold=True))
         side.add_widget(Text(f"from {candidate.source_text}", bold=True))
         side.add_widget(Text(f"{candidate.as_of} · {candidate.age}"))
         if candidate.cadence:
             side.add_widget(Text(f"updates {candidate.cadence}", size_mm=theme.SMALL_MM,
                                  colour=theme.INK_SOFT))
+        side.add_widget(Widget())  # the buttons of both sides line up at the bottom
         side.add_widget(Tap("I prefer this (tell dispatch)",
                             on_release=lambda *_: self.tablet.prefer(card, candidate)))
         if candidate.can_choose:
@@ -458,6 +476,7 @@ class TabletRoot(Panel):
         self.driver_resolves = tuple(driver_resolves)
         self.now = clock or (lambda: datetime.now(UTC))
         self.redraws = 0  # refreshes run: a test counts them for a burst
+        self._sources: tuple[SourceFreshness, ...] = ()
         self.bar = SyncBarView()
         self.manager = ScreenManager(transition=NoTransition())
         self.route_screen = RouteScreen(self)
@@ -507,6 +526,10 @@ class TabletRoot(Panel):
         stops = self.agent.route()
         refused = self.agent.refused()
         status = self.agent.sync_status()
+        # a gateway's last will says "offline" without the sources: keep their last word
+        self._sources = status.sources or self._sources
+        if not status.sources and self._sources:
+            status = status.model_copy(update={"sources": self._sources})
         self.bar.show(vm.sync_bar(status, self.agent.pending(), now=now, zone=self.zone))
         n_conflicts = sum(len(s.conflicts) for s in stops)
         self.nav_conflicts.text = f"Conflicts ({n_conflicts})" if n_conflicts else "Conflicts"

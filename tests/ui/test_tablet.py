@@ -194,6 +194,7 @@ def test_an_incoming_conflict_shows_on_route_and_conflict_screens_then_holds(
                                                                                "ORD-003"))))
     assert _row(root, "ORD-003").status == "sources disagree"
     assert _shown(root, "Conflicts (1)")
+    kiosk.shoot(root, "route-conflict")
     kiosk.tap(_button(root, "Conflicts (1)"))
     assert root.manager.current == "conflict"
     texts = _card_texts(root)
