@@ -469,7 +469,8 @@ class TabletRoot(Panel):
     """The app: sync bar, screens, navigation; bound to one ``Agent``."""
 
     def __init__(self, agent: Agent, *, zone: tzinfo, driver_resolves: Sequence[str] = (),
-                 clock: Callable[[], datetime] | None = None, **kwargs: Any) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 age_refresh_s: float = vm.AGE_REFRESH_S, **kwargs: Any) -> None:
         super().__init__(theme.PAGE, orientation="vertical", **kwargs)
         self.agent = agent
         self.zone = zone
@@ -487,8 +488,9 @@ class TabletRoot(Panel):
         for screen in (self.route_screen, self.stop_screen, self.conflict_screen,
                        self.refused_screen, self.form_screen):
             self.manager.add_widget(screen)
-        nav = BoxLayout(size_hint_y=None, height=mm(theme.SECONDARY_MM + 2), spacing=gap(),
-                        padding=(mm(2), mm(1)))
+        # the gap above it keeps a target cut by a scrolling screen's edge 3 mm from these
+        nav = BoxLayout(size_hint_y=None, height=mm(theme.SECONDARY_MM + theme.GAP_MM + 1),
+                        spacing=gap(), padding=(mm(2), gap(), mm(2), mm(1)))
         self.nav_route = Tap("Route", on_release=lambda *_: self.show("route"))
         self.nav_conflicts = Tap("Conflicts", on_release=lambda *_: self.open_conflicts(None))
         self.nav_refused = Tap("Refused", on_release=lambda *_: self.show("refused"))
@@ -498,7 +500,7 @@ class TabletRoot(Panel):
         self.add_widget(self.manager)
         self.add_widget(nav)
         self._trigger = Clock.create_trigger(self._redraw, REFRESH_S)
-        self._ages = Clock.schedule_interval(lambda _dt: self._redraw(), vm.AGE_REFRESH_S)
+        self._ages = Clock.schedule_interval(lambda _dt: self._redraw(), age_refresh_s)
         self._unsubscribe = agent.subscribe(self._changed)
         self.bind(size=lambda *_: self._trigger())
         self._redraw()

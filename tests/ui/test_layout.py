@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -201,12 +201,42 @@ def test_every_tappable_widget_on_every_screen_is_glove_sized(
     assert figures["route landscape"]["targets"] > 3  # the recycled rows and the navigation
 
 
+def test_ages_keep_moving_with_no_message_arriving(agent: Agent, kiosk: Kiosk) -> None:
+    from ui.screens import TabletRoot
+
+    _route(agent, stops=5)
+    offset = [timedelta()]
+    root = TabletRoot(agent, zone=ZONE, clock=lambda: datetime.now(UTC) + offset[0],
+                      age_refresh_s=0.2)
+    kiosk.window.add_widget(root)
+    root.open_conflicts(None)
+    kiosk.pump(3)
+
+    def ages() -> list[str]:
+        return [t for w in root.conflict_screen.walk(restrict=True)
+                if isinstance(t := getattr(w, "text", None), str) and t.startswith("as of ")]
+
+    before = ages()
+    assert any(t.endswith("3 min ago") for t in before), before
+    seq = agent.sync_status().last_seq
+    offset[0] = timedelta(minutes=10)  # time passes; the agent hears nothing
+    assert kiosk.until(lambda: any(t.endswith("13 min ago") for t in ages())), ages()
+    assert agent.sync_status().last_seq == seq
+
+
 def test_a_burst_of_500_stream_entries_is_a_handful_of_redraws(
         agent: Agent, kiosk: Kiosk) -> None:
     from ui.screens import TabletRoot
 
+    class Probe(TabletRoot):
+        threads: ClassVar[set[str]] = set()
+
+        def _redraw(self, *args: Any) -> None:
+            Probe.threads.add(threading.current_thread().name)
+            super()._redraw(*args)
+
     _route(agent)  # 150 stops, seq 1..150
-    root = TabletRoot(agent, zone=ZONE)
+    root = Probe(agent, zone=ZONE)
     kiosk.window.add_widget(root)
     kiosk.pump(4)
     told = []
@@ -237,5 +267,6 @@ def test_a_burst_of_500_stream_entries_is_a_handful_of_redraws(
         {"entries": 500, "observer_calls": len(told), "redraws": redraws}) + "\n",
         encoding="utf-8")
     print(f"500 entries: observer called {len(told)} times, {redraws} redraws")
-    assert len(told) == 500  # the agent told the UI of every entry ...
+    assert len(told) == 500  # the agent told the UI of every entry (from the burst's thread)
     assert redraws <= 20  # ... and the UI coalesced them into a handful of redraws
+    assert Probe.threads == {threading.main_thread().name}  # all of them on Kivy's thread
