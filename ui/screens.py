@@ -84,14 +84,14 @@ class StopRowView(RecycleDataViewBehavior, ButtonBehavior, Panel):
         self._title = Text(size_mm=theme.TEXT_MM, bold=True, grow=False, shorten=True,
                            shorten_from="right")
         self._status = Text(size_mm=theme.TEXT_MM, bold=True, grow=False, halign="right",
-                            size_hint_x=0.45)
+                            size_hint_x=0.8)
         top.add_widget(self._title)
         top.add_widget(self._status)
         middle = BoxLayout(spacing=mm(2))
         self._subtitle = Text(size_mm=theme.SMALL_MM, colour=theme.INK_SOFT, grow=False,
                               shorten=True, shorten_from="right")
         self._when = Text(size_mm=theme.SMALL_MM, colour=theme.INK_SOFT, grow=False,
-                          halign="right", size_hint_x=0.45)
+                          halign="right", size_hint_x=0.8)
         middle.add_widget(self._subtitle)
         middle.add_widget(self._when)
         self._badges = BoxLayout(spacing=mm(1.5), size_hint_y=None, height=mm(6))

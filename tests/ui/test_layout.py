@@ -195,6 +195,19 @@ def test_every_tappable_widget_on_every_screen_is_glove_sized(
             open_screen()
             kiosk.pump(4)
             figures[f"{name} {orientation}"] = _measure(root, f"{name} ({orientation})")
+    # 150 stops in a recycling list: a few row widgets, whatever the route's length
+    from ui.screens import StopRowView
+
+    root.show("route")
+    kiosk.pump(4)
+    rows = [w for w in root.walk(restrict=True) if isinstance(w, StopRowView)]
+    assert len(root.route_screen.list.data) == 150 and len(rows) < 20
+    root.route_screen.list.scroll_y = 0  # to the end of the route
+    assert kiosk.until(lambda: any(w.order_id == "ORD-150" for w in root.walk(restrict=True)
+                                   if isinstance(w, StopRowView)))
+    root.route_screen.list.scroll_y = 1
+    kiosk.pump(4)
+    kiosk.shoot(root, "route-150")
     (kiosk.shots / "touch-targets.json").write_text(json.dumps(figures, indent=1) + "\n",
                                                     encoding="utf-8")
     print(json.dumps(figures, indent=1))
