@@ -35,13 +35,13 @@ from tests.ui.conftest import LANDSCAPE, PORTRAIT, Kiosk
 pytestmark = pytest.mark.ui
 
 ZONE = ZoneInfo("Europe/Berlin")
-NOW = datetime.now(UTC)
-MIDNIGHT = datetime.combine(NOW.astimezone(ZONE).date(), datetime.min.time(), ZONE)
+MIDNIGHT = datetime.combine(datetime.now(ZONE).date(), datetime.min.time(), ZONE)
 HLC = "001795777200000-000000-gateway"
 
 
 def _view(i: int, *, conflict: bool = False, status: str = "planned") -> OrderView:
     order_id = f"ORD-{i:03d}"
+    now = datetime.now(UTC)  # when the claims are made: the test's own time
     start = MIDNIGHT + timedelta(hours=7, minutes=4 * i)
     values: dict[str, Any] = {
         "status": status, "sequence": i, "customer": f"Customer {i}",
@@ -55,8 +55,8 @@ def _view(i: int, *, conflict: bool = False, status: str = "planned") -> OrderVi
     if conflict:
         claims.append(Claim(claim_id=f"dispatch:{order_id}#status", order_id=order_id,
                             field="status", value="cancelled", source="dispatch",
-                            as_of=NOW - timedelta(minutes=3), received_at=NOW, hlc=HLC))
-    return merge_order(order_id, claims, [], Policy(), NOW)
+                            as_of=now - timedelta(minutes=3), received_at=now, hlc=HLC))
+    return merge_order(order_id, claims, [], Policy(), now)
 
 
 def _agent(tmp_path: Path) -> Agent:
