@@ -81,7 +81,8 @@ def rows(driver_of: dict[str, str] | None = None, status_of: dict[str, str] | No
         order_id = f"ORD-{i + 1:03d}"
         customer, address, notes = CUSTOMERS[i % len(CUSTOMERS)]
         start = dt.datetime.combine(today, dt.time(8 + i, 0))
-        eta = start + dt.timedelta(minutes=25)
+        # the fourth stop is planned after its window closes: the gateway warns
+        eta = start + dt.timedelta(minutes=150 if i == 3 else 25)
         out.append((order_id, (driver_of or {}).get(order_id, "7"), i + 1,
                     (status_of or {}).get(order_id, "PLANNED"), customer, address, start,
                     start + dt.timedelta(hours=2), eta, notes))
@@ -159,6 +160,7 @@ def test_tapping_delivered_records_one_outbox_row_pending_then_sent(
     tab, root = _tablet(depot, kiosk, clock)
     assert kiosk.until(lambda: len(tab.route()) == 5)
     assert kiosk.until(lambda: _shown(root, "5 stops"))
+    assert kiosk.until(lambda: "window missed" in _texts(_row(root, "ORD-004")))
     kiosk.shoot(root, "route")
 
     kiosk.tap(_row(root, "ORD-002"))
