@@ -17,7 +17,7 @@ import click
 
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
-from gateway.store import Store
+from gateway.store.core import Store
 
 
 def _now() -> _dt.datetime:
@@ -106,7 +106,7 @@ def sample(out: Path, drivers: int, orders: int, seed: int, depot: str, port: in
 @json_option
 def inspect(file: Path, encoding: str | None, rows: int, as_json: bool) -> None:
     """What a DBF or CSV export holds: version, code page, fields, counts, a few rows."""
-    from gateway.inspect import inspect_file
+    from gateway.ingest.inspect import inspect_file
 
     info = inspect_file(file, encoding=encoding, sample=rows)
     if as_json:
@@ -132,7 +132,7 @@ def inspect(file: Path, encoding: str | None, rows: int, as_json: bool) -> None:
 def ingest(config_path: Path, source_name: str | None, as_json: bool) -> None:
     """One pass over the sources: read, validate, quarantine, diff to claims, merge."""
     from gateway.ingest.pipeline import ingest_source
-    from gateway.views import refresh
+    from gateway.streams.views import refresh
 
     cfg, store = _open(config_path)
     sources = [cfg.source(source_name)] if source_name else list(cfg.sources)
@@ -175,7 +175,7 @@ def ingest(config_path: Path, source_name: str | None, as_json: bool) -> None:
 @json_option
 def sources(config_path: Path, as_json: bool) -> None:
     """Per-source freshness: as_of, cadence, last run, rows read/changed/quarantined, errors."""
-    from gateway.status import source_freshness
+    from gateway.streams.status import source_freshness
 
     cfg, store = _open(config_path)
     with store:
@@ -244,7 +244,7 @@ def conflicts(config_path: Path, as_json: bool) -> None:
 @json_option
 def writeback(config_path: Path, as_json: bool) -> None:
     """Write pending driver results where the legacy system imports them (once each)."""
-    from gateway.writeback import flush_writeback
+    from gateway.writeback.flush import flush_writeback
 
     cfg, store = _open(config_path)
     with store:
@@ -278,7 +278,7 @@ def tls_cert(config_path: Path, hosts: tuple[str, ...], days: int, tls_port: int
     """
     import socket
 
-    from gateway.tls import make_self_signed
+    from gateway.broker.tls import make_self_signed
 
     cfg = load_config(config_path)
     chosen = list(hosts) or [cfg.broker.public_host or socket.gethostname()]
@@ -312,9 +312,9 @@ def devices() -> None:
 @config_option
 def devices_add(device: str, driver: str, agent_config: Path | None, config_path: Path) -> None:
     """Register DEVICE for a driver; write the one file the tablet needs."""
-    from gateway.devicestore import DeviceStore
     from gateway.setup import check_agent_config, write_agent_config
-    from gateway.views import sync_driver
+    from gateway.store.devices import DeviceStore
+    from gateway.streams.views import sync_driver
     from sync.topics import check_segment
 
     check_segment(device, "device")
@@ -343,7 +343,7 @@ def devices_add(device: str, driver: str, agent_config: Path | None, config_path
 @json_option
 def devices_list(config_path: Path, as_json: bool) -> None:
     """Registered devices, their drivers, stream positions and presence."""
-    from gateway.devicestore import DeviceStore
+    from gateway.store.devices import DeviceStore
 
     _cfg, store = _open(config_path)
     with store:

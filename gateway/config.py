@@ -52,7 +52,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.broker import check_tls_listener
+from gateway.broker.conf import check_tls_listener
 from gateway.errors import ConfigError
 from sync.model import DEFAULT_RULES, Policy, SourceMode, SupersessionRule
 

@@ -29,17 +29,17 @@ from typing import Any
 
 import click
 
-from gateway.broker import free_port
+from gateway.broker.conf import free_port
 from gateway.config import load_config
-from gateway.devicestore import DeviceStore
 from gateway.dispatch import load_dispatch_config, send_command
 from gateway.errors import GatewayError
 from gateway.ingest.pipeline import ingest_source, source_mapping
 from gateway.runner import GatewayRunner
 from gateway.setup import write_agent_config, write_sample_config
-from gateway.store import Store
-from gateway.views import sync_driver
-from gateway.writeback import flush_writeback
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
+from gateway.streams.views import sync_driver
+from gateway.writeback.flush import flush_writeback
 
 
 def _now() -> _dt.datetime:

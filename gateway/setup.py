@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.config import GatewayConfig, load_config, read_toml
 from gateway.errors import ConfigError
-from gateway.store import Store
+from gateway.store.core import Store
 
 MAPPING_TEMPLATE = """\
 # How crossdock reads this legacy system's export. Fields on the left, the export's columns

@@ -27,7 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.broker import BrokerSettings, BrokerUser, ManagedBroker, free_port
+from gateway.broker.conf import BrokerSettings, BrokerUser, ManagedBroker, free_port
 from gateway.errors import GatewayError
 
 DEPOT = "test-depot"

@@ -24,9 +24,9 @@ from typing import Any
 
 from gateway.errors import SourceError
 from gateway.ingest.base import Export, RawRow
-from gateway.mapping import Mapping
-from gateway.runstore import BadRow, StagedTuple, dump_record, staged_tuple
-from gateway.validate import RowValidator, Valid
+from gateway.ingest.mapping import Mapping
+from gateway.ingest.validate import RowValidator, Valid
+from gateway.store.runs import BadRow, StagedTuple, dump_record, staged_tuple
 
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 BATCH = 5000

@@ -23,11 +23,11 @@ from pathlib import Path
 from gateway.config import GatewayConfig, SourceSection
 from gateway.errors import ConfigError, GatewayError, NotReady, SourceError
 from gateway.ingest.base import Adapter, Export, RawRow
+from gateway.ingest.mapping import FIELDS, Mapping, load_mapping
 from gateway.ingest.parallel import BATCH, batches, prepare, prepared_batches, worth_it
-from gateway.mapping import FIELDS, Mapping, load_mapping
-from gateway.runstore import BadRow, StagedRow, load_record
-from gateway.store import Store
-from gateway.validate import RowValidator, Valid
+from gateway.ingest.validate import RowValidator, Valid
+from gateway.store.core import Store
+from gateway.store.runs import BadRow, StagedRow, load_record
 
 Progress = Callable[[str, int], None]
 """Called with (phase, rows so far): ``read`` while streaming, ``diff`` while writing claims."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import BrokerSettings, BrokerUser, ManagedBroker, free_port, write_config
+from gateway.broker.conf import BrokerSettings, BrokerUser, ManagedBroker, free_port, write_config
 from gateway.errors import ConfigError, GatewayError
 from sync.topics import Topics
 from tests.broker import DEPOT, BrokerFactory, MqttProbe, connect_reason

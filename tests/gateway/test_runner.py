@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import free_port
+from gateway.broker.conf import free_port
 from gateway.config import load_config
 from gateway.runner import GatewayRunner
 from gateway.setup import init_dir

@@ -9,7 +9,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from gateway.store import Checkpointer, Store
+from gateway.store.core import Checkpointer, Store
 
 T = dt.datetime(2024, 6, 3, 6, 0, tzinfo=dt.UTC)
 

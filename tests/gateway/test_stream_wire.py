@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.devicestore import Entry
-from gateway.service import batches, snapshot_bytes, view_change_bytes, view_changes_bytes
+from gateway.store.devices import Entry
+from gateway.streams.service import batches, snapshot_bytes, view_change_bytes, view_changes_bytes
 from sync.codec import decode, encode
 from sync.envelope import (
     Snapshot,
@@ -91,7 +91,7 @@ def test_batches_cut_at_the_entry_and_byte_limits_and_at_a_seq_jump():
 
 
 def test_a_tablet_too_old_for_view_changes_is_told_by_its_version():
-    from gateway.service import READS_VIEW_CHANGES, _older_than
+    from gateway.streams.service import READS_VIEW_CHANGES, _older_than
 
     assert READS_VIEW_CHANGES == (0, 2)
     assert _older_than("0.1.0", (0, 2)) and _older_than("0.1", (0, 2))
@@ -101,7 +101,7 @@ def test_a_tablet_too_old_for_view_changes_is_told_by_its_version():
 
 
 def test_a_snapshot_in_parts_decodes_to_the_encoded_envelopes():
-    from gateway.service import snapshot_parts
+    from gateway.streams.service import snapshot_parts
 
     views = _views()
     bodies = [_stored(v) for v in views]

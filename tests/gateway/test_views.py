@@ -9,9 +9,9 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gateway.devicestore import DeviceStore
-from gateway.store import Store, text_digest
-from gateway.views import refresh, sync_driver
+from gateway.store.core import Store, text_digest
+from gateway.store.devices import DeviceStore
+from gateway.streams.views import refresh, sync_driver
 from sync.model import OrderView, Policy
 from sync.rules import check_route, with_warnings
 from tests.sync.factories import T0, at

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import ManagedBroker
+from gateway.broker.conf import ManagedBroker
 from tests.system.depot import Depot
 
 

@@ -34,7 +34,7 @@ from sync.rules import RouteCheck, rule_inputs
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from gateway.runstore import SourceRun
+    from gateway.store.runs import SourceRun
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -159,8 +159,8 @@ class Store:
         self.rules_cache: dict[str, tuple[dict[str, str], dict[str, dict[str, Any]]]] = {}
         """driver -> (rules texts, parsed) of the route ``DeviceStore.route_rules`` last read."""
         self.route_checks: dict[str, RouteCheck] = {}
-        """driver -> its route's last rule check (``gateway.views``), while this Store is the
-        last to have written routes (``route_checks_gen``)."""
+        """driver -> its route's last rule check (``gateway.streams.views``), while this Store is
+        the last to have written routes (``route_checks_gen``)."""
         self.route_checks_gen: str | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,7 @@ class Store:
             conn.execute("PRAGMA journal_size_limit=67108864")
             older = _tables(conn)
             conn.executescript(SCHEMA)
-            from gateway.devicestore import DEVICE_SCHEMA
+            from gateway.store.devices import DEVICE_SCHEMA
 
             conn.executescript(DEVICE_SCHEMA)
             _migrate(conn, older)
@@ -474,7 +474,7 @@ class Store:
 
     def begin_run(self, source: str, *, started_at: _dt.datetime, location: str,
                   fingerprint: str | None) -> SourceRun:
-        from gateway.runstore import SourceRun
+        from gateway.store.runs import SourceRun
 
         return SourceRun(self, source, started_at, location, fingerprint)
 

@@ -27,9 +27,9 @@ import datetime as _dt
 import json
 from typing import Any
 
-from gateway.devicestore import DeviceStore
 from gateway.errors import CommandError
-from gateway.store import Store
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
 from sync.envelope import (
     ApproveCommand,
     AssignCommand,

@@ -72,7 +72,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "packaging" / "mosquitto"
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "packaging" / "mosquitto"
 """Where ``mosquitto.conf.tmpl`` and ``acl.tmpl`` live (a checkout or an editable install)."""
 
 Role = Literal["gateway", "dispatch", "device"]

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 from pydantic import JsonValue
 
-from gateway.devicestore import Device, DeviceStore, Entry, body_with_warnings
-from gateway.store import Store
+from gateway.store.core import Store
+from gateway.store.devices import Device, DeviceStore, Entry, body_with_warnings
 from sync.merge import Merged, OneSet, merge_order
 from sync.model import Policy, Warning
 from sync.rules import RouteCheck, RuleInputs, check_inputs

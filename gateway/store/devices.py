@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.store import Store, rows_in, text_digest
+from gateway.store.core import Store, rows_in, text_digest
 from sync.model import OrderView, Warning
 
 DEVICE_SCHEMA = """

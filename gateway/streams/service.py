@@ -24,14 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import commands
 from gateway.config import GatewayConfig
-from gateway.devicestore import DeviceStore, Entry
 from gateway.errors import CommandError
-from gateway.mqtt import LinkSettings, MqttLink
-from gateway.status import source_freshness
-from gateway.store import Checkpointer, Store
-from gateway.views import refresh
+from gateway.store.core import Checkpointer, Store
+from gateway.store.devices import DeviceStore, Entry
+from gateway.streams import commands
+from gateway.streams.mqtt import LinkSettings, MqttLink
+from gateway.streams.status import source_freshness
+from gateway.streams.views import refresh
 from sync.codec import decode, encode
 from sync.envelope import (
     ENVELOPE,
