@@ -139,8 +139,8 @@ def add_changes(store: Any, ks: range, drivers: int, orders: int, now: dt.dateti
     run 2 for the first ``drivers x orders`` changes, run 3 for the next, and so on. Written
     as an ingest run writes what changed (rows built first, then
     ``gateway.store.runs.write_claim_sets``, one HLC stamp per run)."""
-    from gateway.store.core import canonical_json, iso
     from gateway.store.runs import write_claim_sets
+    from gateway.store.sql import canonical_json, iso
 
     rows = []
     received = iso(now)

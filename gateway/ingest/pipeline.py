@@ -27,7 +27,7 @@ from gateway.ingest.mapping import FIELDS, Mapping, load_mapping
 from gateway.ingest.parallel import BATCH, batches, prepare, prepared_batches, worth_it
 from gateway.ingest.validate import RowValidator, Valid
 from gateway.store.core import Store
-from gateway.store.runs import BadRow, StagedRow, load_record
+from gateway.store.runs import BadRow, SourceRun, StagedRow, load_record
 
 Progress = Callable[[str, int], None]
 """Called with (phase, rows so far): ``read`` while streaming, ``diff`` while writing claims."""
@@ -203,8 +203,7 @@ def _run_export(
                                       status="skipped", location=export.location,
                                       fingerprint=fingerprint)
         return RunSummary(src.name, "skipped", export.location, run_id=run_id)
-    run = store.begin_run(source, started_at=started, location=export.location,
-                          fingerprint=fingerprint)
+    run = SourceRun(store, source, started, export.location, fingerprint)
     if parallel is None:
         parallel = worth_it(export)
     try:
@@ -260,8 +259,7 @@ def _retry_quarantine(
     if not records:
         return []
     started = now()
-    run = store.begin_run(source, started_at=started, location="quarantine re-try",
-                          fingerprint=None)
+    run = SourceRun(store, source, started, "quarantine re-try", None)
     good: list[StagedRow] = []
     bad: list[BadRow] = []
     seen_rows: set[tuple[str, int]] = set()

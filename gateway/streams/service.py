@@ -26,7 +26,8 @@ from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.errors import CommandError
-from gateway.store.core import Checkpointer, Store
+from gateway.store.checkpointer import Checkpointer
+from gateway.store.core import Store
 from gateway.store.devices import DeviceStore, Entry
 from gateway.streams import commands
 from gateway.streams.mqtt import LinkSettings, MqttLink
