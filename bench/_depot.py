@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,8 +99,17 @@ def table(rows: Sequence[tuple[str, str]], title: str) -> str:
 # --- broker ---------------------------------------------------------------------------------
 
 
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def start_bench_broker(data_dir: Path) -> Any:
-    from gateway.broker.conf import BrokerSettings, ManagedBroker, free_port
+    from gateway.broker.conf import BrokerSettings
+    from gateway.broker.process import ManagedBroker
 
     settings = BrokerSettings(
         data_dir=data_dir, host="127.0.0.1", port=free_port(), allow_anonymous=True, acl=False,

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from gateway.broker.conf import BrokerSettings, BrokerUser, ManagedBroker, write_config
+from gateway.broker.conf import BrokerSettings, BrokerUser, write_config
+from gateway.broker.process import ManagedBroker
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError, StoreError
 from gateway.setup import dispatch_password

@@ -15,16 +15,17 @@ from pathlib import Path
 
 import pytest
 
-import gateway.broker.conf
+import gateway.broker.binaries
 from agent.config import AgentConfig
 from agent.service import Agent
-from gateway.broker.conf import BrokerSettings, BrokerUser, ManagedBroker, free_port, write_config
+from gateway.broker.conf import BrokerSettings, BrokerUser, write_config
+from gateway.broker.process import ManagedBroker
 from gateway.broker.tls import TlsFiles, make_self_signed, san_entry
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError, GatewayError
 from gateway.setup import init_dir, write_agent_config
 from sync.topics import Topics
-from tests.broker import DEPOT, WAIT, BrokerFactory, MqttProbe
+from tests.broker import DEPOT, WAIT, BrokerFactory, MqttProbe, free_port
 
 GATEWAY = BrokerUser(username="gateway", password="gw-secret", role="gateway")
 TABLET = BrokerUser(username="tab-1", password="tab-secret", role="device", device="tab-1")
@@ -90,7 +91,7 @@ def test_missing_openssl_is_one_line_saying_how_to_install_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(gateway.broker.conf, "_BINARY_FOLDERS", ())
+    monkeypatch.setattr(gateway.broker.binaries, "_BINARY_FOLDERS", ())
     with pytest.raises(GatewayError) as caught:
         make_self_signed(tmp_path, ["127.0.0.1"])
     assert str(caught.value) == "openssl is not installed: apt-get install openssl"

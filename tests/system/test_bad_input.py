@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.service import Agent
-from gateway.broker.conf import ManagedBroker
+from gateway.broker.process import ManagedBroker
 from gateway.store.devices import DeviceStore
 from sync.codec import decode, encode
 from sync.envelope import AckMsg, DriverEvent, DriverEventMsg, StatusMsg

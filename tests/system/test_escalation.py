@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.model import RouteStop
-from gateway.broker.conf import ManagedBroker
+from gateway.broker.process import ManagedBroker
 from gateway.cli import gateway as gateway_cli
 from sync.model import Conflict
 from tests.system.depot import Depot, SteppedClock, last_seq, wait_for

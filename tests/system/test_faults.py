@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agent.service import Agent
-from gateway.broker.conf import ManagedBroker
+from gateway.broker.process import ManagedBroker
 from gateway.store.devices import DeviceStore
 from sync.codec import decode
 from sync.envelope import DriverEventMsg
