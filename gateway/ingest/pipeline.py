@@ -94,7 +94,7 @@ def known_drivers(cfg: GatewayConfig, mapping: Mapping) -> frozenset[str] | None
         base = Path(mapping.path).parent if mapping.path else Path(cfg.base_dir)
         path = Path(section.file) if Path(section.file).is_absolute() else base / section.file
         if path.suffix.lower() == ".dbf":
-            from gateway.ingest.foxpro import read_dbf
+            from gateway.ingest.dbf import read_dbf
 
             export = read_dbf(path)
             rows: list[tuple[int, object]] = [
