@@ -33,7 +33,8 @@ import click
 from gateway.config import load_config
 from gateway.dispatch import load_dispatch_config, send_command
 from gateway.errors import GatewayError
-from gateway.ingest.pipeline import ingest_source, source_mapping
+from gateway.ingest.mapping import source_mapping
+from gateway.ingest.pipeline import ingest_source
 from gateway.runner import GatewayRunner
 from gateway.setup import write_agent_config, write_sample_config
 from gateway.store.core import Store
