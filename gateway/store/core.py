@@ -218,6 +218,13 @@ class Store:
             by_order.setdefault(row[2], []).append(row)
         return by_order
 
+    def claims_name_driver(self, driver: str) -> bool:
+        """Whether some stored claim set names ``driver`` as an order's driver."""
+        row = self.conn.execute(
+            "SELECT 1 FROM claim_sets, json_each(claim_sets.vals) WHERE json_each.key='driver' "
+            "AND json_each.value=? LIMIT 1", (driver,)).fetchone()
+        return row is not None
+
     def add_resolution(self, resolution: Resolution) -> bool:
         cur = self.conn.execute(
             "INSERT OR IGNORE INTO resolutions(resolution_id, order_id, field, body) "
