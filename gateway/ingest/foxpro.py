@@ -10,7 +10,8 @@ from pathlib import Path
 
 from gateway.errors import SourceError
 from gateway.ingest.base import Export, failed_export
-from gateway.ingest.dbf import DEFAULT_ENCODING, read_dbf
+from gateway.ingest.dbf import read_dbf
+from gateway.ingest.dbf_header import DEFAULT_ENCODING
 
 __all__ = ["FoxProAdapter"]
 

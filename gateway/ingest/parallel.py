@@ -74,7 +74,9 @@ def _open(reopen: tuple[str, str, str], part: int, parts: int) -> Export:
     kind, path, encoding = reopen
     if kind != "foxpro":
         raise SourceError(f"{path}: cannot be re-opened in another process ({kind})")
-    from gateway.ingest.dbf import read_dbf, read_header  # dbfread (the gateway extra): +16 ms
+    # dbfread (the gateway extra): +16 ms
+    from gateway.ingest.dbf import read_dbf
+    from gateway.ingest.dbf_header import read_header
 
     count = read_header(path, encoding=encoding).record_count
     size = -(-count // parts)

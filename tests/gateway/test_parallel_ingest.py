@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_config
-from gateway.ingest.dbf import read_header
+from gateway.ingest.dbf_header import read_header
 from gateway.ingest.pipeline import ingest_source
 from gateway.setup import write_sample_config
 from gateway.store.core import Store

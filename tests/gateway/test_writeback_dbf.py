@@ -9,7 +9,8 @@ import pytest
 from dbfread import DBF
 
 from gateway.errors import GatewayError
-from gateway.ingest.dbf import read_dbf, read_header
+from gateway.ingest.dbf import read_dbf
+from gateway.ingest.dbf_header import read_header
 from gateway.writeback.dbffile import append_results_dbf
 
 ARRIVED = dt.datetime(2024, 6, 3, 9, 14, 5)
