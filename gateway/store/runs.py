@@ -74,7 +74,11 @@ def load_record(text: str) -> dict[str, object]:
 def write_claim_sets(store: Store, rows: Sequence[tuple[Any, ...]]) -> None:
     """Claim sets as a run writes what changed: one ``executemany`` of rows ``(set_id, source,
     order_id, run_id, source_rev, as_of, received_at, hlc, present, vals)`` (times as ISO text,
-    ``vals`` canonical JSON, no ``based_on``), their orders marked dirty."""
+    ``vals`` canonical JSON, no ``based_on``), their orders marked dirty.
+
+    Raw sqlite3, not sqlite-utils: 100,000 claim-set rows took 44 us/row with one
+    ``executemany`` and 93 us/row with ``Table.insert_all(ignore=True)`` (2.1x; dicts built
+    beforehand; WAL, synchronous=NORMAL, on the shared 2-core box, 2026-12-01)."""
     store.conn.executemany(
         "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, "
         "as_of, received_at, hlc, present, vals, based_on) VALUES(?,?,?,?,?,?,?,?,?,?,'[]')",
