@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from agent.cli import agent as agent_cli
 from agent.service import Agent
-from gateway.devicestore import DeviceStore
+from gateway.store.devices import DeviceStore
 from tests.system.depot import Depot, agent_config, wait_for, write_agent_config
 
 pytestmark = pytest.mark.broker

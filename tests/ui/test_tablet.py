@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.service import Agent
-from gateway.broker import ManagedBroker
-from gateway.devicestore import DeviceStore
-from gateway.store import Store
-from gateway.views import sync_driver
+from gateway.broker.process import ManagedBroker
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
+from gateway.streams.views import sync_driver
 from tests.system.depot import (
     Depot,
     SteppedClock,
@@ -271,7 +271,7 @@ def vm_fail_reason() -> str:
 
 def test_a_refused_action_shows_its_reason_and_stays_until_dismissed(
         depot: Depot, kiosk: Kiosk, clock: SteppedClock) -> None:
-    from gateway.devicestore import DeviceStore as Devices
+    from gateway.store.devices import DeviceStore as Devices
 
     depot.export(rows())
     tab, root = _tablet(depot, kiosk, clock)

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from crossdock_cli import cli
-from gateway.broker import ManagedBroker
-from gateway.devicestore import DeviceStore
+from gateway.broker.process import ManagedBroker
+from gateway.store.devices import DeviceStore
 from tests.system.depot import Depot, wait_for, write_agent_config
 from tests.ui.conftest import Kiosk
 
