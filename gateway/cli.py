@@ -125,13 +125,31 @@ def inspect(file: Path, encoding: str | None, rows: int, as_json: bool) -> None:
 # --- ingest and what it found ---------------------------------------------------------------
 
 
+EXIT_SUSPECT = 3
+"""``gateway ingest``: an export was held as suspect (nothing of it applied)."""
+EXIT_DEGRADED = 4
+"""``gateway ingest``: a run was applied, but most of its rows were quarantined or none read."""
+
+
 @gateway.command()
 @config_option
 @click.option("--source", "source_name", default=None, help="Run only this source.")
+@click.option("--accept", "accept", type=int, default=None, metavar="RUN",
+              help="Apply the held (suspect) run RUN, re-reading its unchanged export.")
+@click.option("--by", "actor", default=None,
+              help="Who accepts (recorded in the audit log; default: the login name).")
 @json_option
-def ingest(config_path: Path, source_name: str | None, as_json: bool) -> None:
-    """One pass over the sources: read, validate, quarantine, diff to claims, merge."""
+def ingest(config_path: Path, source_name: str | None, accept: int | None, actor: str | None,
+           as_json: bool) -> None:
+    """One pass over the sources: read, validate, quarantine, diff to claims, merge.
+
+    Exit 0: applied; 1: a source failed; 3: an export was held as suspect (nothing of it
+    applied; accept it with --accept RUN); 4: degraded (most rows quarantined, or none read).
+    """
+    import getpass
+
     from gateway.ingest.pipeline import ingest_source
+    from gateway.runstore import held
     from gateway.views import refresh
 
     cfg, store = _open(config_path)
@@ -141,18 +159,28 @@ def ingest(config_path: Path, source_name: str | None, as_json: bool) -> None:
     show = sys.stderr.isatty() and not as_json
     results = []
     with store:
+        if accept is not None:
+            holding = [s for s in sources if (h := held(store, s.claim_source)) is not None
+                       and h.run_id == accept]
+            if not holding:
+                raise ConfigError(f"run {accept} is not a held (suspect) run of "
+                                  + (f"source {source_name!r}" if source_name else "any source")
+                                  + "; `crossdock gateway sources` lists the held runs")
+            sources = holding[:1]
         for src in sources:
             def progress(phase: str, n: int, name: str = src.name) -> None:
                 if show:
                     click.echo(f"\r{name}: {phase} {n:,} rows", nl=False, err=True)
 
-            summaries = ingest_source(store, cfg, src, now=_now, progress=progress)
+            summaries = ingest_source(store, cfg, src, now=_now, progress=progress,
+                                      accept=accept,
+                                      actor=actor or (getpass.getuser() if accept else None))
             if show:
                 click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
             results.extend(summaries)
         entries = refresh(store, cfg.merge_policy(), _now())
         conflicts = len(store.conflict_views())
-    failed = [r for r in results if r.status == "failed"]
+    statuses = {r.status for r in results}
     if as_json:
         _emit({"runs": [r.as_dict() for r in results], "open_conflicts": conflicts,
                "stream_entries": sum(len(v) for v in entries.values())})
@@ -161,13 +189,21 @@ def ingest(config_path: Path, source_name: str | None, as_json: bool) -> None:
             line = (f"{r.source}: {r.status}" + (f" {r.location}" if r.location else "")
                     + (f" — {r.rows_read} rows read, {r.rows_changed} changed, "
                        f"{r.rows_quarantined} quarantined, {r.rows_deleted} deleted, "
-                       f"{r.claims} claims" if r.status in ("ok", "partial") else ""))
+                       f"{r.claims} claims" if r.status in ("ok", "partial", "degraded")
+                       else ""))
+            if r.held:
+                line += (f" — {r.held['rows_read']} rows read, would withdraw "
+                         f"{r.held['withdraw']} of {r.held['live']} live orders")
             if r.error:
                 line += f" — {r.error}"
             click.echo(line)
         click.echo(f"open conflicts: {conflicts}")
-    if failed:
+    if "failed" in statuses:
         sys.exit(1)
+    if "suspect" in statuses:
+        sys.exit(EXIT_SUSPECT)
+    if "degraded" in statuses:
+        sys.exit(EXIT_DEGRADED)
 
 
 @gateway.command()
@@ -191,6 +227,8 @@ def sources(config_path: Path, as_json: bool) -> None:
             f"{r['last_run_status'] or 'never'} at {r['last_run_at'] or '-'}: "
             f"{r['rows_read']} read, {r['rows_changed']} changed, {r['rows_quarantined']} "
             f"quarantined" + (f"; last error: {r['last_error']}" if r["last_error"] else "")
+            if r["status"] != "suspect" else
+            f"{r['name']} ({r['kind']}, {r['mode']}): SUSPECT — {r['last_error']}"
         )
 
 

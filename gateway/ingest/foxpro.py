@@ -26,6 +26,7 @@ import codecs
 import datetime as _dt
 import glob
 import hashlib
+import math
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -42,7 +43,7 @@ from dbfread.field_parser import FieldParser
 from dbfread.memo import DB3MemoFile, DB4MemoFile, FakeMemoFile, MemoFile, VFPMemoFile
 
 from gateway.errors import SourceError
-from gateway.ingest.base import Export, RawRow, failed_export
+from gateway.ingest.base import FAULTS_KEY, PROBLEM_KEY, Export, RawRow, failed_export
 
 __all__ = [
     "DbfField",
@@ -169,6 +170,34 @@ class DbfHeader:
     memo_name: str | None  # the memo file the table needs (found or expected), None if none
     memo_path: Path | None  # the memo file found on disk
     problems: tuple[str, ...]
+    spare_records: int = 0  # whole records the file holds past the declared count
+
+
+_CANDIDATES = ("utf-8", "cp1251", "cp1250", "cp850", "cp437", "cp866", "cp1253", "iso8859-15",
+               "cp1252")
+
+
+def likely_encoding(samples: list[bytes]) -> str | None:
+    """The code page the sample bytes most likely are: UTF-8 when they all decode as UTF-8 (its
+    multi-byte sequences rarely happen by chance), else the candidate under which they read as
+    the most letters. None when no sample has a byte past ASCII."""
+    data = b" ".join(samples)
+    if data.isascii():
+        return None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return "utf-8"
+    best, score = None, -1.0
+    for name in _CANDIDATES[1:]:
+        text = data.decode(name, errors="replace")
+        high = [c for c in text if ord(c) > 127]
+        letters = sum(c.isalpha() for c in high) / max(1, len(high))
+        if letters > score:
+            best, score = name, letters
+    return best
 
 
 def _one_line(exc: BaseException) -> str:
@@ -193,9 +222,12 @@ def _source_error(
     if isinstance(exc, MissingMemoFile):
         return SourceError(f"{path.name}: memo file is missing ({_one_line(exc)})")
     if isinstance(exc, UnicodeDecodeError):
+        guess = likely_encoding([bytes(exc.object)])
         return SourceError(
             f"{path.name}{where}: byte 0x{exc.object[exc.start]:02x} cannot be decoded as "
-            f"{encoding or exc.encoding}; set the source's encoding (e.g. cp850, cp437, cp1251)"
+            f"{encoding or exc.encoding}; "
+            + (f"likely {guess}: set the source's encoding" if guess else
+               "set the source's encoding (e.g. cp850, cp437, cp1251)")
         )
     return SourceError(f"{path.name}{where}: {_one_line(exc)}")
 
@@ -311,6 +343,14 @@ def _open_table(path: Path, encoding: str, *, require_memo: bool = True) -> tupl
                 f"{path.name}: file is truncated (header declares {count} records of "
                 f"{record_len} bytes, file holds {max(size - header_len, 0) // record_len})"
             )
+        # more whole records past the declared ones than an end-of-file mark explains: the
+        # header lies about the count (a FoxPro job cut short while writing it); reading only
+        # what it declares would withdraw the rest, so the export is held as suspect
+        spare = (size - needed) // record_len if record_len > 1 else max(0, size - needed - 1)
+        if spare:
+            problems.append(
+                f"{path.name}: header declares {count} records, file holds {count + spare}"
+            )
         memo_name: str | None = None
         memo_path: Path | None = None
         if any(f.type in _MEMO_TYPES and not (f.type == "B" and version in _VFP_VERSIONS)
@@ -334,6 +374,7 @@ def _open_table(path: Path, encoding: str, *, require_memo: bool = True) -> tupl
             memo_name=memo_name,
             memo_path=memo_path,
             problems=tuple(problems),
+            spare_records=spare,
         )
         return table, header
 
@@ -385,11 +426,19 @@ class _Parser(FieldParser):  # type: ignore[misc]
                 return int(data)
             except ValueError:
                 pass
-        text = data.replace(b",", b".").decode("ascii")
         try:
-            return Decimal(text)
-        except InvalidOperation:
+            number = Decimal(data.replace(b",", b".").decode("ascii"))
+        except (InvalidOperation, UnicodeDecodeError):
             raise ValueError(f"invalid number {data!r}") from None
+        if not number.is_finite():
+            raise ValueError(f"invalid number {data!r}")
+        return number
+
+    def parseF(self, field: Any, data: bytes) -> float | None:
+        value: float | None = super().parseF(field, data)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"invalid number {data.strip()!r}")
+        return value
 
     def parseQ(self, field: Any, data: bytes) -> bytes:
         return bytes(data)
@@ -482,36 +531,60 @@ def _iter_rows(
                             f"{name}: end-of-file mark at record {recno}, header declares "
                             f"{header.record_count} records"
                         )
+                    faults: list[list[str]] | None = None
                     try:
                         values = {fname: func(fd, rec[s:e]) for fname, func, fd, s, e in plan}
-                        if nf is not None:
-                            bits = from_bytes(rec[nf_start:nf_end], "little")
-                            if bits:
-                                for fname, mask, s, e, is_text in varfields:
-                                    if bits & mask:
-                                        raw = rec[s : s + rec[e - 1]]
+                    except Exception:  # dirt in a field: this row goes to quarantine
+                        values, faults = _salvage(plan, rec, header.encoding)
+                    if nf is not None:
+                        bits = from_bytes(rec[nf_start:nf_end], "little")
+                        if bits:
+                            for fname, mask, s, e, is_text in varfields:
+                                if bits & mask:
+                                    raw = rec[s : s + rec[e - 1]]
+                                    try:
                                         values[fname] = decode(raw) if is_text else bytes(raw)
-                                if bits & null_mask:
-                                    for fname, mask, _ in nullable:
-                                        if bits & mask:
-                                            values[fname] = None
-                    except Exception as exc:
-                        where = f" row {recno} field {_failing_field(plan, rec)}"
-                        raise _source_error(path, exc, where, header.encoding) from None
+                                    except UnicodeDecodeError as exc:
+                                        faults = (faults or []) + [
+                                            _fault(fname, raw, exc, header.encoding)]
+                            if bits & null_mask:
+                                for fname, mask, _ in nullable:
+                                    if bits & mask:
+                                        values[fname] = None
+                                        if faults:  # a null field's bytes are not its value
+                                            faults = [f for f in faults if f[0] != fname]
+                    if faults:
+                        values[PROBLEM_KEY] = "; ".join(f[2] for f in faults)
+                        values[FAULTS_KEY] = faults
                     yield RawRow(recno, values)
                 counters["deleted"] = deleted
         counters["deleted"] = deleted
 
 
-def _failing_field(
-    plan: list[tuple[str, Callable[[Any, bytes], object], Any, int, int]], rec: bytes
-) -> str:
+def _fault(fname: str, data: bytes, exc: BaseException, encoding: str) -> list[str]:
+    """[field, raw bytes in hex, reason] for one value that cannot be read as its type."""
+    if isinstance(exc, UnicodeDecodeError):
+        bad = exc.object[exc.start]
+        why = f"byte 0x{bad:02x} cannot be decoded as {encoding}"
+    else:
+        why = _one_line(exc)
+    return [fname, bytes(data).hex(" "), f"{fname}: {why}"]
+
+
+def _salvage(
+    plan: list[tuple[str, Callable[[Any, bytes], object], Any, int, int]], rec: bytes,
+    encoding: str,
+) -> tuple[dict[str, object], list[list[str]]]:
+    """A record with dirt in it, field by field: the values that read, and one fault for each
+    field that does not (its name, its bytes in hex, why)."""
+    values: dict[str, object] = {}
+    faults: list[list[str]] = []
     for fname, func, fd, s, e in plan:
         try:
-            func(fd, rec[s:e])
-        except Exception:
-            return fname
-    return "_NullFlags"
+            values[fname] = func(fd, rec[s:e])
+        except Exception as exc:  # any parser error of one value is that value's fault
+            faults.append(_fault(fname, rec[s:e], exc, encoding))
+    return values, faults
 
 
 # --------------------------------------------------------------------------- public API
@@ -552,7 +625,12 @@ def read_dbf(
     counters: dict[str, int] = {"deleted": 0}
     problems = list(header.problems)
     first, last = records if records is not None else (1, header.record_count)
+    suspect = []
+    if header.spare_records:
+        suspect.append(f"header declares {header.record_count} records, file holds "
+                       f"{header.record_count + header.spare_records}")
     return Export(
+        suspect=suspect,
         location=str(p),
         fingerprint=digest,
         rows=_iter_rows(table, header, counters, problems, first, last),

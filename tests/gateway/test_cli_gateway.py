@@ -136,3 +136,48 @@ def test_a_broken_config_is_one_line_and_exit_1(tmp_path: Path) -> None:
         assert result.exit_code == 1, command
         assert len(result.stderr.strip().splitlines()) == 1
         assert result.stderr.startswith("crossdock: config ")
+
+
+def test_an_empty_export_exits_3_held_and_accept_applies_it_with_who(sample: Path) -> None:
+    from gateway.sample import ORDER_COLUMNS
+
+    assert _invoke("gateway", "ingest", "--config", str(sample)).exit_code == 0
+    write_orders_dbf(sample.parent / "export" / "orders.dbf", [], spec=ORDER_COLUMNS)
+    held = _invoke("gateway", "ingest", "--config", str(sample), "--json")
+    assert held.exit_code == 3, held.output
+    (run,) = json.loads(held.stdout)["runs"]
+    assert run["status"] == "suspect"
+    assert (run["held"]["rows_read"], run["held"]["withdraw"], run["held"]["live"]) == (
+        0, 137, 137)
+    text = _invoke("gateway", "sources", "--config", str(sample))
+    assert "SUSPECT" in text.output and "would withdraw 137 of 137 live orders" in text.output
+    (src,) = json.loads(_invoke("gateway", "sources", "--config", str(sample), "--json").output)
+    assert src["status"] == "suspect" and src["held"]["run_id"] == run["run_id"]
+    assert src["orders"] == 137  # nothing withdrawn
+    wrong = CliRunner().invoke(cli, ["gateway", "ingest", "--config", str(sample), "--accept",
+                                     str(run["run_id"] + 5)])
+    assert wrong.exit_code == 1 and "is not a held (suspect) run" in wrong.output
+    accepted = _invoke("gateway", "ingest", "--config", str(sample), "--accept",
+                       str(run["run_id"]), "--by", "marta", "--json")
+    assert accepted.exit_code == 4, accepted.output  # applied; nothing read: degraded
+    (done,) = json.loads(accepted.stdout)["runs"]
+    assert (done["status"], done["rows_changed"]) == ("degraded", 137)
+    from gateway.config import load_config
+    from gateway.store import Store
+
+    with Store(load_config(sample).db_path) as store:
+        assert any(a["actor"] == "marta" and a["action"] == "accept-suspect"
+                   for a in store.audit_log())
+
+
+def test_all_rows_quarantined_exits_4_degraded(tmp_path: Path) -> None:
+    write_mapping(tmp_path / "legacy.mapping.toml")
+    mapping = tmp_path / "legacy.mapping.toml"
+    mapping.write_text(mapping.read_text(encoding="utf-8").replace('"ETA"', '"NO_SUCH"'),
+                       encoding="utf-8")
+    drop_csv(tmp_path / "drops", "o.csv", [order("O-1"), order("O-2")])
+    write_config(tmp_path, csv_source())
+    result = _invoke("gateway", "ingest", "--config", str(tmp_path / "gateway.toml"))
+    assert result.exit_code == 4, result.output
+    assert "legacy: degraded" in result.output
+    assert "most rows quarantined (2 of 2)" in result.output
