@@ -125,6 +125,47 @@ def inspect(file: Path, encoding: str | None, rows: int, as_json: bool) -> None:
 # --- ingest and what it found ---------------------------------------------------------------
 
 
+_PHASES = {"read": "read+validate", "diff": "diff+commit", "merge": "merge"}
+
+
+class _PhaseBars:
+    """One click progress bar per phase of a source's run (read+validate, diff+commit, then
+    the merge), each with its total, percentage, rate and time left; on a terminal only
+    (click draws nothing when stderr is not one, and ``--json`` never asks for bars)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.phase: str | None = None
+        self.bar: Any = None
+        self.pos = 0
+        self.started = 0.0
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        import time
+
+        if phase != self.phase:
+            self.close()
+            self.phase = phase
+            self.started = time.monotonic()
+            self.pos = 0
+            self.bar = click.progressbar(
+                length=max(total or 0, done, 1), label=f"{self.name}: {_PHASES[phase]}",
+                file=sys.stderr, show_eta=True, show_percent=True, show_pos=True,
+                item_show_func=lambda text: text)
+            self.bar.__enter__()
+        if total and total > self.bar.length:
+            self.bar.length = total
+        step = max(0, min(done, self.bar.length) - self.pos)
+        self.pos += step
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        self.bar.update(step, current_item=f"{done / elapsed:,.0f}/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
 EXIT_SUSPECT = 3
 """``gateway ingest``: an export was held as suspect (nothing of it applied)."""
 EXIT_DEGRADED = 4
@@ -168,17 +209,22 @@ def ingest(config_path: Path, source_name: str | None, accept: int | None, actor
                                   + "; `crossdock gateway sources` lists the held runs")
             sources = holding[:1]
         for src in sources:
-            def progress(phase: str, n: int, name: str = src.name) -> None:
-                if show:
-                    click.echo(f"\r{name}: {phase} {n:,} rows", nl=False, err=True)
-
-            summaries = ingest_source(store, cfg, src, now=_now, progress=progress,
-                                      accept=accept,
-                                      actor=actor or (getpass.getuser() if accept else None))
-            if show:
-                click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
+            bars = _PhaseBars(src.name) if show else None
+            try:
+                summaries = ingest_source(store, cfg, src, now=_now, progress=bars,
+                                          accept=accept,
+                                          actor=actor or (getpass.getuser() if accept else None))
+            finally:
+                if bars is not None:
+                    bars.close()
             results.extend(summaries)
-        entries = refresh(store, cfg.merge_policy(), _now())
+        bars = _PhaseBars("views") if show else None
+        try:
+            entries = refresh(store, cfg.merge_policy(), _now(), on_progress=None if bars is None
+                              else (lambda n, total: bars("merge", n, total)))
+        finally:
+            if bars is not None:
+                bars.close()
         conflicts = len(store.conflict_views())
     statuses = {r.status for r in results}
     if as_json:

@@ -402,12 +402,14 @@ class SourceRun:
         staged = int(conn.execute("SELECT count(*) FROM temp.staged").fetchone()[0])
         new = int(conn.execute(
             "SELECT count(*) FROM temp.delta WHERE old_vals IS NULL").fetchone()[0])
+        top = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM temp.delta").fetchone()[0])
+        if on_progress is not None:
+            on_progress(0, top)
         if self.proposals is None and new:
             changed, claims = self._claim_new(run_id, as_of_text, received, hlc)
             if on_progress is not None:
-                on_progress(changed)
+                on_progress(changed, top)
         only_changed = "AND d.old_vals IS NOT NULL" if self.proposals is None else ""
-        top = int(conn.execute("SELECT coalesce(max(rowid), 0) FROM temp.delta").fetchone()[0])
         for low in range(0, top, 5000):  # in slices: memory stays bounded on a huge export
             rows = conn.execute(
                 "SELECT s.order_id, s.digest, s.vals, d.old_vals FROM temp.delta d "
@@ -419,7 +421,7 @@ class SourceRun:
                                                batch, state, changed, claims)
             flush()
             if on_progress is not None:
-                on_progress(min(low + 5000, top))
+                on_progress(min(low + 5000, top), top)
         conn.execute("DROP TABLE temp.delta")
         if listed_before == staged - new:
             return changed, claims  # every order listed before is staged again: none is gone

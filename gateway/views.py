@@ -38,7 +38,8 @@ from sync.rules import RouteCheck, RuleInputs, check_inputs
 
 
 def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 2000,
-            on_batch: Callable[[dict[str, list[Entry]]], None] | None = None
+            on_batch: Callable[[dict[str, list[Entry]]], None] | None = None,
+            on_progress: Callable[[int, int], None] | None = None,
             ) -> dict[str, list[Entry]]:
     """Merge the dirty orders; returns the new stream entries per device, to publish.
 
@@ -49,13 +50,15 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
     go out while the rest is merged), from within the next batch's transaction: the write
     lock passes from batch to batch, so an ingest writing meanwhile does not cut a big
     refresh into small ones (it writes after). Those entries are not in the returned
-    mapping."""
+    mapping. ``on_progress(merged, total)`` follows each batch (a progress bar)."""
     devices = DeviceStore(store)
     out: dict[str, list[Entry]] = defaultdict(list)
     store.mark_due(now)
     if store.meta("route_warnings") == "unknown":
         _record_warnings(store, devices, policy)
-    left = store.dirty_count()
+    left = total = store.dirty_count()
+    if on_progress is not None:
+        on_progress(0, total)
     done: dict[str, list[Entry]] = {}  # committed, not yet handed to on_batch
     try:
         while left > 0:
@@ -65,6 +68,8 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
                     done = {}
                 taken = _refresh_batch(store, devices, policy, now, batch, out)
             left -= taken
+            if on_progress is not None:
+                on_progress(min(total, total - left), total)
             if not taken:
                 break
             if on_batch is not None and out:

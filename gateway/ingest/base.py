@@ -55,6 +55,9 @@ class Export:
     a large file is then read and validated in a second process (gateway.ingest.parallel)."""
     size: int = 0
     """The input's size in bytes, when known."""
+    total: int | None = None
+    """How many records the input holds (deleted ones included), when known ahead: the
+    progress bar's length."""
     problems: list[str] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     suspect: list[str] = field(default_factory=list)

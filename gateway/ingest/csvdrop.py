@@ -240,7 +240,8 @@ class CsvDropAdapter:
         problems: list[str] = []
         rows = _parse(self.name, path, data, self.encoding, self.delimiter, counters, problems)
         return Export(location=location, fingerprint=fingerprint, rows=rows, counters=counters,
-                      problems=problems, size=len(data))
+                      problems=problems, size=len(data),
+                      total=max(0, data.count(b"\n") - 1))  # about: quoted line breaks
 
 
 def _stat(path: Path) -> _Stat | None:

@@ -631,6 +631,7 @@ def read_dbf(
                        f"{header.record_count + header.spare_records}")
     return Export(
         suspect=suspect,
+        total=max(0, min(last, header.record_count) - first + 1),
         location=str(p),
         fingerprint=digest,
         rows=_iter_rows(table, header, counters, problems, first, last),

@@ -44,8 +44,10 @@ from gateway.runstore import (
 from gateway.store import Store
 from gateway.validate import RowValidator, Valid
 
-Progress = Callable[[str, int], None]
-"""Called with (phase, rows so far): ``read`` while streaming, ``diff`` while writing claims."""
+Progress = Callable[[str, int, int | None], None]
+"""Called with (phase, done so far, total or None): ``read`` (rows read and validated, of the
+input's records) while streaming, ``diff`` (staged rows diffed and committed, of those that
+differ) while writing claims."""
 
 
 @dataclass(frozen=True)
@@ -296,9 +298,9 @@ def _run_export(
             run.reject(bad, distinct_rows=refused)
             merge_faults(faults, batch_faults)
             if progress is not None:
-                progress("read", run.rows_read)
+                progress("read", run.rows_read, export.total)
         if progress is not None:
-            progress("read", run.rows_read)
+            progress("read", run.rows_read, run.rows_read)
         _refuse_if_most_fail_alike(export, faults, run.rows_read, src)
         info = run.commit(
             now=now(),
@@ -309,9 +311,12 @@ def _run_export(
             problems=export.problems,
             proposals=src.mode if src.mode in ("shadow", "approve") else None,
             approval_window=_dt.timedelta(seconds=src.approval_window_s),
-            on_progress=None if progress is None else (lambda n: progress("diff", n)),
-            hold=None if accepted_by is not None else HoldRule(src.withdraw_share,
-                                                               tuple(export.suspect)),
+            on_progress=None if progress is None else (
+                lambda n, total: progress("diff", n, total)),
+            # an export (file, query) lists every live order; an HTTP source's proposals are
+            # the optimizer's current plan, not an export a job can leave half-written
+            hold=None if accepted_by is not None or src.kind == "http" else HoldRule(
+                src.withdraw_share, tuple(export.suspect)),
             accepted_by=accepted_by,
         )
     except SourceError as exc:

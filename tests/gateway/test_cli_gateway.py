@@ -181,3 +181,46 @@ def test_all_rows_quarantined_exits_4_degraded(tmp_path: Path) -> None:
     assert result.exit_code == 4, result.output
     assert "legacy: degraded" in result.output
     assert "most rows quarantined (2 of 2)" in result.output
+
+
+def _ingest_on_a_terminal(config: Path, *args: str) -> tuple[str, str]:
+    """``crossdock gateway ingest`` in its own process with stderr on a pseudo-terminal:
+    (stdout, what the terminal showed)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "crossdock_cli", "gateway", "ingest",
+                             "--config", str(config), *args], stdout=subprocess.PIPE,
+                            stderr=follower, cwd=Path(__file__).resolve().parents[2])
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the process closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    out, _ = proc.communicate(timeout=120)
+    os.close(leader)
+    return out.decode(), shown.decode(errors="replace")
+
+
+def test_progress_bars_per_phase_on_a_terminal_and_clean_json(tmp_path: Path) -> None:
+    made = _invoke("gateway", "sample", "--out", str(tmp_path / "s"), "--orders", "600",
+                   "--json")
+    config = Path(json.loads(made.output)["config"])
+    out, shown = _ingest_on_a_terminal(config)
+    for label, total in (("legacy: read+validate", "601/601"), ("legacy: diff+commit", "595/595"),
+                         ("views: merge", "595/595")):
+        assert label in shown and total in shown, shown[-500:]
+    assert "100%" in shown and "/s" in shown
+    assert "legacy: ok" in out and "[#" not in out
+    (tmp_path / "s" / "gateway.sqlite").unlink()
+    out, shown = _ingest_on_a_terminal(config, "--json")
+    assert json.loads(out)["runs"][0]["status"] == "ok"  # stdout is JSON alone
+    assert "read+validate" not in shown and "%" not in shown
