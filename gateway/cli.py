@@ -133,12 +133,17 @@ class _PhaseBars:
     the merge), each with its total, percentage, rate and time left; on a terminal only
     (click draws nothing when stderr is not one, and ``--json`` never asks for bars)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, draw: bool, seconds: dict[str, float]) -> None:
+        """``seconds``: each phase's wall time is added there (``--json`` reports it)."""
+        import time
+
         self.name = name
+        self.draw = draw
+        self.seconds = seconds
         self.phase: str | None = None
         self.bar: Any = None
         self.pos = 0
-        self.started = 0.0
+        self.started = time.monotonic()  # the first phase starts with the run
 
     def __call__(self, phase: str, done: int, total: int | None) -> None:
         import time
@@ -146,13 +151,16 @@ class _PhaseBars:
         if phase != self.phase:
             self.close()
             self.phase = phase
-            self.started = time.monotonic()
             self.pos = 0
+            if not self.draw:
+                return
             self.bar = click.progressbar(
                 length=max(total or 0, done, 1), label=f"{self.name}: {_PHASES[phase]}",
                 file=sys.stderr, show_eta=True, show_percent=True, show_pos=True,
                 item_show_func=lambda text: text)
             self.bar.__enter__()
+        if self.bar is None:
+            return
         if total and total > self.bar.length:
             self.bar.length = total
         step = max(0, min(done, self.bar.length) - self.pos)
@@ -161,6 +169,12 @@ class _PhaseBars:
         self.bar.update(step, current_item=f"{done / elapsed:,.0f}/s")
 
     def close(self) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.phase is not None:
+            self.seconds[self.phase] = self.seconds.get(self.phase, 0.0) + now - self.started
+        self.started = now
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
@@ -208,28 +222,29 @@ def ingest(config_path: Path, source_name: str | None, accept: int | None, actor
                                   + (f"source {source_name!r}" if source_name else "any source")
                                   + "; `crossdock gateway sources` lists the held runs")
             sources = holding[:1]
+        seconds: dict[str, float] = {}
         for src in sources:
-            bars = _PhaseBars(src.name) if show else None
+            bars = _PhaseBars(src.name, draw=show, seconds=seconds)
             try:
                 summaries = ingest_source(store, cfg, src, now=_now, progress=bars,
                                           accept=accept,
                                           actor=actor or (getpass.getuser() if accept else None))
             finally:
-                if bars is not None:
-                    bars.close()
-            results.extend(summaries)
-        bars = _PhaseBars("views") if show else None
-        try:
-            entries = refresh(store, cfg.merge_policy(), _now(), on_progress=None if bars is None
-                              else (lambda n, total: bars("merge", n, total)))
-        finally:
-            if bars is not None:
                 bars.close()
+            results.extend(summaries)
+        merging = _PhaseBars("views", draw=show, seconds=seconds)
+        merging("merge", 0, None)
+        try:
+            entries = refresh(store, cfg.merge_policy(), _now(),
+                              on_progress=lambda n, total: merging("merge", n, total))
+        finally:
+            merging.close()
         conflicts = len(store.conflict_views())
     statuses = {r.status for r in results}
     if as_json:
         _emit({"runs": [r.as_dict() for r in results], "open_conflicts": conflicts,
-               "stream_entries": sum(len(v) for v in entries.values())})
+               "stream_entries": sum(len(v) for v in entries.values()),
+               "phases_s": {k: round(v, 3) for k, v in seconds.items()}})
     else:
         for r in results:
             line = (f"{r.source}: {r.status}" + (f" {r.location}" if r.location else "")
