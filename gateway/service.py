@@ -81,9 +81,10 @@ command or the tick merges at once, and takes everything dirty with it."""
 WATCH_S = 0.25
 """How often the worker looks whether another process wrote the store (SQLite's
 ``PRAGMA data_version``): a hand-run ``crossdock gateway ingest`` or anything else writing the
-same file while the gateway runs. Its dirty orders are then merged here, and stream entries it
-wrote itself (its own merge) are published: they reach the tablets within a second instead of
-at their next quiet resync."""
+same file while the gateway runs. Its dirty orders are then merged here (``INGEST_SETTLE_S``
+later, as an ingest's refresh request is), and stream entries it wrote itself (its own merge)
+are published: they reach the tablets within a second instead of at their next quiet
+resync."""
 
 
 def utc_now() -> _dt.datetime:
@@ -464,8 +465,11 @@ class GatewayService:
         if version == self._data_version:
             return
         self._data_version = version
-        if store.dirty_count():
-            self._refresh_and_publish(store)
+        if store.dirty_count():  # merged as an ingest's refresh request is: once it settles
+            if self.ingest_settle_s <= 0:
+                self._refresh_and_publish(store)
+            elif self._refresh_at is None:
+                self._refresh_at = now + self.ingest_settle_s
         self._catch_up(store)
 
     def _catch_up(self, store: Store) -> None:
