@@ -183,8 +183,7 @@ class GatewayScheduler:
                 log.warning("source %s: run failed: %s", name, s.error)
             elif s.status == "suspect":
                 log.warning("source %s: export held as suspect: %s", name, s.error)
-        if self.hand_refresh is not None and any(s.claims or s.rows_changed
-                                                 for s in summaries):
+        if self.hand_refresh is not None:  # nothing dirty: the worker's refresh is a count
             self.hand_refresh("ingest")
         if self.on_run is not None:
             self.on_run(name, summaries, entries)
