@@ -24,12 +24,12 @@ from legacy import (
 )
 
 from gateway.config import GatewayConfig
-from gateway.ingest.foxpro import read_header
+from gateway.ingest.dbf_header import read_header
 from gateway.ingest.pipeline import RunSummary, ingest_source
-from gateway.runstore import held
-from gateway.status import source_freshness
-from gateway.store import Store
-from gateway.views import refresh
+from gateway.store.core import Store
+from gateway.store.runs import held
+from gateway.streams.status import source_freshness
+from gateway.streams.views import refresh
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from agent.service import Agent
-from gateway.broker import ManagedBroker
-from gateway.ingest.foxpro import read_header
+from gateway.broker.process import ManagedBroker
+from gateway.ingest.dbf_header import read_header
 from gateway.scheduler import ESCALATION_JOB, GatewayScheduler
 from tests.system.depot import Depot, SteppedClock, wait_for, write_orders
 

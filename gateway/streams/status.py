@@ -6,9 +6,9 @@ from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
-from gateway.mapping import load_mapping
-from gateway.runstore import APPLIED, Hold, held
-from gateway.store import RunInfo, Store
+from gateway.ingest.mapping import load_mapping
+from gateway.store.core import RunInfo, Store
+from gateway.store.runs import APPLIED, Hold, held
 
 
 def _last_applied(store: Store, source: str) -> RunInfo | None:
