@@ -265,7 +265,7 @@ def _run_export(
                           error=f"held by run {hold.run_id}: {hold.reason}",
                           run_id=hold.run_id, held=hold.as_dict())
     if (accepted_by is None and hold is None and fingerprint is not None
-            and fingerprint == applied_fingerprint(store, source)):
+            and fingerprint == applied_fingerprint(store, source, export.location)):
         # what is applied now, byte for byte (a file equal to an older run is read again;
         # with a hold waiting the file is read, so that restoring the good export clears it)
         with store.transaction():

@@ -137,13 +137,14 @@ def _clear_hold(store: Store, source: str) -> None:
     store.conn.execute("DELETE FROM meta WHERE key=?", (_HOLD_KEY + source,))
 
 
-def applied_fingerprint(store: Store, source: str) -> str | None:
-    """The fingerprint of the input the source's state was last applied from (a quarantine
-    re-try, which has none, does not count)."""
+def applied_fingerprint(store: Store, source: str, location: str) -> str | None:
+    """The fingerprint of the input last applied from ``location`` (a table's path, a drop's
+    file): a file equal to it is what is applied now; one equal to an older run is not. Per
+    location, so a glob's older drops, each unchanged, are not applied again in turn."""
     row = store.conn.execute(
-        "SELECT fingerprint FROM runs WHERE source=? AND status IN ('ok', 'degraded') "
-        "AND location != 'quarantine re-try' ORDER BY run_id DESC LIMIT 1",
-        (source,),
+        "SELECT fingerprint FROM runs WHERE source=? AND location=? "
+        "AND status IN ('ok', 'degraded') ORDER BY run_id DESC LIMIT 1",
+        (source, location),
     ).fetchone()
     return None if row is None else row[0]
 

@@ -210,6 +210,24 @@ def test_a_file_equal_to_an_older_run_is_ingested_again(tmp_path: Path, clock: C
         assert (run.status, run.rows_changed) == ("ok", 10)
 
 
+def test_a_globs_older_unchanged_drops_are_not_applied_again_in_turn(
+    tmp_path: Path, clock: Clock
+) -> None:
+    import os
+
+    write_mapping(tmp_path / "legacy.mapping.toml")
+    export = tmp_path / "export"
+    write_orders_dbf(export / "a.dbf", [dbf_order(i) for i in range(1, 11)])
+    write_orders_dbf(export / "b.dbf", [dbf_order(i, STATUS="DLVD") for i in range(1, 11)])
+    os.utime(export / "a.dbf", (1, 1))  # a is the older drop
+    cfg = write_config(tmp_path, foxpro_source(path="export/*.dbf"))
+    with Store(cfg.db_path) as store:
+        assert [r.status for r in _run(store, cfg, clock)] == ["ok", "ok"]
+        before = _claim_sets(store)
+        assert [r.status for r in _run(store, cfg, clock)] == ["skipped", "skipped"]
+        assert _claim_sets(store) == before
+
+
 def test_accept_applies_the_held_run_and_audits_who(tmp_path: Path, clock: Clock) -> None:
     cfg = _fox(tmp_path)
     with Store(cfg.db_path) as store:
