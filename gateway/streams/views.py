@@ -105,6 +105,7 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
             Merged.of(merge_order(order_id, found, resolutions.get(order_id, []), policy,
                                   now)),
             states.get(order_id)))
+    moved: list[tuple[str, list[str], list[str]]] = []
     for (merged, state), stored in zip(views, store.put_views(views), strict=True):
         if stored:
             order_id, new = merged.order_id, merged.drivers
@@ -113,7 +114,9 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
             for driver in {*old, *new}:
                 changed[driver].add(order_id)
             if old != new:  # usually the same drivers: nothing to write
-                devices.set_route_members(order_id, old, new)
+                moved.append((order_id, old, new))
+    if moved:
+        devices.set_routes_members(moved)
     for device, entries in _sync_drivers(store, devices, changed, policy, now,
                                          written).items():
         out[device].extend(entries)
