@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import time
 import uuid
 import weakref
 from collections import defaultdict
@@ -37,11 +38,28 @@ from sync.merge import Merged, OneSet, merge_order
 from sync.model import Policy, Warning
 from sync.rules import RouteCheck, RuleInputs, check_inputs
 
+REFRESH_PARTS = ("claims", "merge", "put_view", "route sync", "COMMIT")
+
+
+@dataclass
+class RefreshTimer:
+    """Wall seconds a refresh spent in each of its steps (``REFRESH_PARTS``), summed over the
+    refreshes it is handed to: claims read, merge (serialising included), ``put_views``, the
+    route syncs (rule check + stream append), and the COMMITs. A benchmark's public hook."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(REFRESH_PARTS, 0.0))
+
+    def add(self, part: str, since: float) -> float:
+        """Add the time from ``since`` (``time.perf_counter()``) to now to ``part``; now."""
+        now = time.perf_counter()
+        self.seconds[part] += now - since
+        return now
+
 
 def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 2000,
             on_batch: Callable[[dict[str, list[Entry]]], None] | None = None,
             on_progress: Callable[[int, int], None] | None = None,
-            ) -> dict[str, list[Entry]]:
+            timer: RefreshTimer | None = None) -> dict[str, list[Entry]]:
     """Merge the dirty orders; returns the new stream entries per device, to publish.
 
     Dirty orders are taken ``batch`` at a time, one transaction each, with one route sync per
@@ -51,7 +69,8 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
     go out while the rest is merged), from within the next batch's transaction: the write
     lock passes from batch to batch, so an ingest writing meanwhile does not cut a big
     refresh into small ones (it writes after). Those entries are not in the returned
-    mapping. ``on_progress(merged, total)`` follows each batch (a progress bar)."""
+    mapping. ``on_progress(merged, total)`` follows each batch (a progress bar). ``timer``, if
+    given, sums the time of each step (``RefreshTimer``)."""
     devices = DeviceStore(store)
     out: dict[str, list[Entry]] = defaultdict(list)
     store.mark_due(now)
@@ -67,7 +86,10 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
                 if done and on_batch is not None:
                     on_batch(done)
                     done = {}
-                taken = _refresh_batch(store, devices, policy, now, batch, out)
+                taken = _refresh_batch(store, devices, policy, now, batch, out, timer)
+                committing = time.perf_counter()
+            if timer is not None:
+                timer.add("COMMIT", committing)
             left -= taken
             if on_progress is not None:
                 on_progress(min(total, total - left), total)
@@ -85,16 +107,19 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
 
 
 def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.datetime,
-                   batch: int, out: dict[str, list[Entry]]) -> int:
+                   batch: int, out: dict[str, list[Entry]], timer: RefreshTimer | None) -> int:
     """One batch of ``refresh``, in the caller's transaction; the orders it took (0: none
     was dirty)."""
     _route_checks(store)
     ids = store.take_dirty(batch)
     if not ids:
         return 0
+    t = time.perf_counter()
     inputs = store.merge_inputs(ids)
     resolutions = store.resolutions_for(ids)
     states = store.view_states(ids)
+    if timer is not None:
+        t = timer.add("claims", t)
     changed: dict[str, set[str]] = defaultdict(set)
     written: dict[str, _Written] = {}
     views: list[tuple[Merged, tuple[str, str, str | None] | None]] = []
@@ -105,6 +130,8 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
             Merged.of(merge_order(order_id, found, resolutions.get(order_id, []), policy,
                                   now)),
             states.get(order_id)))
+    if timer is not None:
+        t = timer.add("merge", t)
     moved: list[tuple[str, list[str], list[str]]] = []
     for (merged, state), stored in zip(views, store.put_views(views), strict=True):
         if stored:
@@ -117,9 +144,13 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
                 moved.append((order_id, old, new))
     if moved:
         devices.set_routes_members(moved)
+    if timer is not None:
+        t = timer.add("put_view", t)
     for device, entries in _sync_drivers(store, devices, changed, policy, now,
                                          written).items():
         out[device].extend(entries)
+    if timer is not None:
+        timer.add("route sync", t)
     if changed:
         _routes_written(store)
     return len(ids)
