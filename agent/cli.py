@@ -131,7 +131,10 @@ def act(
             tablet.start(follow_stream=False)
             online = tablet.wait_online(max(0.0, deadline - time.monotonic()))
             acked = online and tablet.wait_acked(event_id, max(0.0, deadline - time.monotonic()))
-    if acked:
+    if tablet.handed_over:
+        click.echo("queued: the running agent for this tablet sends it "
+                   f"(within {config.sync.resync_quiet_s:g} s)")
+    elif acked:
         click.echo("sent: acknowledged by the gateway")
     elif online:
         click.echo("sent, not acknowledged yet: will resend on reconnect")

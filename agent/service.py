@@ -16,7 +16,12 @@ stream rules (``sync.streams``):
   (as of any status-like message) is stored without fsync (``synchronous=NORMAL``) — only a
   driver action's is FULL;
 * a driver action is recorded (local overlay + outbox row) in one transaction, then published
-  if online; the whole outbox is resent on every reconnect until each event is acked.
+  if online; the whole outbox is resent on every reconnect until each event is acked;
+* the broker makes a connection's client id its username (``use_username_as_clientid``), so a
+  device has ONE MQTT session: ``agent run`` (``start()``) holds ``<db>.run.lock`` while it
+  runs, and ``agent act`` (``start(follow_stream=False)``) does not connect while another
+  process holds it (it would replace that agent's connection): the running agent sends what
+  ``act`` recorded at its next quiet resync (``resync_quiet_s``) or reconnect.
 
 Thread model: ONE re-entrant lock guards the store and the agent's own state. Paho's network
 thread (session callbacks), the agent's ticker thread (quiet resync, ``Applied``) and the
@@ -29,8 +34,11 @@ change and must hand UI work to their own thread.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.metadata
 import logging
+import os
 import threading
 import time
 import uuid
@@ -159,6 +167,10 @@ class Agent:
         self._unnotified: set[ChangeKind] = set()  # changes of a burst not yet told observers
         self._snapshot_parts: dict[int, tuple[OrderView, ...]] = {}  # part -> its views
         self._snapshot_seq: tuple[int, int] = (-1, 0)  # (seq, parts) of the parts held
+        self._run_lock: int | None = None  # fd holding <db>.run.lock while this agent runs
+        self.handed_over = False
+        """True when ``start(follow_stream=False)`` found an ``agent run`` holding the device:
+        nothing was connected; that agent sends the outbox."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -173,8 +185,19 @@ class Agent:
             return
         device = self.config.device
         self._follow = follow_stream
+        b, s = self.config.broker, self.config.sync
+        lock = self._take_run_lock()
         if follow_stream:
-            client_id = f"crossdock-{device}"
+            self._run_lock = lock
+        elif lock is None:
+            self.handed_over = True  # an agent run holds the device's one session
+            return
+        else:
+            os.close(lock)
+        # the broker takes the username as the client id (use_username_as_clientid); sending
+        # it makes the broker's log and session names the ones the client used
+        client_id = b.username or f"crossdock-{device}"
+        if follow_stream:
             subscriptions: tuple[str, ...] = (
                 self._topics.inbox(device),
                 self._topics.acks(device),
@@ -184,10 +207,10 @@ class Agent:
                 offline = self._status(online=False)
             will = Outgoing(self._topics.device_status(device), offline, retain=True)
         else:
-            client_id = f"crossdock-{device}-act-{self._new_id()[:8]}"
+            if not b.username:  # an anonymous broker keeps client ids as they are
+                client_id = f"crossdock-{device}-act-{self._new_id()[:8]}"
             subscriptions = (self._topics.acks(device),)
             will = None
-        b, s = self.config.broker, self.config.sync
         settings = SessionSettings(
             client_id=client_id,
             host=b.host,
@@ -230,8 +253,26 @@ class Agent:
         with self._lock:
             self._closed = True
             self._store.close()
+        if self._run_lock is not None:
+            os.close(self._run_lock)
+            self._run_lock = None
 
     close = stop
+
+    def _take_run_lock(self) -> int | None:
+        """An fd holding ``<db>.run.lock`` (exclusive), or None when another process holds it."""
+        path = self.config.db.with_name(self.config.db.name + ".run.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        return fd
 
     def __enter__(self) -> Agent:
         return self
@@ -697,6 +738,9 @@ class Agent:
             if quiet >= self.config.sync.resync_quiet_s or (self._behind and quiet >= retry):
                 self._behind = False
                 out.append((None, self._ask_again()))
+                # actions ``agent act`` recorded while this agent held the device
+                for event_id, payload in self._store.unsent_payloads():
+                    out.append((event_id, Outgoing(self._outbox_topic, payload)))
             receiver = self._store.receiver()
             now = self._clock()
             if receiver.last != self._applied_sent and now - self._applied_at >= APPLIED_EVERY_S:

@@ -385,6 +385,12 @@ class Store:
         """``(event_id, encoded envelope)`` of the outbox, oldest first: what to resend."""
         return [(item.event_id, payload) for item, payload in self._pending_rows()]
 
+    def unsent_payloads(self) -> list[tuple[str, bytes]]:
+        """``pending_payloads`` never sent yet (recorded by another process), oldest first."""
+        rows = self._db.execute(
+            "SELECT event_id, payload FROM outbox WHERE attempts = 0 ORDER BY rowid").fetchall()
+        return [(str(event_id), str(payload).encode()) for event_id, payload in rows]
+
     def _pending_rows(self) -> list[tuple[OutboxItem, bytes]]:
         rows = self._db.execute(
             "SELECT event_id, created_at, payload, attempts, last_sent_at FROM outbox "

@@ -430,6 +430,8 @@ def write_config(settings: BrokerSettings, users: Sequence[BrokerUser], depot: s
         "allow_anonymous": "true" if settings.allow_anonymous else "false",
         "password_file_line": password_line,
         "acl_file_line": acl_line,
+        "clientid_line": ("# use_username_as_clientid is off: anonymous clients are allowed"
+                          if settings.allow_anonymous else "use_username_as_clientid true"),
         "persistence": "true" if settings.persistence else "false",
         # Mosquitto joins the location and the file name as they are: keep the slash.
         "persistence_location": f"{data_dir}{os.sep}",

@@ -54,6 +54,8 @@ class MqttLink:
         self._on_message = on_message
         self._on_connect = on_connect
         self.connected = threading.Event()
+        self.disconnects = 0
+        """How many times the connection was lost (or closed) since ``start``."""
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
                              protocol=mqtt.MQTTv5)
         client.max_queued_messages_set(0)  # paho keeps every unsent message: never drop
@@ -107,6 +109,7 @@ class MqttLink:
     def _disconnected(self, _client: mqtt.Client, _userdata: object, _flags: object,
                       reason: ReasonCode, _props: object) -> None:
         self.connected.clear()
+        self.disconnects += 1
         log.info("mqtt disconnected: %s", reason)
 
     def _message(self, _client: mqtt.Client, _userdata: object,

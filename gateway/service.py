@@ -141,7 +141,9 @@ class GatewayService:
         self.ready = threading.Event()
         will = encode(self._status_msg(online=False, counters={}, sources=()))
         self.link = MqttLink(
-            LinkSettings(host=host, port=port, client_id=f"crossdock-gateway-{cfg.depot}",
+            # the broker makes the username the client id (use_username_as_clientid)
+            LinkSettings(host=host, port=port,
+                         client_id=username or f"crossdock-gateway-{cfg.depot}",
                          username=username, password=password),
             subscriptions=[self.topics.all_outboxes, self.topics.all_device_status,
                            self.topics.commands],
