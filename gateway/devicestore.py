@@ -48,8 +48,9 @@ CREATE TABLE IF NOT EXISTS device_orders (
     PRIMARY KEY (device, order_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
-    event_id TEXT PRIMARY KEY, device TEXT NOT NULL, order_id TEXT NOT NULL,
-    action TEXT NOT NULL, received_at TEXT NOT NULL, body TEXT NOT NULL, outcome TEXT NOT NULL
+    device TEXT NOT NULL, event_id TEXT NOT NULL, order_id TEXT NOT NULL,
+    action TEXT NOT NULL, received_at TEXT NOT NULL, body TEXT NOT NULL, outcome TEXT NOT NULL,
+    PRIMARY KEY (device, event_id)
 );
 CREATE INDEX IF NOT EXISTS events_order ON events(order_id, action);
 CREATE TABLE IF NOT EXISTS device_status (
@@ -360,14 +361,17 @@ class DeviceStore:
 
     # --- driver events ------------------------------------------------------------------
 
-    def event_outcome(self, event_id: str) -> str | None:
-        row = self.conn.execute("SELECT outcome FROM events WHERE event_id=?",
-                                (event_id,)).fetchone()
+    def event_outcome(self, device: str, event_id: str) -> str | None:
+        """What became of ``device``'s event ``event_id`` (None: not seen). Event ids are unique
+        per device only: another device's event with the same id is another event."""
+        row = self.conn.execute("SELECT outcome FROM events WHERE device=? AND event_id=?",
+                                (device, event_id)).fetchone()
         return None if row is None else str(row[0])
 
     def record_event(self, event_id: str, device: str, order_id: str, action: str, body: str,
                      outcome: str, now: _dt.datetime) -> bool:
-        """Store a driver event durably; False when its id was stored before (a resend)."""
+        """Store a driver event durably; False when the device stored its id before (a
+        resend)."""
         cur = self.conn.execute(
             "INSERT OR IGNORE INTO events(event_id, device, order_id, action, received_at, "
             "body, outcome) VALUES(?,?,?,?,?,?,?)",

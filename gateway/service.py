@@ -331,7 +331,7 @@ class GatewayService:
         now = self.clock()
         devices = DeviceStore(store)
         with store.transaction(durable=True):  # acknowledged below: the tablet forgets it
-            outcome = devices.event_outcome(event.event_id)
+            outcome = devices.event_outcome(device, event.event_id)  # per device
             if outcome is None:
                 outcome = commands.driver_event(store, device, driver, event, policy=self.policy,
                                                 now=now)

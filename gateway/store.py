@@ -744,6 +744,8 @@ def _migrate(conn: sqlite3.Connection, older: set[str]) -> None:
       gateway re-sent whole routes, so its devices hold the warnings the rules give now; the
       meta key ``route_warnings`` = ``unknown`` asks the next refresh to record them (without
       sending anything).
+    * ``events`` keyed by ``event_id`` becomes keyed by ``(device, event_id)``: event ids are
+      unique per device, and one device's id must not make another's event a "duplicate".
     """
     columns = {r[1] for r in conn.execute("PRAGMA table_info(views)")}
     if "rules" not in columns:
@@ -775,8 +777,36 @@ def _migrate(conn: sqlite3.Connection, older: set[str]) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+    if "event_id" in _primary_key(conn, "events"):
+        _key_events_by_device(conn)
     if "views" in older and "route_warnings" not in older:
         conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('route_warnings', 'unknown')")
+
+
+def _primary_key(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in sorted(conn.execute(f"PRAGMA table_info({table})"),
+                                 key=lambda r: r[5]) if r[5]]
+
+
+def _key_events_by_device(conn: sqlite3.Connection) -> None:
+    """``events`` keyed by ``event_id`` alone becomes keyed by ``(device, event_id)``: every
+    stored event is kept, with its device; later ones are de-duplicated per device."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if _primary_key(conn, "events") == ["event_id"]:  # (again: another process may have)
+            conn.execute("CREATE TABLE events_by_device (device TEXT NOT NULL, event_id TEXT "
+                         "NOT NULL, order_id TEXT NOT NULL, action TEXT NOT NULL, received_at "
+                         "TEXT NOT NULL, body TEXT NOT NULL, outcome TEXT NOT NULL, "
+                         "PRIMARY KEY (device, event_id))")
+            conn.execute("INSERT INTO events_by_device SELECT device, event_id, order_id, "
+                         "action, received_at, body, outcome FROM events")
+            conn.execute("DROP TABLE events")
+            conn.execute("ALTER TABLE events_by_device RENAME TO events")
+            conn.execute("CREATE INDEX IF NOT EXISTS events_order ON events(order_id, action)")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def rows_in(conn: sqlite3.Connection, sql: str, ids: Iterable[str], *before: Any
