@@ -20,8 +20,9 @@ stream rules (``sync.streams``):
 * the broker makes a connection's client id its username (``use_username_as_clientid``), so a
   device has ONE MQTT session: ``agent run`` (``start()``) holds ``<db>.run.lock`` while it
   runs, and ``agent act`` (``start(follow_stream=False)``) does not connect while another
-  process holds it (it would replace that agent's connection): the running agent sends what
-  ``act`` recorded at its next quiet resync (``resync_quiet_s``) or reconnect.
+  process holds it (it would replace that agent's connection): the running agent looks for
+  outbox rows written by another process every ``HANDOVER_POLL_S`` (``PRAGMA data_version``,
+  no disk read) and sends them; ``act`` waits for their ack in the store.
 
 Thread model: ONE re-entrant lock guards the store and the agent's own state. Paho's network
 thread (session callbacks), the agent's ticker thread (quiet resync, ``Applied``) and the
@@ -98,6 +99,13 @@ APPLIED_EVERY_S = 2.0
 """How often, at most, the agent reports its last applied ``seq``; the last one of a burst goes
 within this long. (Reporting each burst's end at once cost the gateway one message per stream
 message under load: 11,793 ``Applied`` in a 50,000-change fan-out to 200 tablets.)"""
+
+HANDOVER_POLL_S = 2.0
+"""How often an online ``agent run`` checks whether another process (``agent act``) wrote to
+its store (one ``PRAGMA data_version``: the WAL index in shared memory, no disk read), and
+sends the actions it finds: an idle online tablet wakes this often (it slept until its quiet
+resync before), which ``agent act --wait``'s default of 5 s allows for. ``agent act`` cannot
+connect beside it: the broker gives a device one connection (``use_username_as_clientid``)."""
 
 GAP_RETRY_S = 2.0
 """After a gap, a stream quiet for this long (capped by ``resync_quiet_s``) may mean the resync
@@ -705,7 +713,7 @@ class Agent:
             else:
                 # online: nothing due before ``due``; offline (for a shift, maybe): nothing to
                 # do until it connects (a nudge)
-                timeout = min(quiet_s, due - now) if online else 60.0
+                timeout = min(quiet_s, due - now, HANDOVER_POLL_S) if online else 60.0
                 self._ticker_until = now + timeout
                 nudged = self._wake.wait(timeout)
                 self._wake.clear()
@@ -725,6 +733,11 @@ class Agent:
         transport = self._transport
         if transport is None or not transport.connected or not self._follow:
             return
+        with self._lock:  # actions ``agent act`` recorded in another process: send them
+            handed = ([] if self._closed or not self._store.changed_elsewhere()
+                      else self._store.unsent_payloads())
+        if handed:
+            self._send([(eid, Outgoing(self._outbox_topic, p)) for eid, p in handed])
         quiet = self._clock() - self._last_progress
         retry = min(GAP_RETRY_S, self.config.sync.resync_quiet_s)
         if (not self._applied_dirty and quiet < self.config.sync.resync_quiet_s
@@ -738,9 +751,6 @@ class Agent:
             if quiet >= self.config.sync.resync_quiet_s or (self._behind and quiet >= retry):
                 self._behind = False
                 out.append((None, self._ask_again()))
-                # actions ``agent act`` recorded while this agent held the device
-                for event_id, payload in self._store.unsent_payloads():
-                    out.append((event_id, Outgoing(self._outbox_topic, payload)))
             receiver = self._store.receiver()
             now = self._clock()
             if receiver.last != self._applied_sent and now - self._applied_at >= APPLIED_EVERY_S:

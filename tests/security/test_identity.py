@@ -98,9 +98,9 @@ def test_agent_act_beside_a_running_agent_hands_it_the_action(secure_depot: Secu
         order = running.route()[0].order_id
         offline_before = running.sync_status().online
         result = CliRunner().invoke(main, ["agent", "act", "--config", str(tablet.config),
-                                           "arrive", order, "--wait", "3"])
+                                           "arrive", order, "--wait", "10"])
         assert result.exit_code == 0, result.output
-        assert "the running agent for this tablet sends it" in result.output
+        assert "handed to the running agent for this tablet: acknowledged" in result.output
         assert offline_before and running.sync_status().online
         assert running.wait_for(lambda: not running.pending(), 15)  # sent by it, and acked
     finally:
