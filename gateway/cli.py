@@ -324,12 +324,17 @@ def devices_add(device: str, driver: str, agent_config: Path | None, config_path
     with store:
         with store.transaction():
             known = DeviceStore(store).get(device)
-            password = known.password if known else secrets.token_urlsafe(18)
+            # the store keeps only a hash: a tablet's file can be written only with a new
+            # password (the old file stops working); without --agent-config a registered
+            # device keeps its credential and is only bound to the driver
+            password = (secrets.token_urlsafe(18) if known is None or agent_config is not None
+                        else None)
             DeviceStore(store).add(device, driver, password, _now())
             store.audit(_now(), "cli", "device-add", device=device, driver=driver)
         sync_driver(store, driver, cfg.merge_policy(), _now())
     click.echo(f"device {device} bound to driver {driver}")
     if agent_config is not None:
+        assert password is not None  # issued above for every --agent-config
         written = write_agent_config(agent_config, cfg, device=device, driver=driver,
                                      password=password)
         click.echo(f"wrote {agent_config} (keep it private: it holds the device's credential)")
@@ -374,9 +379,12 @@ def run(config_path: Path, no_scheduler: bool) -> None:
     """Run the gateway: managed Mosquitto (unless broker.url is set), MQTT, the scheduler."""
     import signal
 
-    from gateway.runner import GatewayRunner
+    from gateway.runner import GatewayRunner, exposed_secrets
 
     cfg = load_config(config_path)
+    warning = exposed_secrets(cfg, config_path)
+    if warning:
+        click.echo(f"crossdock: warning: {warning}", err=True)
     runner = GatewayRunner(cfg, scheduler=not no_scheduler)
 
     def _stop(_sig: int, _frame: object) -> None:

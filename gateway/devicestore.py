@@ -20,12 +20,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.credentials import hash_password
+from gateway.errors import StoreError
 from gateway.store import Store, rows_in, text_digest
 from sync.model import OrderView, Warning
 
 DEVICE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
-    device TEXT PRIMARY KEY, driver TEXT NOT NULL, password TEXT NOT NULL,
+    device TEXT PRIMARY KEY, driver TEXT NOT NULL, password_hash TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS route_members (
@@ -66,9 +68,12 @@ CREATE TABLE IF NOT EXISTS commands (
 
 @dataclass(frozen=True)
 class Device:
+    """A registered tablet. ``password_hash`` is its broker password's salted hash
+    (``gateway.credentials``); the password itself is only in the tablet's config file."""
+
     device: str
     driver: str
-    password: str
+    password_hash: str
     created_at: str
 
 
@@ -90,13 +95,22 @@ class DeviceStore:
 
     # --- registry -----------------------------------------------------------------------
 
-    def add(self, device: str, driver: str, password: str, now: _dt.datetime) -> Device:
-        self.conn.execute(
-            "INSERT INTO devices(device, driver, password, created_at) VALUES(?,?,?,?) "
-            "ON CONFLICT(device) DO UPDATE SET driver=excluded.driver, "
-            "password=excluded.password",
-            (device, driver, password, now.isoformat()),
-        )
+    def add(self, device: str, driver: str, password: str | None, now: _dt.datetime
+            ) -> Device:
+        """Register ``device`` for ``driver`` with ``password`` (kept only as its salted
+        hash), or bind a registered one to ``driver``; ``password=None`` keeps its
+        credential (a new device needs one)."""
+        if password is None:
+            if self.get(device) is None:
+                raise StoreError(f"device {device} is not registered: it needs a password")
+            self.conn.execute("UPDATE devices SET driver=? WHERE device=?", (driver, device))
+        else:
+            self.conn.execute(
+                "INSERT INTO devices(device, driver, password_hash, created_at) "
+                "VALUES(?,?,?,?) ON CONFLICT(device) DO UPDATE SET driver=excluded.driver, "
+                "password_hash=excluded.password_hash",
+                (device, driver, hash_password(password), now.isoformat()),
+            )
         self.conn.execute("INSERT OR IGNORE INTO streams(device) VALUES(?)", (device,))
         found = self.get(device)
         assert found is not None  # just written
@@ -104,24 +118,24 @@ class DeviceStore:
 
     def get(self, device: str) -> Device | None:
         row = self.conn.execute(
-            "SELECT device, driver, password, created_at FROM devices WHERE device=?", (device,)
-        ).fetchone()
+            "SELECT device, driver, password_hash, created_at FROM devices WHERE device=?",
+            (device,)).fetchone()
         return None if row is None else Device(*row)
 
     def all(self) -> list[Device]:
         return [Device(*r) for r in self.conn.execute(
-            "SELECT device, driver, password, created_at FROM devices ORDER BY device")]
+            "SELECT device, driver, password_hash, created_at FROM devices ORDER BY device")]
 
     def of_driver(self, driver: str) -> list[Device]:
         return [Device(*r) for r in self.conn.execute(
-            "SELECT device, driver, password, created_at FROM devices WHERE driver=? "
+            "SELECT device, driver, password_hash, created_at FROM devices WHERE driver=? "
             "ORDER BY device", (driver,))]
 
     def of_drivers(self, drivers: Iterable[str]) -> dict[str, list[Device]]:
         """``of_driver`` for many drivers in one query (drivers without devices left out)."""
         out: dict[str, list[Device]] = {}
         for row in self.conn.execute(
-                "SELECT device, driver, password, created_at FROM devices WHERE driver IN "
+                "SELECT device, driver, password_hash, created_at FROM devices WHERE driver IN "
                 "(SELECT value FROM json_each(?)) ORDER BY device",
                 (json.dumps(sorted(set(drivers))),)):
             out.setdefault(row[1], []).append(Device(*row))

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -23,6 +24,7 @@ from gateway.broker import BrokerSettings, BrokerUser, ManagedBroker, write_conf
 from gateway.config import GatewayConfig
 from gateway.devicestore import DeviceStore
 from gateway.errors import ConfigError, StoreError
+from gateway.private import exposed
 from gateway.service import Clock, GatewayService, utc_now
 from gateway.setup import dispatch_password
 from gateway.store import Store
@@ -44,9 +46,35 @@ def broker_users(cfg: GatewayConfig, store: Store) -> list[BrokerUser]:
                                                 "role": "dispatch"}))
     for device in DeviceStore(store).all():
         users.append(BrokerUser.model_validate({"username": device.device,
-                                                "password": device.password,
+                                                "password_hash": device.password_hash,
                                                 "role": "device", "device": device.device}))
     return users
+
+
+def secret_files(cfg: GatewayConfig, config_file: Path) -> list[Path]:
+    """The files that hold a secret or the store (``config_file``: gateway.toml), and the
+    folders holding them."""
+    db = cfg.db_path
+    files = [config_file, cfg.path("dispatch.toml"), db,
+             db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    b = cfg.broker
+    if b.keyfile is not None:
+        files.append(cfg.path(b.keyfile))
+    if not b.url:
+        data_dir = cfg.path(b.data_dir)
+        files += [data_dir, data_dir / "passwd", data_dir / "acl", data_dir / "mosquitto.conf"]
+    folders = sorted({f.parent for f in files if f.parent != cfg.path(b.data_dir)})
+    return [*folders, *files]
+
+
+def exposed_secrets(cfg: GatewayConfig, config_file: Path) -> str | None:
+    """One line naming every secret file (or its folder) others may read, or None."""
+    found = exposed(secret_files(cfg, config_file))
+    if not found:
+        return None
+    names = ", ".join(f"{path} ({mode:04o})" for path, mode in found)
+    return (f"readable by others, but holding a secret or the store: {names}; "
+            "chmod 600 the files and 700 the folders")
 
 
 def broker_settings(cfg: GatewayConfig) -> BrokerSettings:

@@ -16,6 +16,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from gateway.errors import StoreError
+from gateway.private import make_private, private_dir
 from sync.hlc import Hlc, tick
 from sync.merge import Merged, OneSet
 from sync.model import Claim, OrderView, Resolution, canonical, trusted
@@ -163,7 +165,7 @@ class Store:
         last to have written routes (``route_checks_gen``)."""
         self.route_checks_gen: str | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)
             conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
                                    check_same_thread=False)
             self.db = sqlite_utils.Database(conn)
@@ -729,6 +731,18 @@ class _Tx:
             self.conn.execute("PRAGMA synchronous=NORMAL")
 
 
+def _private_file(path: Path) -> None:
+    """The store's file 0600 (its folder 0700 when this creates it), before SQLite opens it:
+    SQLite gives the -wal and -shm files the database file's mode. Files left looser by an
+    older gateway are tightened."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        make_private(path.with_name(name))
+
+
 def _tables(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
@@ -744,6 +758,7 @@ def _migrate(conn: sqlite3.Connection, older: set[str]) -> None:
       gateway re-sent whole routes, so its devices hold the warnings the rules give now; the
       meta key ``route_warnings`` = ``unknown`` asks the next refresh to record them (without
       sending anything).
+    * ``devices.password`` (plain) becomes ``password_hash`` (salted hashes only).
     * ``events`` keyed by ``event_id`` becomes keyed by ``(device, event_id)``: event ids are
       unique per device, and one device's id must not make another's event a "duplicate".
     """
@@ -777,7 +792,9 @@ def _migrate(conn: sqlite3.Connection, older: set[str]) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    if "event_id" in _primary_key(conn, "events"):
+    if "password" in {r[1] for r in conn.execute("PRAGMA table_info(devices)")}:
+        _hash_device_passwords(conn)
+    if _primary_key(conn, "events") == ["event_id"]:
         _key_events_by_device(conn)
     if "views" in older and "route_warnings" not in older:
         conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('route_warnings', 'unknown')")
@@ -786,6 +803,28 @@ def _migrate(conn: sqlite3.Connection, older: set[str]) -> None:
 def _primary_key(conn: sqlite3.Connection, table: str) -> list[str]:
     return [r[1] for r in sorted(conn.execute(f"PRAGMA table_info({table})"),
                                  key=lambda r: r[5]) if r[5]]
+
+
+def _hash_device_passwords(conn: sqlite3.Connection) -> None:
+    """``devices.password`` (plain text) becomes ``password_hash`` (salted, the broker's
+    format): the tablets keep their passwords, the store no longer does. The old pages are
+    overwritten (``secure_delete``) and the WAL checkpointed, so no plain copy stays."""
+    from gateway.credentials import hash_password, is_hashed
+
+    conn.execute("PRAGMA secure_delete=ON")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if "password" in {r[1] for r in conn.execute("PRAGMA table_info(devices)")}:
+            rows = conn.execute("SELECT device, password FROM devices").fetchall()
+            conn.executemany("UPDATE devices SET password=? WHERE device=?", [
+                (p if is_hashed(p) else hash_password(p), d) for d, p in rows])
+            conn.execute("ALTER TABLE devices RENAME COLUMN password TO password_hash")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA secure_delete=OFF")
 
 
 def _key_events_by_device(conn: sqlite3.Connection) -> None:
