@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from gateway.devicestore import DeviceStore
-from gateway.store import Store
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
 
 T0 = dt.datetime(2026, 12, 1, 8, tzinfo=dt.UTC)
 

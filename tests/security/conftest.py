@@ -14,11 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from crossdock_cli import cli as main
-from gateway.broker import free_port
 from gateway.config import load_config
 from gateway.runner import GatewayRunner
 from gateway.setup import write_sample_config
-from tests.broker import MqttProbe
+from tests.broker import MqttProbe, free_port
 
 DEPOT = "sec"
 

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from gateway.devicestore import DeviceStore
-from gateway.store import Store
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
 from sync.topics import Topics
 from tests.broker import MqttProbe
 from tests.security.conftest import DEPOT, SecureDepot, Tablet

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.devicestore import DeviceStore
-from gateway.store import Store
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
 from tests.broker import connect_reason
 from tests.security.conftest import SecureDepot
 
