@@ -26,6 +26,9 @@ from gateway.store.core import Store
 from gateway.store.sql import rows_in, text_digest
 from sync.model import OrderView, Warning
 
+_COLUMNS = ("device, driver, password_hash, created_at, state, changed_at, previous_driver, "
+            "rebound_at")
+
 
 @dataclass(frozen=True)
 class Device:
@@ -36,6 +39,23 @@ class Device:
     driver: str
     password_hash: str
     created_at: str
+    state: str = "active"  # or "revoked"
+    changed_at: str | None = None  # last revoke, rotate or bind
+    previous_driver: str | None = None  # bound to before ``rebound_at``
+    rebound_at: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.state == "revoked"
+
+    def driver_at(self, at: _dt.datetime) -> str:
+        """The driver an event the tablet made at ``at`` is checked against: the previous one
+        for an action made before the device was bound to another (sent late: it was offline,
+        or not yet acknowledged)."""
+        if (self.previous_driver is not None and self.rebound_at is not None
+                and at < _dt.datetime.fromisoformat(self.rebound_at)):
+            return self.previous_driver
+        return self.driver
 
 
 @dataclass(frozen=True)
@@ -61,15 +81,18 @@ class DeviceStore:
         """Register ``device`` for ``driver`` with ``password`` (kept only as its salted
         hash), or bind a registered one to ``driver``; ``password=None`` keeps its
         credential (a new device needs one)."""
+        known = self.get(device)
+        if known is not None and known.driver != driver:
+            self.bind(device, driver, now)
         if password is None:
-            if self.get(device) is None:
+            if known is None:
                 raise StoreError(f"device {device} is not registered: it needs a password")
-            self.conn.execute("UPDATE devices SET driver=? WHERE device=?", (driver, device))
+        elif known is not None:
+            self.rotate(device, password, now)
         else:
             self.conn.execute(
-                "INSERT INTO devices(device, driver, password_hash, created_at) "
-                "VALUES(?,?,?,?) ON CONFLICT(device) DO UPDATE SET driver=excluded.driver, "
-                "password_hash=excluded.password_hash",
+                "INSERT INTO devices(device, driver, password_hash, created_at, state) "
+                "VALUES(?,?,?,?, 'active')",
                 (device, driver, hash_password(password), now.isoformat()),
             )
         self.conn.execute("INSERT OR IGNORE INTO streams(device) VALUES(?)", (device,))
@@ -77,26 +100,60 @@ class DeviceStore:
         assert found is not None  # just written
         return found
 
+    def _known(self, device: str) -> Device:
+        found = self.get(device)
+        if found is None:
+            raise StoreError(f"device {device} is not registered; see `gateway devices list`")
+        return found
+
+    def revoke(self, device: str, now: _dt.datetime) -> Device:
+        """The device loses its broker identity and its stream (StoreError if unknown)."""
+        self._known(device)
+        self.conn.execute("UPDATE devices SET state='revoked', changed_at=? WHERE device=?",
+                          (now.isoformat(), device))
+        return self._known(device)
+
+    def rotate(self, device: str, password: str, now: _dt.datetime) -> Device:
+        """A new credential (only its hash is kept); the old one stops working. A revoked
+        device is active again with it."""
+        self._known(device)
+        self.conn.execute("UPDATE devices SET password_hash=?, state='active', changed_at=? "
+                          "WHERE device=?", (hash_password(password), now.isoformat(), device))
+        return self._known(device)
+
+    def bind(self, device: str, driver: str, now: _dt.datetime) -> Device:
+        """Bind the device to ``driver``. Its events made before now still count for the
+        driver it had (``Device.driver_at``): what the tablet had not yet sent is kept."""
+        known = self._known(device)
+        if known.driver != driver:
+            self.conn.execute(
+                "UPDATE devices SET previous_driver=driver, driver=?, rebound_at=?, "
+                "changed_at=? WHERE device=?",
+                (driver, now.isoformat(), now.isoformat(), device))
+        return self._known(device)
+
     def get(self, device: str) -> Device | None:
         row = self.conn.execute(
-            "SELECT device, driver, password_hash, created_at FROM devices WHERE device=?",
+            f"SELECT {_COLUMNS} FROM devices WHERE device=?",
             (device,)).fetchone()
         return None if row is None else Device(*row)
 
     def all(self) -> list[Device]:
         return [Device(*r) for r in self.conn.execute(
-            "SELECT device, driver, password_hash, created_at FROM devices ORDER BY device")]
+            f"SELECT {_COLUMNS} FROM devices ORDER BY device")]
 
     def of_driver(self, driver: str) -> list[Device]:
+        """The driver's devices that are not revoked (they are sent the driver's route)."""
         return [Device(*r) for r in self.conn.execute(
-            "SELECT device, driver, password_hash, created_at FROM devices WHERE driver=? "
+            f"SELECT {_COLUMNS} FROM devices WHERE driver=? AND state='active' "
             "ORDER BY device", (driver,))]
 
     def of_drivers(self, drivers: Iterable[str]) -> dict[str, list[Device]]:
-        """``of_driver`` for many drivers in one query (drivers without devices left out)."""
+        """``of_driver`` for many drivers in one query (drivers without devices left out;
+        revoked devices too)."""
         out: dict[str, list[Device]] = {}
         for row in self.conn.execute(
-                "SELECT device, driver, password_hash, created_at FROM devices WHERE driver IN "
+                f"SELECT {_COLUMNS} FROM devices WHERE state='active' AND driver IN "
                 "(SELECT value FROM json_each(?)) ORDER BY device",
                 (json.dumps(sorted(set(drivers))),)):
             out.setdefault(row[1], []).append(Device(*row))

@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS writeback (
 DEVICE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     device TEXT PRIMARY KEY, driver TEXT NOT NULL, password_hash TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'active', changed_at TEXT,
+    previous_driver TEXT, rebound_at TEXT
 );
 CREATE TABLE IF NOT EXISTS route_members (
     driver TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (driver, order_id)
@@ -135,6 +136,7 @@ def migrate(conn: sqlite3.Connection, older: set[str]) -> None:
     * ``devices.password`` (plain) becomes ``password_hash`` (salted hashes only).
     * ``events`` keyed by ``event_id`` becomes keyed by ``(device, event_id)``: event ids are
       unique per device, and one device's id must not make another's event a "duplicate".
+    * ``devices`` gains ``state``, ``changed_at``, ``previous_driver``, ``rebound_at``.
     """
     columns = {r[1] for r in conn.execute("PRAGMA table_info(views)")}
     if "rules" not in columns:
@@ -170,8 +172,18 @@ def migrate(conn: sqlite3.Connection, older: set[str]) -> None:
         _hash_device_passwords(conn)
     if _primary_key(conn, "events") == ["event_id"]:
         _key_events_by_device(conn)
+    device_columns = {r[1] for r in conn.execute("PRAGMA table_info(devices)")}
+    for column, kind in _DEVICE_STATE:
+        if column not in device_columns:
+            conn.execute(f"ALTER TABLE devices ADD COLUMN {column} {kind}")
     if "views" in older and "route_warnings" not in older:
         conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('route_warnings', 'unknown')")
+
+
+_DEVICE_STATE = (("state", "TEXT NOT NULL DEFAULT 'active'"), ("changed_at", "TEXT"),
+                 ("previous_driver", "TEXT"), ("rebound_at", "TEXT"))
+"""Columns ``devices`` gained for revoke, rotate and bind (added to an older store as they
+are: every device active, never re-bound)."""
 
 
 def _primary_key(conn: sqlite3.Connection, table: str) -> list[str]:

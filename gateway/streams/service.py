@@ -300,6 +300,10 @@ class GatewayService:
         if registered is None:
             self._unauthorized(store, topic, f"device {device} is not registered")
             return
+        if registered.revoked:  # sent before the broker dropped it, or by a broker not ours
+            self._unauthorized(store, topic, f"device {device} is revoked")
+            self._count(store, "revoked_messages")
+            return
         if env.origin != device:
             self._unauthorized(store, topic, f"origin {env.origin!r} is not device {device}")
             return
@@ -314,7 +318,8 @@ class GatewayService:
                 self._count(store, "outdated_devices")
         elif topic == self.topics.outbox(device):
             if isinstance(env, DriverEventMsg):
-                self._driver_event(store, device, registered.driver, env)
+                # made before a re-bind: checked against the route the tablet had then
+                self._driver_event(store, device, registered.driver_at(env.body.at), env)
             elif isinstance(env, ResyncMsg):
                 self._resync(store, device, env.body.after)
             elif isinstance(env, AppliedMsg):
