@@ -125,6 +125,7 @@ def broker_settings(cfg: GatewayConfig) -> BrokerSettings:
             host=b.host, port=b.port,
             max_queued_messages=b.max_queued_messages,
             tls_port=b.tls_port, tls_host=b.tls_host,
+            allow_plain_beyond_loopback=b.allow_plain_beyond_loopback,
             certfile=None if b.certfile is None else cfg.path(b.certfile),
             keyfile=None if b.keyfile is None else cfg.path(b.keyfile),
         )

@@ -64,7 +64,7 @@ db = "gateway.sqlite"
 
 [broker]
 url = ""                  # "mqtt://host:port" of a running broker; empty: run Mosquitto here
-host = "127.0.0.1"
+host = "127.0.0.1"        # plain MQTT: loopback only, unless allow_plain_beyond_loopback = true
 port = {port}
 data_dir = "broker"
 username = "gateway"

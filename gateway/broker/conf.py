@@ -42,7 +42,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config import check_tls_listener
+from gateway.config import check_plain_listener, check_tls_listener
 from gateway.credentials import hash_password, is_hashed
 from gateway.errors import ConfigError, GatewayError
 from gateway.private import private_dir, write_private
@@ -106,6 +106,8 @@ class BrokerSettings(BaseModel):
     # tls_port, certfile and keyfile, or none. Same identities and ACL as the plain listener.
     tls_port: int | None = Field(default=None, ge=1, le=65535)
     tls_host: str = "0.0.0.0"
+    # The plain listener is refused beyond loopback unless this says so (DESIGN.md §6).
+    allow_plain_beyond_loopback: bool = False
     certfile: Path | None = None
     keyfile: Path | None = None
 
@@ -133,6 +135,7 @@ class BrokerSettings(BaseModel):
     @model_validator(mode="after")
     def _tls_is_all_or_nothing(self) -> Self:
         check_tls_listener(self.port, self.tls_port, self.certfile, self.keyfile)
+        check_plain_listener(self.host, self.allow_plain_beyond_loopback)
         return self
 
     @property
