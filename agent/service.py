@@ -16,7 +16,8 @@ stream rules (``sync.streams``):
   (as of any status-like message) is stored without fsync (``synchronous=NORMAL``) — only a
   driver action's is FULL;
 * a driver action is recorded (local overlay + outbox row) in one transaction, then published
-  if online; the whole outbox is resent on every reconnect until each event is acked;
+  if online; the outbox is resent on every reconnect (``REPLAY_WINDOW`` at a time, more as
+  acks come back) until each event is acked;
 * the broker makes a connection's client id its username (``use_username_as_clientid``), so a
   device has ONE MQTT session: ``agent run`` (``start()``) holds ``<db>.run.lock`` while it
   runs, and ``agent act`` (``start(follow_stream=False)``) does not connect while another
@@ -100,6 +101,11 @@ APPLIED_EVERY_S = 2.0
 within this long. (Reporting each burst's end at once cost the gateway one message per stream
 message under load: 11,793 ``Applied`` in a 50,000-change fan-out to 200 tablets.)"""
 
+REPLAY_WINDOW = 100
+"""Outbox rows resent at once on a reconnect; each ack lets as many more go. A tablet back
+from days offline with thousands of actions does not send them all in one burst (the gateway
+would hold most of them over its event rate, ``gateway.streams.limits``)."""
+
 HANDOVER_POLL_S = 2.0
 """How often an online ``agent run`` checks whether another process (``agent act``) wrote to
 its store (one ``PRAGMA data_version``: the WAL index in shared memory, no disk read), and
@@ -176,6 +182,7 @@ class Agent:
         self._snapshot_parts: dict[int, tuple[OrderView, ...]] = {}  # part -> its views
         self._snapshot_seq: tuple[int, int] = (-1, 0)  # (seq, parts) of the parts held
         self._run_lock: int | None = None  # fd holding <db>.run.lock while this agent runs
+        self._replay: list[tuple[str, bytes]] = []  # outbox rows still to resend since connect
         self.handed_over = False
         """True when ``start(follow_stream=False)`` found an ``agent run`` holding the device:
         nothing was connected; that agent sends the outbox."""
@@ -440,11 +447,18 @@ class Agent:
                 out.append(
                     (None, Outgoing(self._topics.device_status(self.config.device), status, True))
                 )
-            for event_id, payload in self._store.pending_payloads():
-                out.append((event_id, Outgoing(self._outbox_topic, payload)))
+            # the outbox, oldest first, REPLAY_WINDOW at a time: the rest as acks come back
+            self._replay = self._store.pending_payloads()
+            out += self._next_replay(REPLAY_WINDOW)
         self._send(out)
         self._nudge()
         self._notify({"sync"})
+
+    def _next_replay(self, n: int) -> list[tuple[str | None, Outgoing]]:
+        """The next ``n`` outbox rows of the replay begun at the last connect (under the
+        lock)."""
+        batch, self._replay = self._replay[:n], self._replay[n:]
+        return [(event_id, Outgoing(self._outbox_topic, payload)) for event_id, payload in batch]
 
     def session_offline(self, reason: str) -> None:
         log.info("offline: %s", reason)
@@ -530,6 +544,12 @@ class Agent:
                     changed |= {"route", "conflicts", "sync"}
             elif isinstance(envelope, AckMsg) and topic == self._acks_topic:
                 store.ack(envelope.body.event_ids)
+                if self._replay:  # each ack makes room for as many more of the replay
+                    acked = set(envelope.body.event_ids)
+                    self._replay = [r for r in self._replay if r[0] not in acked]
+                    out += self._next_replay(len(acked))
+                if envelope.body.delayed:  # over the device's rate: kept, acked when handled
+                    store.bump("delayed_events", len(envelope.body.delayed))
                 store.touch_sync(at=now)
                 changed |= {"route", "sync"}
             elif (

@@ -29,6 +29,7 @@ from gateway.private import exposed
 from gateway.setup import dispatch_password
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
+from gateway.streams.limits import EVENT_BURST, EVENT_RATE_PER_S
 from gateway.streams.mqtt import take_over_session
 from gateway.streams.service import Clock, GatewayService, utc_now
 
@@ -145,7 +146,9 @@ def _identity(user: BrokerUser) -> tuple[str, ...]:
 
 class GatewayRunner:
     def __init__(self, cfg: GatewayConfig, *, clock: Clock = utc_now,
-                 scheduler: bool = True, status_interval_s: float = 30.0) -> None:
+                 scheduler: bool = True, status_interval_s: float = 30.0,
+                 event_rate: float = EVENT_RATE_PER_S, event_burst: int = EVENT_BURST) -> None:
+        self.event_rate, self.event_burst = event_rate, event_burst
         self.cfg = cfg
         self.clock = clock
         self.broker: ManagedBroker | None = None
@@ -170,6 +173,7 @@ class GatewayRunner:
             self.cfg, host=self.host, port=self.port, username=self.cfg.broker.username,
             password=self.cfg.broker.password or None, clock=self.clock,
             status_interval_s=self.status_interval_s,
+            event_rate=self.event_rate, event_burst=self.event_burst,
         )
         self.service.start()
         if self.use_scheduler:

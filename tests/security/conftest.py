@@ -60,8 +60,9 @@ class SecureDepot:
         broker = tomllib.loads(out.read_text(encoding="utf-8"))["broker"]
         return Tablet(device, driver, broker["username"], broker["password"], out)
 
-    def start(self) -> GatewayRunner:
-        self.runner = GatewayRunner(self.cfg, scheduler=False, status_interval_s=0.5)
+    def start(self, **options: float) -> GatewayRunner:
+        self.runner = GatewayRunner(self.cfg, scheduler=False, status_interval_s=0.5,
+                                    **options)  # type: ignore[arg-type]
         self.runner.start()
         assert self.runner.service is not None and self.runner.service.link.wait_connected(10)
         return self.runner
