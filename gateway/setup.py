@@ -222,7 +222,8 @@ def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: s
     if tls is not None:
         host, port, ca_text = tls
         ca_copy = path.with_name(f"{device}-ca.pem")
-        ca_copy.parent.mkdir(parents=True, exist_ok=True)
+        if not ca_copy.parent.exists():  # the folder of a secret file: 0700
+            private_dir(ca_copy.parent)
         ca_copy.write_bytes(ca_text)  # a certificate is public: the default mode is fine
         tls_lines = f'tls = true\nca_file = "{ca_copy.name}"\n'
         written.append(ca_copy)

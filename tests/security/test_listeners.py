@@ -43,6 +43,7 @@ def test_a_plain_listener_on_loopback_is_fine(secure_depot: SecureDepot, host: s
     assert load_config(_with_host(secure_depot, host)).broker.host == host
 
 
+@pytest.mark.broker
 def test_allow_plain_beyond_loopback_lets_it_bind_and_serve(tmp_path: Path,
                                                              secure_depot: SecureDepot) -> None:
     assert load_config(_with_host(secure_depot, "0.0.0.0", allow=True)).broker.host == "0.0.0.0"
