@@ -127,3 +127,18 @@ def test_gateway_run_warns_in_one_line_about_a_secret_file_readable_by_others(
     assert len(said) == 1
     assert str(secure_depot.config) in said[0] and "0644" in said[0]
     assert "dispatch.toml" not in said[0]
+
+
+def test_a_tablets_files_with_tls_land_in_a_0700_folder_under_umask_022(
+        tmp_path: Path, umask_022: None) -> None:
+    depot = SecureDepot(tmp_path / "depot")
+    depot.cli("gateway", "tls-cert", "--config", str(depot.config), "--host", "127.0.0.1")
+    text = depot.config.read_text(encoding="utf-8").replace(
+        "[broker]\n", '[broker]\ntls_port = 8883\ncertfile = "broker-cert.pem"\n'
+        'keyfile = "broker-key.pem"\npublic_host = "127.0.0.1"\n', 1)
+    depot.config.write_text(text, encoding="utf-8")
+    out = tmp_path / "new" / "tab-a.toml"
+    depot.cli("gateway", "devices", "add", "tab-a", "--driver", "DRV-001",
+              "--agent-config", str(out), "--config", str(depot.config))
+    assert (out.parent / "tab-a-ca.pem").exists()  # the premise: TLS, a CA copy beside it
+    assert (oct(_mode(out.parent)), oct(_mode(out))) == ("0o700", "0o600")
