@@ -166,7 +166,7 @@ def test_a_redelivered_driver_event_changes_nothing_and_is_acked_again(
         assert DeviceStore(store).counters()["duplicate_events"] == 1
         claims = store.conn.execute(
             "SELECT count(*) FROM claim_sets WHERE source='driver'").fetchone()[0]
-        results = [r for r in store.pending_results() if r["result_id"] == "ev-twice"]
+        results = [r for r in store.pending_results() if r["result_id"] == "tab-7:ev-twice"]
     assert claims == 1
     assert len(results) == 1
     assert last_seq(depot, "tab-7") == seq  # nothing new was streamed to anyone

@@ -191,7 +191,7 @@ def test_agent_killed_between_publish_and_ack_delivers_exactly_once(
     tab = reopen(depot, "tab-7", "7")
     _delivered_once(depot, tab, order_id)
     with depot.store() as store:
-        assert DeviceStore(store).event_outcome(event_id) == "applied"
+        assert DeviceStore(store).event_outcome("tab-7", event_id) == "applied"
 
 
 @pytest.fixture
