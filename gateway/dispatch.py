@@ -20,6 +20,7 @@ import click
 
 from gateway.config import load_config, read_toml
 from gateway.errors import CommandError, ConfigError
+from gateway.streams.link import LinkMaker
 from gateway.streams.mqtt import LinkSettings, MqttLink
 from sync.codec import decode, encode
 from sync.envelope import ENVELOPE, DispatchReplyMsg
@@ -70,13 +71,14 @@ def load_dispatch_config(path: Path) -> DispatchConfig:
         raise ConfigError(f"config {path}: missing key {exc.args[0]!r}") from None
 
 
-def send_command(cfg: DispatchConfig, body: dict[str, Any], *, timeout: float = 10.0
-                 ) -> DispatchReplyMsg:
-    """Publish one command and wait for the gateway's reply to it."""
+def send_command(cfg: DispatchConfig, body: dict[str, Any], *, timeout: float = 10.0,
+                 link_maker: LinkMaker = MqttLink) -> DispatchReplyMsg:
+    """Publish one command and wait for the gateway's reply to it (over ``link_maker``'s
+    link: MQTT to ``cfg.host:cfg.port`` unless a test passes the in-memory broker's)."""
     topics = Topics(cfg.depot)
     command_id = f"cmd-{uuid.uuid4().hex[:16]}"
     replies: queue.Queue[bytes] = queue.Queue()
-    link = MqttLink(
+    link = link_maker(
         LinkSettings(host=cfg.host, port=cfg.port,
                      client_id=f"crossdock-dispatch-{cfg.client}-{uuid.uuid4().hex[:6]}",
                      username=cfg.username, password=cfg.password, session_expiry_s=0),

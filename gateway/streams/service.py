@@ -30,6 +30,7 @@ from gateway.store.checkpointer import Checkpointer
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore, Entry
 from gateway.streams import commands
+from gateway.streams.link import Link, LinkMaker
 from gateway.streams.mqtt import LinkSettings, MqttLink
 from gateway.streams.status import source_freshness
 from gateway.streams.views import refresh
@@ -126,7 +127,10 @@ class GatewayService:
         tick_s: float = 1.0,
         coalesce_s: float = COALESCE_S,
         ingest_settle_s: float = INGEST_SETTLE_S,
+        link: LinkMaker = MqttLink,
     ) -> None:
+        """``link`` builds the broker link (``MqttLink`` to ``host:port`` unless a test
+        passes another, e.g. the in-memory broker's)."""
         self.cfg = cfg
         self.topics = Topics(cfg.depot)
         self.clock = clock
@@ -150,7 +154,7 @@ class GatewayService:
         self.published_entries = 0  # stream entries in those
         self.ready = threading.Event()
         will = encode(self._status_msg(online=False, counters={}, sources=()))
-        self.link = MqttLink(
+        self.link: Link = link(
             LinkSettings(host=host, port=port, client_id=f"crossdock-gateway-{cfg.depot}",
                          username=username, password=password),
             subscriptions=[self.topics.all_outboxes, self.topics.all_device_status,
@@ -495,9 +499,11 @@ class GatewayService:
         if isinstance(plan, Replay):
             self._publish_entries(store, device, devices.entries(device, plan.first, plan.last))
             self._sent_at[device] = time.monotonic()
+            self._count(store, "replays")  # a repair served: gateway/status shows how many
         elif isinstance(plan, SendSnapshot):
             with store.transaction():
                 seq, bodies = devices.snapshot(device)
+                devices.bump("snapshots")
             hlc = self._hlc(store)
             parts = snapshot_parts(bodies, self.snapshot_part_chars)
             for part, chunk in enumerate(parts, start=1):
