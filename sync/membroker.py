@@ -228,7 +228,7 @@ class MemBroker:
             if s.connection is None and s.gone_at is not None and now - s.gone_at >= s.expiry_s:
                 del self._sessions[client_id]
 
-    def crash(self) -> None:
+    def crash(self, *, now: float) -> None:
         """The broker dies: every connection is gone, every queued or in-flight message lost;
         sessions, subscriptions and retained messages are kept (see the module doc)."""
         for session in self._sessions.values():
@@ -238,7 +238,7 @@ class MemBroker:
             session.inflight.clear()
             session.held = None
             if session.connection is not None:
-                session.connection, session.will, session.gone_at = None, None, 0.0
+                session.connection, session.will, session.gone_at = None, None, now
 
     def session_present(self, client_id: str) -> bool:
         return client_id in self._sessions

@@ -307,7 +307,7 @@ class MemNetwork:
     def kill(self) -> None:
         """The broker crashes: every client goes offline; queued messages are lost."""
         with self.cond:
-            self.broker.crash()
+            self.broker.crash(now=time.monotonic())
             self.up = False
             self.cond.notify_all()
 
