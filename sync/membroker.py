@@ -28,18 +28,23 @@ What it does, as Mosquitto does it:
 Faults for fault tests, all deterministic: ``drop_next(filter, n)`` loses the next ``n``
 messages routed to subscribers on topics matching ``filter``; ``Chaos(rng, drop=, duplicate=,
 reorder=)`` does it at random from a seeded ``rng``. A reordered message is held back and queued
-after the next one for the same client (or at the client's next ``take``). Everything lost or
+after the next one for the same client (or when its connection ends). Everything lost or
 changed is counted in ``stats``.
 """
 
 from __future__ import annotations
 
-import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 Access = Literal["read", "write"]
+
+
+class Rng(Protocol):
+    """What the faults need of a ``random.Random`` (seeded by the caller)."""
+
+    def random(self) -> float: ...
 
 
 def matches(topic_filter: str, topic: str) -> bool:
@@ -126,7 +131,7 @@ class Chaos:
     """Random faults from a seeded ``rng``, on messages routed to topics matching ``topics``:
     each delivery is dropped, duplicated or reordered with these probabilities."""
 
-    rng: random.Random
+    rng: Rng
     drop: float = 0.0
     duplicate: float = 0.0
     reorder: float = 0.0
@@ -220,6 +225,7 @@ class MemBroker:
         if session.expiry_s == 0:
             del self._sessions[session.client_id]
         if will is not None and not graceful:
+            self._retain(will)
             self._route(session.client_id, session.username, will)
 
     def expire(self, now: float) -> None:
@@ -260,22 +266,22 @@ class MemBroker:
         if self.acl is not None and not self.acl.allows(session.username, message.topic, "write"):
             self.stats["denied_publish"] += 1
             return False
+        self._retain(message)
+        self._route(client_id, session.username, message)
+        return True
+
+    def _retain(self, message: Message) -> None:
         if message.retain:
             if message.payload:
                 self.retained[message.topic] = message
             else:
                 self.retained.pop(message.topic, None)
-        self._route(client_id, session.username, message)
-        return True
 
     def take(self, client_id: str) -> list[Delivery]:
         """The deliveries for a connected client now (they are in flight until acked)."""
         session = self._sessions.get(client_id)
         if session is None or session.connection is None:
             return []
-        if session.held is not None and not session.queue:
-            session.queue.append(session.held)  # nothing came after it: it goes now
-            session.held = None
         out = []
         while session.queue and len(session.inflight) < self.max_inflight:
             delivery = session.queue.popleft()
@@ -290,7 +296,7 @@ class MemBroker:
             return False
         if len(session.inflight) >= self.max_inflight:
             return False
-        return bool(session.queue) or session.held is not None
+        return bool(session.queue)
 
     def ack(self, client_id: str, packet_id: int) -> None:
         session = self._sessions.get(client_id)
