@@ -11,6 +11,7 @@ is severed (its will goes out, it never sends again) and which is then only clos
 
 from __future__ import annotations
 
+import random
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from agent.session import Outgoing, SessionSettings, Transport
 from gateway.store.devices import DeviceStore
 from sync.codec import decode
 from sync.envelope import DriverEventMsg
-from sync.membroker import MemBroker
+from sync.membroker import Chaos, MemBroker
 from sync.topics import Topics
 from tests.agent.dying import DIE_BEFORE_PUBLISH
 from tests.broker import BrokerFactory
@@ -52,6 +53,7 @@ TOPICS = Topics("test-depot")
 ORDERS = [f"O{n:03d}" for n in range(60)]
 TAB7 = [o for n, o in enumerate(ORDERS) if n % 7]  # driver 7's orders; the others are 12's
 CONVERGE_S = 30.0
+QUIET_S = 3.0
 
 
 def export_rows(version: int) -> list[tuple[str, str, int, str]]:
@@ -358,3 +360,41 @@ def test_a_broker_dropping_queued_messages_converges_through_gap_repair(
         _fields(tab), tab.sync_status())
     assert tab.sync_status().counters.get("gaps", 0) >= 1, tab.sync_status().counters
     assert _gateway_counter(depot, "replays") > replays
+
+
+@pytest.fixture
+def chaos_depot(tmp_path: Path) -> Iterator[Depot]:
+    """In memory only: a broker that drops, duplicates and reorders the tablets' stream
+    messages at random, from a fixed seed (the same faults every run)."""
+    chaos = Chaos(random.Random(9), drop=0.15, duplicate=0.25, reorder=0.2,
+                  topics=f"{TOPICS.root}/devices/+/inbox")
+    network = MemNetwork(MemBroker(chaos=chaos))
+    d = Depot(tmp_path / "chaos", network=network)
+    d.start()
+    try:
+        yield d
+    finally:
+        d.stop()
+        network.close()
+
+
+def test_a_broker_that_drops_duplicates_and_reorders_still_converges(
+        chaos_depot: Depot) -> None:
+    depot = chaos_depot
+    assert isinstance(depot.network, MemNetwork)
+    broker = depot.network.broker
+    depot.export(export_rows(0))
+    tab = depot.add_device("tab-7", "7", resync_quiet_s=QUIET_S)  # a dropped tail: asked again
+    depot.add_device("tab-12", "12")
+    depot.service.coalesce_s = 0  # a message per export: many for the faults to hit
+    depot.service.ingest_settle_s = 0
+    for version in range(1, 31):
+        depot.export(export_rows(version))
+    assert wait_for(lambda: _converged(depot, tab, 30), CONVERGE_S), (
+        _fields(tab), tab.sync_status(), dict(broker.stats))
+    counters = tab.sync_status().counters
+    assert min(depot.network.call(lambda b: (b.stats["dropped_by_fault"], b.stats["duplicated"],
+                                             b.stats["reordered"]))) > 0  # type: ignore[type-var]
+    assert counters.get("duplicates", 0) >= 1, counters  # a duplicate counted and dropped
+    assert counters.get("gaps", 0) >= 1, counters  # a loss seen
+    assert _gateway_counter(depot, "replays") >= 2  # the first catch-up and at least a repair
