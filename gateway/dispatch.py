@@ -31,6 +31,7 @@ import click
 
 from gateway.config import load_config, read_toml
 from gateway.errors import CommandError, ConfigError
+from gateway.streams.link import LinkMaker
 from gateway.streams.mqtt import LinkSettings, MqttLink
 from sync.codec import decode, encode
 from sync.envelope import ENVELOPE, DispatchReplyMsg
@@ -111,20 +112,22 @@ def _one_at_a_time(cfg: DispatchConfig, timeout: float) -> Iterator[None]:
         os.close(fd)
 
 
-def send_command(cfg: DispatchConfig, body: dict[str, Any], *, timeout: float = 10.0
-                 ) -> DispatchReplyMsg:
+def send_command(cfg: DispatchConfig, body: dict[str, Any], *, timeout: float = 10.0,
+                 link_maker: LinkMaker = MqttLink) -> DispatchReplyMsg:
     """Publish one command and wait for the gateway's reply to it (one at a time per
-    identity on this box: the broker gives an identity one connection)."""
+    identity on this box: the broker gives an identity one connection), over
+    ``link_maker``'s link: MQTT to ``cfg.host:cfg.port`` unless a test passes the in-memory
+    broker's."""
     with _one_at_a_time(cfg, timeout):
-        return _send_command(cfg, body, timeout=timeout)
+        return _send_command(cfg, body, timeout=timeout, link_maker=link_maker)
 
 
-def _send_command(cfg: DispatchConfig, body: dict[str, Any], *, timeout: float
-                  ) -> DispatchReplyMsg:
+def _send_command(cfg: DispatchConfig, body: dict[str, Any], *, timeout: float,
+                  link_maker: LinkMaker) -> DispatchReplyMsg:
     topics = Topics(cfg.depot)
     command_id = f"cmd-{uuid.uuid4().hex[:16]}"
     replies: queue.Queue[bytes] = queue.Queue()
-    link = MqttLink(
+    link = link_maker(
         LinkSettings(host=cfg.host, port=cfg.port,
                      client_id=cfg.username
                      or f"crossdock-dispatch-{cfg.client}-{uuid.uuid4().hex[:6]}",

@@ -32,6 +32,7 @@ from gateway.store.core import Store
 from gateway.store.devices import DeviceStore, Entry
 from gateway.streams import commands
 from gateway.streams.limits import DEFERRED_MAX, EVENT_BURST, EVENT_RATE_PER_S, TokenBucket
+from gateway.streams.link import Link, LinkMaker
 from gateway.streams.mqtt import LinkSettings, MqttLink
 from gateway.streams.status import source_freshness
 from gateway.streams.views import refresh
@@ -143,7 +144,10 @@ class GatewayService:
         ingest_settle_s: float = INGEST_SETTLE_S,
         event_rate: float = EVENT_RATE_PER_S,
         event_burst: int = EVENT_BURST,
+        link: LinkMaker = MqttLink,
     ) -> None:
+        """``link`` builds the broker link (``MqttLink`` to ``host:port`` unless a test
+        passes another, e.g. the in-memory broker's)."""
         self.cfg = cfg
         self.topics = Topics(cfg.depot)
         self.clock = clock
@@ -178,7 +182,7 @@ class GatewayService:
         self._repairing = False  # in _resync: what is handed is a repair
         self.ready = threading.Event()
         will = encode(self._status_msg(online=False, counters={}, sources=()))
-        self.link = MqttLink(
+        self.link: Link = link(
             # the broker makes the username the client id (use_username_as_clientid)
             LinkSettings(host=host, port=port,
                          client_id=username or f"crossdock-gateway-{cfg.depot}",
@@ -648,10 +652,12 @@ class GatewayService:
         if isinstance(plan, Replay):
             self._publish_entries(store, device, devices.entries(device, plan.first, plan.last))
             self._sent_at[device] = time.monotonic()
+            self._count(store, "replays")  # a repair served: gateway/status shows how many
             return "replay"
         if isinstance(plan, SendSnapshot):
             with store.transaction():
                 seq, bodies = devices.snapshot(device)
+                devices.bump("snapshots")
             self._published[device] = max(self._published.get(device, 0), seq)
             hlc = self._hlc(store)
             parts = snapshot_parts(bodies, self.snapshot_part_chars)
