@@ -21,6 +21,7 @@ import click
 from agent.config import load_config
 from agent.model import OutboxItem, RouteStop, SyncStatus, age
 from agent.service import Agent
+from host.lock import StoreLock
 from sync.model import Conflict, canonical
 
 _CONFIG = click.option(
@@ -52,7 +53,8 @@ def run(config_path: Path, verbose: bool, every: float) -> None:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Agent(config) as running:
+        # one agent per tablet store: a second one says who runs and exits 1
+        with StoreLock(config.db, holder="agent run"), Agent(config) as running:
             running.start()
             while not stop.wait(every if verbose else 1.0):
                 if verbose:

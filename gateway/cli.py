@@ -18,6 +18,7 @@ import click
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
 from gateway.store import Store
+from host.lock import StoreLock
 
 
 def _now() -> _dt.datetime:
@@ -377,6 +378,10 @@ def run(config_path: Path, no_scheduler: bool) -> None:
     from gateway.runner import GatewayRunner
 
     cfg = load_config(config_path)
+    # one gateway per store: a second one says who runs and exits 1 (the kernel drops the lock
+    # when this process ends, however it ends)
+    lock = StoreLock(cfg.db_path, holder="gateway run")
+    lock.acquire()
     runner = GatewayRunner(cfg, scheduler=not no_scheduler)
 
     def _stop(_sig: int, _frame: object) -> None:
@@ -384,10 +389,12 @@ def run(config_path: Path, no_scheduler: bool) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    runner.start()
-    where = cfg.broker.url or f"managed mosquitto on {runner.host}:{runner.port}"
-    click.echo(f"gateway for depot {cfg.depot} running ({where}); Ctrl-C stops it", err=True)
     try:
+        runner.start()
+        where = cfg.broker.url or f"managed mosquitto on {runner.host}:{runner.port}"
+        click.echo(f"gateway for depot {cfg.depot} running ({where}); Ctrl-C stops it",
+                   err=True)
         runner.run_forever()
     finally:
         runner.stop()
+        lock.release()
