@@ -66,11 +66,12 @@ def gateway() -> None:
 @click.option("--dir", "directory", type=click.Path(path_type=Path), required=True)
 @click.option("--depot", default="depot-1", show_default=True)
 @click.option("--port", default=1883, show_default=True, help="Managed Mosquitto's port.")
-def init(directory: Path, depot: str, port: int) -> None:
+@click.option("--force", is_flag=True, help="Replace the files of a depot already in DIR.")
+def init(directory: Path, depot: str, port: int, force: bool) -> None:
     """Write gateway.toml, an example mapping, the store and dispatch.toml into DIR."""
     from gateway.setup import init_dir
 
-    written = init_dir(directory, depot=depot, port=port, now=_now())
+    written = init_dir(directory, depot=depot, port=port, now=_now(), force=force)
     for path in written:
         click.echo(f"wrote {path}")
 
@@ -82,14 +83,15 @@ def init(directory: Path, depot: str, port: int) -> None:
 @click.option("--seed", default=1, show_default=True)
 @click.option("--depot", default="depot-1", show_default=True)
 @click.option("--port", default=1883, show_default=True, help="Managed Mosquitto's port.")
+@click.option("--force", is_flag=True, help="Replace a depot or export already in OUT.")
 @json_option
 def sample(out: Path, drivers: int, orders: int, seed: int, depot: str, port: int,
-           as_json: bool) -> None:
+           force: bool, as_json: bool) -> None:
     """Generate a realistic FoxPro export with a few dirty rows, and a gateway.toml for it."""
     from gateway.setup import write_sample_config
 
     info = write_sample_config(out, drivers=drivers, orders=orders, seed=seed, depot=depot,
-                               port=port, now=_now())
+                               port=port, now=_now(), force=force)
     if as_json:
         _emit(info)
         return
@@ -310,19 +312,27 @@ def devices() -> None:
 @click.option("--driver", required=True, help="The driver id the tablet shows the route of.")
 @click.option("--agent-config", "agent_config", type=click.Path(path_type=Path), default=None,
               help="Write the tablet's config file here.")
+@click.option("--force", is_flag=True,
+              help="Register a driver the depot does not know yet; replace another device's "
+                   "--agent-config file.")
 @config_option
-def devices_add(device: str, driver: str, agent_config: Path | None, config_path: Path) -> None:
+def devices_add(device: str, driver: str, agent_config: Path | None, force: bool,
+                config_path: Path) -> None:
     """Register DEVICE for a driver; write the one file the tablet needs."""
     from gateway.devicestore import DeviceStore
-    from gateway.setup import check_agent_config, write_agent_config
+    from gateway.setup import check_agent_config, check_agent_file, check_driver, write_agent_config
     from gateway.views import sync_driver
     from sync.topics import check_segment
 
     check_segment(device, "device")
     cfg, store = _open(config_path)
+    # every refusal before registering: it leaves nothing half-done
     if agent_config is not None:
-        check_agent_config(cfg)  # before registering: a refusal leaves nothing half-done
+        check_agent_file(agent_config, device=device, force=force)
+        check_agent_config(cfg)
     with store:
+        if not force:
+            check_driver(cfg, store, driver)
         with store.transaction():
             known = DeviceStore(store).get(device)
             password = known.password if known else secrets.token_urlsafe(18)

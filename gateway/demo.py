@@ -36,7 +36,7 @@ from gateway.dispatch import load_dispatch_config, send_command
 from gateway.errors import GatewayError
 from gateway.ingest.pipeline import ingest_source, source_mapping
 from gateway.runner import GatewayRunner
-from gateway.setup import write_agent_config, write_sample_config
+from gateway.setup import check_folder, write_agent_config, write_sample_config
 from gateway.store import Store
 from gateway.views import sync_driver
 from gateway.writeback import flush_writeback
@@ -242,12 +242,13 @@ def run_demo(directory: Path) -> None:
 @click.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
               help="Where to put the demo's files (default: a new temporary folder).")
-def demo(directory: Path | None) -> None:
+@click.option("--force", is_flag=True, help="Empty a --dir that holds anything first.")
+def demo(directory: Path | None, force: bool) -> None:
     """The conflict story end to end: gateway, managed Mosquitto, two tablets, dispatch."""
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="crossdock-demo-"))
-    elif directory.exists() and any(directory.iterdir()):
-        if not (directory / "gateway.toml").exists():
-            raise GatewayError(f"demo: {directory} is not empty and not a demo folder")
-        shutil.rmtree(directory)
+    else:
+        check_folder(directory, command="demo --dir", names=None, force=force)
+        if force and directory.exists():
+            shutil.rmtree(directory)
     run_demo(directory)
