@@ -244,6 +244,35 @@ def conflicts(config_path: Path, as_json: bool) -> None:
 
 @gateway.command()
 @config_option
+@click.option("--open", "only_open", is_flag=True, help="Only those not dismissed yet.")
+@json_option
+def refused(config_path: Path, only_open: bool, as_json: bool) -> None:
+    """Driver events the gateway kept but did not apply, with device, driver, order, action,
+    reason and time; a result for an order that moved to another driver is a moved_result."""
+    from gateway.devicestore import DeviceStore
+    from gateway.timefmt import depot_zone, local, zone_line
+
+    cfg, store = _open(config_path)
+    with store:
+        events = DeviceStore(store).refused_events()
+    if only_open:
+        events = [e for e in events if e.dismissed_at is None]
+    if as_json:
+        _emit([e.__dict__ for e in events])
+        return
+    zone = depot_zone(cfg)
+    click.echo(zone_line(zone, _now()))
+    for e in events:
+        kind = "RESULT FOR A MOVED ORDER" if e.kind == "moved_result" else "refused"
+        seen = f"; dismissed {local(e.dismissed_at, zone)}" if e.dismissed_at else ""
+        click.echo(f"{local(e.at, zone)} {e.device} (driver {e.driver}) {e.action} {e.order_id}"
+                   f": {kind}: {e.reason}{seen}")
+    moved = sum(1 for e in events if e.kind == "moved_result")
+    click.echo(f"{len(events)} refused event(s), {moved} result(s) for moved orders")
+
+
+@gateway.command()
+@config_option
 @json_option
 def writeback(config_path: Path, as_json: bool) -> None:
     """Write pending driver results where the legacy system imports them (once each)."""

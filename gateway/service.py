@@ -532,6 +532,7 @@ class GatewayService:
             for row in source_freshness(store, self.cfg)
         )
         counters = DeviceStore(store).counters()
+        counters.update(DeviceStore(store).refused_counts())  # from the events kept, not bumps
         msg = self._status_msg(online=online, counters=counters, sources=sources)
         self.link.publish(self.topics.gateway_status, encode(msg), retain=True)
 
