@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -84,6 +85,10 @@ class GatewayRunner:
         self.service: GatewayService | None = None
 
     def start(self) -> None:
+        with Store(self.cfg.db_path) as store, store.transaction():
+            # a store that cannot be written stops the gateway here, in one line, rather than
+            # every message and job after "running"
+            store.set_meta("gateway_started_at", self.clock().isoformat())
         if not self.cfg.broker.url:
             with Store(self.cfg.db_path) as store:
                 users = broker_users(self.cfg, store)
@@ -136,8 +141,20 @@ class GatewayRunner:
             log.info("broker users updated: %d identities", len(users))
 
     def run_forever(self, check_every_s: float = 5.0) -> None:
-        while not self._stop.wait(check_every_s):
-            self.check()
+        """Supervise until ``stop``; raises the StoreError that ended the service's worker or a
+        scheduled job when the store cannot be written at all (read-only, disk full)."""
+        next_check = time.monotonic() + check_every_s
+        while not self._stop.wait(min(0.5, check_every_s)):
+            self.raise_fatal()
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + check_every_s
+                self.check()
+
+    def raise_fatal(self) -> None:
+        for part in (self.service, self.scheduler):
+            fatal = getattr(part, "fatal", None)
+            if fatal is not None:
+                raise fatal
 
     def stop(self) -> None:
         self._stop.set()

@@ -27,7 +27,7 @@ from typing import Any
 from gateway import commands
 from gateway.config import GatewayConfig
 from gateway.devicestore import DeviceStore, Entry
-from gateway.errors import CommandError
+from gateway.errors import CommandError, StoreError
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.status import source_freshness
 from gateway.store import Checkpointer, Store
@@ -139,6 +139,8 @@ class GatewayService:
         self.stream_messages = 0  # of them view_change(s)
         self.published_entries = 0  # stream entries in those
         self.ready = threading.Event()
+        self.fatal: StoreError | None = None
+        """Set when the worker ended because the store cannot be written at all."""
         will = encode(self._status_msg(online=False, counters={}, sources=()))
         self.link = MqttLink(
             LinkSettings(host=host, port=port, client_id=f"crossdock-gateway-{cfg.depot}",
@@ -207,6 +209,14 @@ class GatewayService:
                         if store.mark_due(self.clock()):
                             self._refresh_and_publish(store)
                     self._flush(store, self._due())
+                except StoreError as exc:
+                    if not exc.fatal:
+                        log.exception("gateway worker: %r failed", item)
+                        continue
+                    # the store cannot be written at all: every message after this one would
+                    # fail the same way; the worker ends and ``gateway run`` stops with the line
+                    self.fatal = exc
+                    break
                 except Exception:  # the worker must outlive any one bad input
                     log.exception("gateway worker: %r failed", item)
                     try:
@@ -221,6 +231,8 @@ class GatewayService:
                 except Exception:
                     log.exception("gateway worker: could not send the held stream entries")
                 self._publish_status(store, online=False)
+            except StoreError as exc:
+                log.error("gateway worker: last status not sent: %s", exc)
             finally:
                 checkpointer.stop()
                 store.close()

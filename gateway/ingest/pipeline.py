@@ -16,17 +16,18 @@ adapter has ready:
 from __future__ import annotations
 
 import datetime as _dt
+import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gateway.config import GatewayConfig, SourceSection
-from gateway.errors import ConfigError, GatewayError, NotReady, SourceError
+from gateway.errors import ConfigError, GatewayError, NotReady, SourceError, StoreError
 from gateway.ingest.base import Adapter, Export, RawRow
 from gateway.ingest.parallel import BATCH, batches, prepare, prepared_batches, worth_it
 from gateway.mapping import FIELDS, Mapping, load_mapping
 from gateway.runstore import BadRow, StagedRow, load_record
-from gateway.store import Store
+from gateway.store import Store, store_error
 from gateway.validate import RowValidator, Valid
 
 Progress = Callable[[str, int], None]
@@ -170,7 +171,11 @@ def ingest_source(
                 adapter.done(export)
     except NotReady as exc:
         return [RunSummary(src.name, "not-ready", error=str(exc))]
+    except sqlite3.Error as exc:  # the store itself failed (read-only, disk full): said so
+        raise store_error(store.path, exc) from None
     except GatewayError as exc:
+        if isinstance(exc, StoreError) and exc.fatal:
+            raise  # no failed run can be recorded in a store that cannot be written
         finished = now()
         with store.transaction():
             run_id = store.record_run(src.claim_source, started_at=started, finished_at=finished,
