@@ -9,6 +9,7 @@ A traceback is printed only with ``--debug``.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -20,9 +21,23 @@ NOT_BUILT = 2
 
 
 class _Root(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # --debug is accepted after any subcommand too (`crossdock gateway run ... --debug`):
+        # it is the root's option, moved in front (not past a `--`)
+        end = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[:end]:
+            args = ["--debug", *(a for i, a in enumerate(args) if i >= end or a != "--debug")]
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # `crossdock ... | head`: the reader has what it wanted; leave quietly (stdout is
+            # pointed at /dev/null so the interpreter's last flush does not complain)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(1)
         except CrossdockError as exc:
             if ctx.meta.get("crossdock.debug"):
                 raise
