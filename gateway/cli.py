@@ -178,15 +178,25 @@ def ingest(config_path: Path, source_name: str | None, as_json: bool) -> None:
 @json_option
 def sources(config_path: Path, as_json: bool) -> None:
     """Per-source freshness: as_of, cadence, last run, rows read/changed/quarantined, errors."""
-    from gateway.status import source_freshness
+    from gateway.status import broker_link, source_freshness
 
     cfg, store = _open(config_path)
     with store:
         rows = source_freshness(store, cfg)
+        link = broker_link(store)
     if as_json:
+        if link is not None:  # the broker as gateway run last saw it, a row of kind "broker"
+            rows.append({"name": "broker", "source": "broker", "kind": "broker",
+                         "mode": link["state"], "url": link["url"], "since": link["since"],
+                         "last_error": link["problem"]})
         _emit(rows)
         return
     now = _now()
+    if link is not None:
+        state = link["state"].upper() if link["state"] != "connected" else "connected"
+        click.echo(f"broker {link['url']}: {state} since {link['since']}"
+                   + (f": {link['problem']}" if link["problem"] else "")
+                   + " (as gateway run last recorded it)")
     for r in rows:
         click.echo(
             f"{r['name']} ({r['kind']}, {r['mode']}): as of {r['as_of'] or 'never'} "

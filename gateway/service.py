@@ -29,7 +29,7 @@ from gateway.config import GatewayConfig
 from gateway.devicestore import DeviceStore, Entry
 from gateway.errors import CommandError, StoreError
 from gateway.mqtt import LinkSettings, MqttLink
-from gateway.status import source_freshness
+from gateway.status import record_link, source_freshness
 from gateway.store import Checkpointer, Store
 from gateway.views import refresh
 from sync.codec import decode, encode
@@ -149,6 +149,7 @@ class GatewayService:
                            self.topics.commands],
             on_message=lambda t, p: self._queue.put(_Message(t, p)),
             on_connect=lambda: self._queue.put(_Refresh("connect")),
+            on_problem=self._link_problem,
             will=(self.topics.gateway_status, will),
         )
 
@@ -231,11 +232,27 @@ class GatewayService:
                 except Exception:
                     log.exception("gateway worker: could not send the held stream entries")
                 self._publish_status(store, online=False)
+                if self.fatal is None:
+                    self._record_link(store, None, self.clock(), state="stopped")
             except StoreError as exc:
                 log.error("gateway worker: last status not sent: %s", exc)
             finally:
                 checkpointer.stop()
                 store.close()
+
+    # --- the broker link's state, for `gateway sources` -----------------------------------
+
+    def _link_problem(self, problem: str | None) -> None:
+        """From paho's thread: recorded by the worker (never waited for)."""
+        now = self.clock()
+        self._queue.put(_Call(lambda store: self._record_link(store, problem, now),
+                              threading.Event(), []))
+
+    def _record_link(self, store: Store, problem: str | None, now: _dt.datetime,
+                     state: str | None = None) -> None:
+        record_link(store, url=self.link.where, now=now,
+                    state=state or ("connected" if problem is None else "not connected"),
+                    problem=problem)
 
     # --- dispatching inputs -------------------------------------------------------------
 

@@ -3,8 +3,10 @@ its own crash, one process per store, and commands that refuse to destroy a depo
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,50 @@ def test_a_second_agent_run_on_one_tablet_store_says_who_holds_it(tmp_path: Path
         assert state.returncode == 0, state.stderr  # reading beside it works
     finally:
         stop(first)
+
+
+def test_dispatch_with_a_wrong_password_says_not_authorized(tmp_path: Path):
+    config = sample(tmp_path, orders=10, drivers=2)
+    log = tmp_path / "run.log"
+    gateway = spawn(log, "gateway", "run", "--config", str(config), "--no-scheduler")
+    try:
+        assert until(lambda: "running" in log.read_text()), log.read_text()
+        dispatch = config.parent / "dispatch.toml"
+        text = dispatch.read_text()
+        wrong = tmp_path / "wrong-dispatch.toml"
+        wrong.write_text("\n".join(
+            'password = "not-the-password"' if line.startswith("password") else line
+            for line in text.splitlines()) + "\n")
+        proc = crossdock("dispatch", "--config", str(wrong), "cancel", "ORD-000001")
+        assert proc.returncode == 1
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert "not authorized" in lines[0] and "no broker" not in lines[0]
+    finally:
+        stop(gateway)
+
+
+def test_a_broker_url_that_does_not_answer_is_one_warning_and_shows_in_sources(tmp_path: Path):
+    from gateway.broker import free_port
+
+    config = sample(tmp_path, orders=10, drivers=2)
+    nowhere = f"mqtt://127.0.0.1:{free_port()}"
+    config.write_text(config.read_text().replace('url = ""', f'url = "{nowhere}"', 1))
+    log = tmp_path / "run.log"
+    gateway = spawn(log, "gateway", "run", "--config", str(config), "--no-scheduler")
+    try:
+        def shown() -> str:
+            proc = crossdock("gateway", "sources", "--config", str(config))
+            return proc.stdout if "NOT CONNECTED" in proc.stdout else ""
+
+        out = until(shown)
+        assert f"broker {nowhere}: NOT CONNECTED" in out and "does not answer" in out
+        as_json = crossdock("gateway", "sources", "--config", str(config), "--json")
+        row = next(r for r in json.loads(as_json.stdout) if r["kind"] == "broker")
+        assert row["mode"] == "not connected" and row["url"] == nowhere
+        time.sleep(3)  # a few retries later: still said once
+        warnings = [ln for ln in log.read_text().splitlines() if "does not answer" in ln]
+        assert len(warnings) == 1, log.read_text()
+        assert nowhere in warnings[0]
+    finally:
+        stop(gateway)
