@@ -94,7 +94,8 @@ def state(config_path: Path, as_json: bool) -> None:
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
-    click.echo(f"{config.device} (driver {config.driver}, depot {config.depot})")
+    click.echo(f"{config.device} (driver {config.driver}, depot {config.depot}); "
+               f"times in {_zone_name(now)}")
     click.echo(_status_line(status, now))
     _print_route(stops)
     _print_conflicts(conflicts, now)
@@ -146,6 +147,13 @@ def act(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _zone_name(now: datetime) -> str:
+    """The tablet's own zone, said once above its times (``_hm`` shows them in it)."""
+    local = now.astimezone()
+    offset = local.strftime("%z")
+    return f"{local.tzname()} (UTC{offset[:3]}:{offset[3:]})"
 
 
 def _hm(at: datetime) -> str:

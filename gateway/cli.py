@@ -191,17 +191,22 @@ def sources(config_path: Path, as_json: bool) -> None:
                          "last_error": link["problem"]})
         _emit(rows)
         return
+    from gateway.timefmt import depot_zone, local, zone_line
+
     now = _now()
+    zone = depot_zone(cfg)
+    click.echo(zone_line(zone, now))  # every time below is in the depot's zone
     if link is not None:
         state = link["state"].upper() if link["state"] != "connected" else "connected"
-        click.echo(f"broker {link['url']}: {state} since {link['since']}"
+        click.echo(f"broker {link['url']}: {state} since {local(link['since'], zone)}"
                    + (f": {link['problem']}" if link["problem"] else "")
                    + " (as gateway run last recorded it)")
     for r in rows:
         click.echo(
-            f"{r['name']} ({r['kind']}, {r['mode']}): as of {r['as_of'] or 'never'} "
+            f"{r['name']} ({r['kind']}, {r['mode']}): as of "
+            f"{local(r['as_of'], zone) if r['as_of'] else 'never'} "
             f"({_age(r['as_of'], now)}), cadence {r['cadence'] or 'none'}, last run "
-            f"{r['last_run_status'] or 'never'} at {r['last_run_at'] or '-'}: "
+            f"{r['last_run_status'] or 'never'} at {local(r['last_run_at'], zone)}: "
             f"{r['rows_read']} read, {r['rows_changed']} changed, {r['rows_quarantined']} "
             f"quarantined" + (f"; last error: {r['last_error']}" if r["last_error"] else "")
         )
@@ -244,8 +249,12 @@ def conflicts(config_path: Path, as_json: bool) -> None:
             for c in found
         ])
         return
+    from gateway.timefmt import depot_zone, local, zone_line
+
+    zone = depot_zone(_cfg)
+    click.echo(zone_line(zone, now))  # every time below is in the depot's zone
     for c in found:
-        sides = "; ".join(f"{k.source} says {k.value!r} (as of {k.as_of:%Y-%m-%d %H:%M}, "
+        sides = "; ".join(f"{k.source} says {k.value!r} (as of {local(k.as_of, zone)}, "
                           f"{_age(k.as_of.isoformat(), now)})" for k in c.candidates)
         hold = " — ESCALATED, stop on hold" if c.escalated else ""
         click.echo(f"{c.order_id} {c.field}: {sides}{hold}")

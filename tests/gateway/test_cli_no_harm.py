@@ -114,3 +114,40 @@ def test_devices_add_refuses_a_folder_that_does_not_exist(depot: Path, tmp_path:
                      "--agent-config", str(missing), "--config", str(depot / "gateway.toml")),
              str(missing.parent), "does not exist")
     assert not missing.parent.exists()
+
+
+def test_conflicts_text_shows_every_time_in_the_depots_zone_said_once(depot: Path) -> None:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from gateway.commands import assign
+    from gateway.config import load_config
+    from gateway.store import Store
+    from gateway.views import refresh
+    from sync.envelope import AssignCommand
+
+    config = depot / "gateway.toml"
+    assert _invoke("gateway", "ingest", "--config", str(config)).exit_code == 0
+    cfg = load_config(config)
+    now = dt.datetime(2026, 12, 1, 19, 19, tzinfo=dt.UTC)  # 20:19 in Berlin
+    with Store(cfg.db_path) as store:
+        with store.transaction():
+            assign(store, AssignCommand(action="assign", client="desk", order_id="ORD-000003",
+                                        driver="DRV-003"), command_id="c1",
+                   policy=cfg.merge_policy(), now=now)
+        refresh(store, cfg.merge_policy(), now)
+    found = json.loads(_invoke("gateway", "conflicts", "--config", str(config), "--json").output)
+    conflict = next(c for c in found if c["order_id"] == "ORD-000003")
+    berlin = ZoneInfo("Europe/Berlin")
+    expected = {}
+    for cand in conflict["candidates"]:
+        at = dt.datetime.fromisoformat(cand["as_of"])
+        assert at.utcoffset() is not None  # JSON: ISO 8601 with the offset
+        expected[cand["source"]] = f"{at.astimezone(berlin):%Y-%m-%d %H:%M}"
+    assert expected["dispatch"] == "2026-12-01 20:19"
+    text = _invoke("gateway", "conflicts", "--config", str(config)).output.splitlines()
+    assert text[0].startswith("times in Europe/Berlin (UTC+01:00)")
+    assert sum("Europe/Berlin" in line for line in text) == 1
+    line = next(ln for ln in text if ln.startswith("ORD-000003"))
+    for source, shown in expected.items():
+        assert f"{source} says" in line and f"as of {shown}," in line
