@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,8 +99,17 @@ def table(rows: Sequence[tuple[str, str]], title: str) -> str:
 # --- broker ---------------------------------------------------------------------------------
 
 
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def start_bench_broker(data_dir: Path) -> Any:
-    from gateway.broker import BrokerSettings, ManagedBroker, free_port
+    from gateway.broker.conf import BrokerSettings
+    from gateway.broker.process import ManagedBroker
 
     settings = BrokerSettings(
         data_dir=data_dir, host="127.0.0.1", port=free_port(), allow_anonymous=True, acl=False,
@@ -138,9 +148,9 @@ def add_changes(store: Any, ks: range, drivers: int, orders: int, now: dt.dateti
     ``k`` is a new claim set (a later ETA) for stop ``k % drivers, (k // drivers) % orders``, in
     run 2 for the first ``drivers x orders`` changes, run 3 for the next, and so on. Written
     as an ingest run writes what changed (rows built first, then
-    ``gateway.runstore.write_claim_sets``, one HLC stamp per run)."""
-    from gateway.runstore import write_claim_sets
-    from gateway.store import canonical_json, iso
+    ``gateway.store.runs.write_claim_sets``, one HLC stamp per run)."""
+    from gateway.store.runs import write_claim_sets
+    from gateway.store.sql import canonical_json, iso
 
     rows = []
     received = iso(now)
@@ -203,9 +213,9 @@ class BenchGateway:
     def populate(self, *, progress: Callable[[str], None] = print) -> None:
         """Legacy claims for every stop, merged views, one device per driver, each stream
         compacted so a new tablet starts from a snapshot of its route."""
-        from gateway.devicestore import DeviceStore
-        from gateway.store import Store
-        from gateway.views import refresh, sync_driver
+        from gateway.store.core import Store
+        from gateway.store.devices import DeviceStore
+        from gateway.streams.views import refresh, sync_driver
 
         policy = self.cfg.merge_policy()
         now = T0 + dt.timedelta(minutes=5)
@@ -233,7 +243,7 @@ class BenchGateway:
                      f"in {time.perf_counter() - t:.1f} s")
 
     def start(self, **kwargs: Any) -> None:
-        from gateway.service import GatewayService
+        from gateway.streams.service import GatewayService
 
         self.service = GatewayService(self.cfg, host=self.host, port=self.port, tick_s=0.2,
                                       status_interval_s=5.0, **kwargs)

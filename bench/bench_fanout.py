@@ -60,7 +60,7 @@ from bench._depot import (
 
 def sample_payload(gw: BenchGateway) -> bytes:
     """A real view_change envelope of this run (what raw messages are sized after)."""
-    from gateway.store import Store
+    from gateway.store.core import Store
     from sync.codec import encode
     from sync.envelope import ViewChange, ViewChangeMsg
     from sync.model import OrderView
@@ -125,7 +125,7 @@ def inject(gw: BenchGateway, changes: int, batch: int, rate: float, *, merged: b
     from its own thread and Store, ``batch`` per transaction, each followed by a refresh
     request, without waiting for the refresh (``merged``: waiting until it is done, so each
     batch is merged alone); (device, order) -> times handed (committed)."""
-    from gateway.store import Store
+    from gateway.store.core import Store
 
     drivers, orders = gw.drivers, gw.orders
     handed: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -151,7 +151,7 @@ def inject(gw: BenchGateway, changes: int, batch: int, rate: float, *, merged: b
 def dispatch_cancels(gw: BenchGateway, host: str, port: int, count: int, rate: float,
                      changed: int) -> dict[tuple[str, str], list[float]]:
     """``count`` cancel commands over MQTT on stops the bulk phase did not touch."""
-    from gateway.mqtt import LinkSettings, MqttLink
+    from gateway.streams.mqtt import LinkSettings, MqttLink
     from sync.codec import encode
     from sync.envelope import ENVELOPE
     from sync.topics import Topics
@@ -313,9 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dispatch-rate", type=float, default=100.0)
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--coalesce", type=float, default=None,
-                    help="the gateway's coalesce_s (default: gateway.service.COALESCE_S)")
+                    help="the gateway's coalesce_s (default: gateway.streams.service.COALESCE_S)")
     ap.add_argument("--settle", type=float, default=None,
-                    help="the gateway's ingest_settle_s (default: gateway.service."
+                    help="the gateway's ingest_settle_s (default: gateway.streams.service."
                          "INGEST_SETTLE_S)")
     ap.add_argument("--skip-raw", action="store_true")
     ap.add_argument("--profile", action="store_true", help="cProfile the gateway worker")

@@ -107,7 +107,7 @@ def _measure(mode: str, root: Path) -> dict[str, float]:
     else:
         from gateway.config import load_config
         from gateway.ingest.pipeline import ingest_source
-        from gateway.store import Store
+        from gateway.store.core import Store
 
         cfg = load_config(root / "gateway.toml")
 

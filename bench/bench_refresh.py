@@ -4,8 +4,8 @@
                                             [--batches 500,2000,0] [--profile] [--dir DIR]
 
 No broker, no agents, one process: the CPU the gateway spends between a new claim set and the
-stream entries it appends (``gateway.views.refresh``: claims -> merged view -> stored view ->
-route rule check -> per-device stream entries).
+stream entries it appends (``gateway.streams.views.refresh``: claims -> merged view -> stored
+view -> route rule check -> per-device stream entries).
 
 A store is built as ``bench_fanout``'s (``BenchGateway.populate``: ``--drivers`` x
 ``--orders`` legacy stops, one device per driver, streams compacted) and copied for every
@@ -20,7 +20,7 @@ those functions (their overhead is in the total).
 The baseline, in the same run: a raw SQLite loop doing the least writes the same work needs --
 per change one upsert of a view-sized row (the real stored view's length) and one stream row,
 in one transaction per batch, on a file with the store's pragmas. Both WALs are checkpointed
-from another thread, as the gateway's service does (``gateway.store.Checkpointer``).
+from another thread, as the gateway's service does (``gateway.store.checkpointer.Checkpointer``).
 """
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ class _Parts:
     """Wraps the refresh's steps to sum their time (undone by ``close``)."""
 
     def __init__(self) -> None:
-        import gateway.store
-        import gateway.views as views
+        import gateway.store.sql
+        import gateway.streams.views as views
         import sync.merge
-        from gateway.store import Store
+        from gateway.store.core import Store
 
         self.seconds: dict[str, float] = defaultdict(float)
         self.active = False  # only the refreshes' time counts (the hand-in commits too)
@@ -64,7 +64,7 @@ class _Parts:
         self._wrap(sync.merge.Merged, "of_one_set", "merge")
         self._wrap(Store, "put_views", "put_view")
         self._wrap(views, "_sync_drivers", "route sync")
-        self._wrap(gateway.store._Tx, "__exit__", "COMMIT")
+        self._wrap(gateway.store.sql.Transaction, "__exit__", "COMMIT")
 
     def _wrap(self, owner: Any, name: str, part: str) -> None:
         inner: Callable[..., Any] = getattr(owner, name)  # a classmethod comes bound
@@ -91,8 +91,9 @@ def run_gateway(db: Path, policy: Any, *, drivers: int, orders: int, changes: in
                 breakdown: bool, profile: bool, profile_out: Path | None = None
                 ) -> dict[str, Any]:
     """Hand ``changes`` changes in, ``batch`` per transaction, each followed by a refresh."""
-    from gateway.store import Checkpointer, Store
-    from gateway.views import refresh
+    from gateway.store.checkpointer import Checkpointer
+    from gateway.store.core import Store
+    from gateway.streams.views import refresh
 
     parts = _Parts() if breakdown else None
     profiler = cProfile.Profile() if profile else None
@@ -146,7 +147,7 @@ def run_sqlite(db: Path, *, changes: int, batch: int, body: str, orders: int
                ) -> tuple[float, float]:
     """The baseline: per change one view-sized upsert and one stream row; (wall, CPU). Its
     WAL is checkpointed as the gateway's: from another thread."""
-    from gateway.store import DEFERRED_CHECKPOINT_PAGES, Checkpointer
+    from gateway.store.checkpointer import DEFERRED_CHECKPOINT_PAGES, Checkpointer
 
     conn = sqlite3.connect(str(db), isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")

@@ -52,9 +52,22 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.broker import check_tls_listener
 from gateway.errors import ConfigError
 from sync.model import DEFAULT_RULES, Policy, SourceMode, SupersessionRule
+
+
+def check_tls_listener(port: int, tls_port: int | None, certfile: object, keyfile: object
+                       ) -> None:
+    """ValueError unless the TLS listener is all of ``tls_port``, ``certfile`` and ``keyfile``
+    or none, on a port of its own (``BrokerSettings`` and gateway.toml's ``[broker]``)."""
+    given = {"tls_port": tls_port, "certfile": certfile, "keyfile": keyfile}
+    missing = [name for name, value in given.items() if value is None]
+    if missing and len(missing) < len(given):
+        raise ValueError(
+            f"a TLS listener needs tls_port, certfile and keyfile; missing: {', '.join(missing)}"
+        )
+    if tls_port is not None and tls_port == port:
+        raise ValueError(f"tls_port and port are both {port}; give TLS its own port")
 
 
 class _Model(BaseModel):

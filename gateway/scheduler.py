@@ -54,7 +54,9 @@ from gateway.config import GatewayConfig, SourceSection
 from gateway.errors import ConfigError, StoreError
 from gateway.ingest.base import Adapter
 from gateway.ingest.pipeline import RunSummary, ingest_source
-from gateway.store import Store
+from gateway.store.core import Store
+from gateway.streams.views import refresh
+from gateway.writeback.flush import flush_writeback
 from sync.errors import CrossdockError
 
 __all__ = [
@@ -158,8 +160,6 @@ class GatewayScheduler:
     # --- the jobs -------------------------------------------------------------------------
 
     def _run_source(self, name: str) -> None:
-        from gateway.views import refresh
-
         src = self.cfg.source(name)
         try:
             with Store(self.store_path) as store:
@@ -176,8 +176,6 @@ class GatewayScheduler:
             self.on_run(name, summaries, entries)
 
     def _run_writeback(self) -> None:
-        from gateway.writeback import flush_writeback
-
         try:
             with Store(self.store_path) as store:
                 summary = flush_writeback(store, self.cfg, self.now())
@@ -188,8 +186,6 @@ class GatewayScheduler:
             log.warning("write-back refused result %s", line)
 
     def _run_escalation(self) -> None:
-        from gateway.views import refresh
-
         try:
             with Store(self.store_path) as store:
                 entries = refresh(store, self.cfg.merge_policy(), self.now())

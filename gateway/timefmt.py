@@ -12,11 +12,10 @@ import datetime as _dt
 from zoneinfo import ZoneInfo
 
 from gateway.config import GatewayConfig
+from gateway.writeback.flush import writeback_zone
 
 
 def depot_zone(cfg: GatewayConfig) -> ZoneInfo:
-    from gateway.writeback import writeback_zone
-
     return writeback_zone(cfg)
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import BrokerSettings, BrokerUser, ManagedBroker, free_port, write_config
+from gateway.broker.conf import BrokerSettings, BrokerUser, write_config
+from gateway.broker.process import ManagedBroker
 from gateway.errors import ConfigError, GatewayError
 from sync.topics import Topics
-from tests.broker import DEPOT, BrokerFactory, MqttProbe, connect_reason
+from tests.broker import DEPOT, BrokerFactory, MqttProbe, connect_reason, free_port
 
 pytestmark = pytest.mark.broker
 
@@ -213,7 +214,7 @@ def test_settings_and_identities_are_validated(tmp_path: Path) -> None:
 
 def _mosquitto_by_hand(conf: Path) -> subprocess.Popen[bytes]:
     """A broker as a crashed gateway leaves it: running, nobody watching it."""
-    from gateway.broker import find_mosquitto
+    from gateway.broker.binaries import find_mosquitto
 
     return subprocess.Popen([str(find_mosquitto()), "-c", str(conf)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

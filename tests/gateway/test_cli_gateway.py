@@ -93,7 +93,7 @@ def test_conflicts_json_lists_candidates_with_source_value_and_as_of(tmp_path: P
 
 def test_writeback_command_reports_json_and_writes_once(sample: Path) -> None:
     from gateway.config import load_config
-    from gateway.store import Store
+    from gateway.store.core import Store
 
     cfg = load_config(sample)
     with Store(cfg.db_path) as store, store.transaction():

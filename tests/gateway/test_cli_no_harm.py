@@ -120,10 +120,10 @@ def test_conflicts_text_shows_every_time_in_the_depots_zone_said_once(depot: Pat
     import datetime as dt
     from zoneinfo import ZoneInfo
 
-    from gateway.commands import assign
     from gateway.config import load_config
-    from gateway.store import Store
-    from gateway.views import refresh
+    from gateway.store.core import Store
+    from gateway.streams.commands import assign
+    from gateway.streams.views import refresh
     from sync.envelope import AssignCommand
 
     config = depot / "gateway.toml"

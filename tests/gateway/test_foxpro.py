@@ -12,7 +12,9 @@ import dbf
 import pytest
 
 from gateway.errors import SourceError
-from gateway.ingest.foxpro import FoxProAdapter, read_dbf, read_header
+from gateway.ingest.dbf import read_dbf
+from gateway.ingest.dbf_header import read_header
+from gateway.ingest.foxpro import FoxProAdapter
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dbf-public"
 ALL_FIXTURES = sorted(p for p in FIXTURES.rglob("*") if p.is_file())

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_config
-from gateway.ingest.foxpro import read_header
+from gateway.ingest.dbf_header import read_header
 from gateway.ingest.pipeline import ingest_source
 from gateway.setup import write_sample_config
-from gateway.store import Store
+from gateway.store.core import Store
 
 NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 

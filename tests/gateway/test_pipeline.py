@@ -31,8 +31,8 @@ from legacy import (
 
 from gateway.config import GatewayConfig
 from gateway.ingest.pipeline import RunSummary, ingest_source
-from gateway.store import Store
-from gateway.views import refresh
+from gateway.store.core import Store
+from gateway.streams.views import refresh
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 from legacy import order, write_mapping
 
 from gateway.ingest.base import RawRow
-from gateway.mapping import load_mapping
-from gateway.validate import PROBLEM_KEY, Invalid, RowValidator, Valid
+from gateway.ingest.mapping import load_mapping
+from gateway.ingest.validate import PROBLEM_KEY, Invalid, RowValidator, Valid
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import free_port
+from tests.broker import free_port
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

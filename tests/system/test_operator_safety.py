@@ -110,7 +110,7 @@ def test_dispatch_with_a_wrong_password_says_not_authorized(tmp_path: Path):
 
 
 def test_a_broker_url_that_does_not_answer_is_one_warning_and_shows_in_sources(tmp_path: Path):
-    from gateway.broker import free_port
+    from tests.broker import free_port
 
     config = sample(tmp_path, orders=10, drivers=2)
     nowhere = f"mqtt://127.0.0.1:{free_port()}"

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from gateway.store import RunInfo, Store, canonical_json, iso, text_digest
+from gateway.store.core import RunInfo, Store
+from gateway.store.sql import canonical_json, iso, text_digest
 from sync.model import canonical
 
 StagedTuple = tuple[int, str, str, str, str, int]

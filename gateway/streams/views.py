@@ -12,11 +12,11 @@ view did not change and its warnings are the ones recorded as sent (``route_warn
 ``sync_driver`` (a device newly bound) offers the whole route.
 
 The rule check itself is incremental too: each driver's last check (``sync.rules.RouteCheck``)
-is kept on the Store, and a batch re-reads and re-checks only the orders it changed, unless a
-change moves a route-level aggregate (the first planned arrival), when the whole route is
-checked as on a cache miss (a new Store, or another Store wrote routes since: the meta key
-``route_checks`` names the last writer's generation). Only the orders whose warnings changed
-are compared with ``route_warnings``.
+is kept per Store (``kept_route_checks``), and a batch re-reads and re-checks only the orders
+it changed, unless a change moves a route-level aggregate (the first planned arrival), when
+the whole route is checked as on a cache miss (a new Store, or another Store wrote routes
+since: the meta key ``route_checks`` names the last writer's generation). Only the orders
+whose warnings changed are compared with ``route_warnings``.
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import uuid
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import JsonValue
 
-from gateway.devicestore import Device, DeviceStore, Entry, body_with_warnings
-from gateway.store import Store
+from gateway.store.core import Store
+from gateway.store.devices import Device, DeviceStore, Entry, body_with_warnings
 from sync.merge import Merged, OneSet, merge_order
 from sync.model import Policy, Warning
 from sync.rules import RouteCheck, RuleInputs, check_inputs
@@ -71,7 +72,7 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
                 done = dict(out)
                 out.clear()
     except BaseException:
-        store.route_checks.clear()  # checks of routes the rollback put back
+        _kept(store).checks.clear()  # checks of routes the rollback put back
         raise
     if done and on_batch is not None:
         on_batch(done)
@@ -135,24 +136,49 @@ def sync_driver(store: Store, driver: str, policy: Policy, now: _dt.datetime
             _routes_written(store)
             return synced
     except BaseException:
-        store.route_checks.clear()
+        _kept(store).checks.clear()
         raise
+
+
+@dataclass
+class _KeptChecks:
+    """One Store's route checks (driver -> its route's last rule check), while that Store is
+    the last to have written routes (``gen``: the meta key ``route_checks`` it last saw)."""
+
+    gen: str | None = None
+    checks: dict[str, RouteCheck] = field(default_factory=dict)
+
+
+_KEPT: weakref.WeakKeyDictionary[Store, _KeptChecks] = weakref.WeakKeyDictionary()
+
+
+def _kept(store: Store) -> _KeptChecks:
+    kept = _KEPT.get(store)
+    if kept is None:
+        kept = _KEPT[store] = _KeptChecks()
+    return kept
+
+
+def kept_route_checks(store: Store) -> dict[str, RouteCheck]:
+    """The route checks kept for this Store (driver -> check), as its last refresh left them."""
+    return _kept(store).checks
 
 
 def _route_checks(store: Store) -> dict[str, RouteCheck]:
     """The Store's kept route checks; dropped when another Store wrote routes since."""
     gen = store.meta("route_checks")
-    if gen != store.route_checks_gen:
-        store.route_checks.clear()
-        store.route_checks_gen = gen
-    return store.route_checks
+    kept = _kept(store)
+    if gen != kept.gen:
+        kept.checks.clear()
+        kept.gen = gen
+    return kept.checks
 
 
 def _routes_written(store: Store) -> None:
     """Name a new generation of routes, of which this Store's checks are (in its transaction)."""
     gen = uuid.uuid4().hex
     store.set_meta("route_checks", gen)
-    store.route_checks_gen = gen
+    _kept(store).gen = gen
 
 
 def _sync_drivers(store: Store, devices: DeviceStore,
@@ -179,15 +205,15 @@ def _plan_driver(store: Store, devices: DeviceStore, driver: str, policy: Policy
                  ) -> list[tuple[str, list[tuple[str, str | None]]]]:
     """One driver's part of ``_sync_drivers``: (device, changes to append) per bound device."""
     if not bound:
-        store.route_checks.pop(driver, None)  # not checked as its route changes
+        _kept(store).checks.pop(driver, None)  # not checked as its route changes
         return []
-    if changed is None or (kept := store.route_checks.get(driver)) is None:
+    if changed is None or (kept := _kept(store).checks.get(driver)) is None:
         check = RouteCheck.full(devices.route_rules(driver), policy)
         moved = _record(devices, driver, check.warnings)
     else:
         check, maybe = kept.update(_route_inputs(devices, driver, changed, written), policy)
         moved = _record(devices, driver, check.warnings, maybe)
-    store.route_checks[driver] = check
+    _kept(store).checks[driver] = check
     warnings = check.warnings
     on_route = check.inputs
     wanted = set(moved) if changed is None else {*changed, *moved}
@@ -271,7 +297,7 @@ def _record(devices: DeviceStore, driver: str, warnings: Mapping[str, tuple[Warn
 def _record_warnings(store: Store, devices: DeviceStore, policy: Policy) -> None:
     """A store from an older gateway: its devices hold the warnings the rules give now (it
     re-sent whole routes); record them as sent, sending nothing."""
-    store.route_checks.clear()
+    _kept(store).checks.clear()
     with store.transaction():
         for driver in devices.drivers_with_routes():
             _record(devices, driver, check_inputs(devices.route_rules(driver), policy))

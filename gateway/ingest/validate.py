@@ -25,7 +25,7 @@ from pydantic import JsonValue as _Json
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from gateway.ingest.base import PROBLEM_KEY, RawRow
-from gateway.mapping import Mapping
+from gateway.ingest.mapping import Mapping
 
 
 @dataclass(frozen=True)

@@ -20,47 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.store import Store, rows_in, text_digest
+from gateway.store.core import Store
+from gateway.store.sql import rows_in, text_digest
 from sync.model import OrderView, Warning
-
-DEVICE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (
-    device TEXT PRIMARY KEY, driver TEXT NOT NULL, password TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS route_members (
-    driver TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (driver, order_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS route_warnings (
-    driver TEXT NOT NULL, order_id TEXT NOT NULL, warnings TEXT NOT NULL,
-    PRIMARY KEY (driver, order_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS streams (
-    device TEXT PRIMARY KEY, first_seq INTEGER NOT NULL DEFAULT 1,
-    last_seq INTEGER NOT NULL DEFAULT 0, applied_seq INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS changelog (
-    device TEXT NOT NULL, seq INTEGER NOT NULL, order_id TEXT NOT NULL, body TEXT,
-    at TEXT NOT NULL, PRIMARY KEY (device, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS device_orders (
-    device TEXT NOT NULL, order_id TEXT NOT NULL, digest TEXT NOT NULL,
-    PRIMARY KEY (device, order_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
-    event_id TEXT PRIMARY KEY, device TEXT NOT NULL, order_id TEXT NOT NULL,
-    action TEXT NOT NULL, received_at TEXT NOT NULL, body TEXT NOT NULL, outcome TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_order ON events(order_id, action);
-CREATE TABLE IF NOT EXISTS device_status (
-    device TEXT PRIMARY KEY, online INTEGER NOT NULL, at TEXT NOT NULL, body TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS commands (
-    command_id TEXT PRIMARY KEY, client TEXT NOT NULL, body TEXT NOT NULL, reply TEXT NOT NULL,
-    at TEXT NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
-from gateway.mapping import load_mapping
-from gateway.store import Store
+from gateway.ingest.mapping import load_mapping
+from gateway.store.core import Store
 
 
 def source_freshness(store: Store, cfg: GatewayConfig) -> list[dict[str, Any]]:

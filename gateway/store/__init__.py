@@ -1,0 +1,7 @@
+"""The gateway's SQLite store, and the only package that speaks SQL: ``core`` (``Store``:
+claims, resolutions, views, quarantine, runs, results, audit), ``schema`` (tables and the
+migration of older files), ``claims`` (claim set rows decoded), ``devices`` (``DeviceStore``:
+devices, routes, streams, commands), ``runs`` (``SourceRun``: one source run staged and
+applied), ``proposals`` (held-back changes and their decisions), ``checkpointer`` (the WAL
+checkpoint thread) and ``sql`` (the helpers they share). Imports no other wing.
+"""
