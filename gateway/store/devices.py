@@ -42,6 +42,11 @@ class Entry:
     body: str | None
 
 
+MOVED_RESULT_OUTCOME = "refused: result for an order that moved to another driver: "
+"""How the outcome of a driver's result for an order no longer on that driver's route begins
+(``streams.commands`` writes it; kind ``moved_result``)."""
+
+
 @dataclass(frozen=True)
 class RefusedEvent:
     """A driver event the gateway kept but did not apply (``gateway refused``).
@@ -383,8 +388,8 @@ class DeviceStore:
                 event_id=event_id, device=device,
                 driver=str(note.get("driver") or bound.get(device) or ""),
                 order_id=order_id, action=action,
-                kind=str(note.get("kind") or ("moved_result" if reason.startswith(
-                    "result for an order that moved") else "refused")),
+                kind=str(note.get("kind") or ("moved_result" if outcome.startswith(
+                    MOVED_RESULT_OUTCOME) else "refused")),
                 reason=reason, at=_dt.datetime.fromisoformat(
                     str(json.loads(body).get("at") or received_at)).isoformat(),
                 received_at=received_at,
@@ -392,11 +397,16 @@ class DeviceStore:
         return out
 
     def refused_counts(self) -> dict[str, int]:
-        """For ``gateway/status``: refused events, those not dismissed, moved results."""
-        events = self.refused_events()
-        return {"refused_events": len(events),
-                "refused_open": sum(1 for e in events if e.dismissed_at is None),
-                "moved_results": sum(1 for e in events if e.kind == "moved_result")}
+        """For ``gateway/status``: refused events, those not dismissed, moved results (from
+        the events table alone: no scan of the audit)."""
+        dismissals = self._has_table("dismissals")
+        total, moved, dismissed = self.conn.execute(
+            "SELECT count(*), coalesce(sum(e.outcome LIKE ?), 0), "
+            + ("count(d.event_id)" if dismissals else "0") + " FROM events e "
+            + ("LEFT JOIN dismissals d ON d.event_id = e.event_id " if dismissals else "")
+            + "WHERE e.outcome LIKE 'refused:%'", (MOVED_RESULT_OUTCOME + "%",)).fetchone()
+        return {"refused_events": int(total), "refused_open": int(total) - int(dismissed),
+                "moved_results": int(moved)}
 
     def _has_table(self, name: str) -> bool:
         return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",

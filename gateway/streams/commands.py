@@ -31,7 +31,7 @@ from typing import Any
 from gateway.errors import CommandError
 from gateway.store import proposals
 from gateway.store.core import Store
-from gateway.store.devices import DeviceStore
+from gateway.store.devices import MOVED_RESULT_OUTCOME, DeviceStore
 from sync.envelope import (
     ApproveCommand,
     AssignCommand,
@@ -206,7 +206,7 @@ def expire_proposals(store: Store, now: _dt.datetime, *, on_expiry: str) -> int:
     return len(rows)
 
 
-MOVED_RESULT = "refused: result for an order that moved to another driver: "
+MOVED_RESULT = MOVED_RESULT_OUTCOME
 """How a driver's result (delivered, failed, refused) for an order no longer on that driver's
 route begins its outcome: kept for dispatch to look at (``kind`` ``moved_result`` in ``gateway
 refused``), not as noise."""
