@@ -42,6 +42,7 @@ from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
 from gateway.streams.views import sync_driver
 from gateway.writeback.flush import flush_writeback
+from host.lock import StoreLock
 
 
 def _now() -> _dt.datetime:
@@ -226,6 +227,8 @@ def run_demo(directory: Path) -> None:
     tablets: list[subprocess.Popen[bytes]] = []
     runner = GatewayRunner(cfg, scheduler=False, status_interval_s=2.0)
     logs = _Logs(directory, cfg.path(cfg.broker.data_dir) / "mosquitto.log")
+    lock = StoreLock(cfg.db_path, holder="crossdock demo")  # as gateway run holds it
+    lock.acquire()
     try:
         _step(1, "The legacy system's nightly FoxPro export is ingested")
         with Store(cfg.db_path) as store:
@@ -343,6 +346,7 @@ def run_demo(directory: Path) -> None:
                 proc_.kill()
         runner.stop()
         logs.close()
+        lock.release()
 
 
 @click.command()
