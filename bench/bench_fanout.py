@@ -66,8 +66,7 @@ def sample_payload(gw: BenchGateway) -> bytes:
     from sync.model import OrderView
 
     with Store(gw.cfg.db_path) as store:
-        body = store.conn.execute(
-            "SELECT body FROM views WHERE order_id=?", (order_id(0, 0),)).fetchone()[0]
+        body = store.view_bodies([order_id(0, 0)])[order_id(0, 0)]
     view = OrderView.model_validate_json(body)
     return encode(ViewChangeMsg(v=1, kind="view_change", id="tab000:1", origin="gateway",
                                 hlc="001717394400000-000000-gateway",

@@ -1,5 +1,5 @@
 """The managed Mosquitto's files, rendered (DESIGN.md §4, §6): settings, identities, config,
-password file and ACL, from the templates in ``packaging/mosquitto/``.
+password file and ACL, from the templates in ``gateway/broker/templates/`` (package data).
 
 * ``BrokerSettings`` -- one frozen, validated settings object (the ``[broker]`` table): a
   plain listener on ``host`` (loopback: the gateway and dispatch on this box) and, with
@@ -12,9 +12,8 @@ password file and ACL, from the templates in ``packaging/mosquitto/``.
 
 The process itself is ``gateway.broker.process.ManagedBroker``.
 
-The templates are read from the source tree (``<repo>/packaging/mosquitto``): the gateway runs
-from a checkout or an editable install. A wheel would have to ship that directory beside the
-packages for ``TEMPLATE_DIR`` to find it.
+The templates are package data (``importlib.resources``): a checkout, an editable install and a
+wheel read the same files. ``packaging/mosquitto/README.md`` describes them.
 
 Every failure is a ``GatewayError`` with a one-line message (``ConfigError`` for settings or
 identities that cannot work).
@@ -28,6 +27,7 @@ import pwd
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Literal, Self
@@ -61,7 +61,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "packaging" / "mosquitto"
+TEMPLATE_DIR = resources.files("gateway.broker") / "templates"
 """Where ``mosquitto.conf.tmpl`` and ``acl.tmpl`` live (a checkout or an editable install)."""
 
 Role = Literal["gateway", "dispatch", "device"]
@@ -216,7 +216,7 @@ def _template(name: str) -> str:
     except OSError as exc:
         raise GatewayError(
             f"cannot read broker template {path}: {exc.strerror}; "
-            "run the gateway from a checkout or an editable install"
+            "reinstall crossdock (the templates are part of the gateway package)"
         ) from exc
 
 

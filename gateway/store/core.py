@@ -17,9 +17,11 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+import sqlite_utils
 
 from gateway.errors import StoreError
 from gateway.store.checkpointer import DEFERRED_CHECKPOINT_PAGES
@@ -66,6 +68,10 @@ class QuarantineRow:
     closed_why: str | None
 
 
+_RUN_COLUMNS = ", ".join(f.name for f in fields(RunInfo))
+_QUARANTINE_COLUMNS = ", ".join(f.name for f in fields(QuarantineRow))
+
+
 class Store:
     """The gateway's SQLite store. Not thread-safe: one Store per thread (WAL lets them share
     the file)."""
@@ -91,7 +97,13 @@ class Store:
             # from another thread (``Checkpointer``, ``defer_checkpoints``).
             conn.execute("PRAGMA wal_autocheckpoint=16384")
             conn.execute("PRAGMA journal_size_limit=67108864")
-            create(conn)
+            # sqlite-utils for the schema, its migration and the listings (few rows, optional
+            # filters); the hot paths (claim sets, views, streams) stay on raw sqlite3
+            # statements: see ``runs.write_claim_sets`` (executemany 2.1x faster per row than
+            # sqlite-utils' insert_all)
+            self.db = sqlite_utils.Database(conn, recursive_triggers=False,
+                                            execute_plugins=False)
+            create(self.db)
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path}: {exc}") from None
 
@@ -365,39 +377,31 @@ class Store:
         return int(cur.lastrowid or 0)
 
     def runs(self, source: str | None = None, limit: int = 50) -> list[RunInfo]:
-        sql = ("SELECT run_id, source, started_at, finished_at, location, status, as_of, "
-               "rows_read, rows_changed, rows_quarantined, rows_deleted, claims, error FROM runs")
-        args: tuple[Any, ...] = ()
-        if source is not None:
-            sql += " WHERE source=?"
-            args = (source,)
-        sql += " ORDER BY run_id DESC LIMIT ?"
-        return [RunInfo(*r) for r in self.conn.execute(sql, (*args, limit))]
+        where, args = ("source = ?", [source]) if source is not None else (None, None)
+        return [RunInfo(**r) for r in self.db.table("runs").rows_where(
+            where, args, select=_RUN_COLUMNS, order_by="run_id DESC", limit=limit)]
 
     def last_run(self, source: str, *, status: str | None = None) -> RunInfo | None:
-        sql = ("SELECT run_id, source, started_at, finished_at, location, status, as_of, "
-               "rows_read, rows_changed, rows_quarantined, rows_deleted, claims, error FROM runs "
-               "WHERE source=?")
-        args: list[Any] = [source]
+        where, args = "source = ?", [source]
         if status is not None:
-            sql += " AND status=?"
-            args.append(status)
-        row = self.conn.execute(sql + " ORDER BY run_id DESC LIMIT 1", args).fetchone()
-        return None if row is None else RunInfo(*row)
+            where, args = where + " AND status = ?", [*args, status]
+        for row in self.db.table("runs").rows_where(where, args, select=_RUN_COLUMNS,
+                                              order_by="run_id DESC", limit=1):
+            return RunInfo(**row)
+        return None
 
     # --- quarantine ---------------------------------------------------------------------
 
     def quarantine(self, source: str | None = None, *, include_closed: bool = False
                    ) -> list[QuarantineRow]:
-        sql = ("SELECT id, source, run_id, location, row, order_id, field, raw, reason, "
-               "created_at, closed_at, closed_why FROM quarantine WHERE 1=1")
-        args: list[Any] = []
+        clauses, args = [], []
         if source is not None:
-            sql += " AND source=?"
+            clauses.append("source = ?")
             args.append(source)
         if not include_closed:
-            sql += " AND closed_at IS NULL"
-        return [QuarantineRow(*r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+            clauses.append("closed_at IS NULL")
+        return [QuarantineRow(**r) for r in self.db.table("quarantine").rows_where(
+            " AND ".join(clauses) or None, args, select=_QUARANTINE_COLUMNS, order_by="id")]
 
     def open_quarantine_records(self, source: str, mapping_digest: str
                                 ) -> list[tuple[int, str, int, str]]:

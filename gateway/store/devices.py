@@ -343,6 +343,11 @@ class DeviceStore:
         self.conn.execute("UPDATE streams SET applied_seq=max(applied_seq, ?) WHERE device=?",
                           (seq, device))
 
+    def positions(self) -> dict[str, tuple[int, int]]:
+        """device -> (last seq appended, seq the device reported applied), every stream."""
+        rows = self.conn.execute("SELECT device, last_seq, applied_seq FROM streams")
+        return {device: (int(last), int(applied)) for device, last, applied in rows}
+
     def applied(self, device: str) -> int:
         row = self.conn.execute("SELECT applied_seq FROM streams WHERE device=?",
                                 (device,)).fetchone()

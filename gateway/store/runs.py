@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -74,13 +74,39 @@ def load_record(text: str) -> dict[str, object]:
 def write_claim_sets(store: Store, rows: Sequence[tuple[Any, ...]]) -> None:
     """Claim sets as a run writes what changed: one ``executemany`` of rows ``(set_id, source,
     order_id, run_id, source_rev, as_of, received_at, hlc, present, vals)`` (times as ISO text,
-    ``vals`` canonical JSON, no ``based_on``), their orders marked dirty."""
+    ``vals`` canonical JSON, no ``based_on``), their orders marked dirty.
+
+    Raw sqlite3, not sqlite-utils: 100,000 claim-set rows took 44 us/row with one
+    ``executemany`` and 93 us/row with ``Table.insert_all(ignore=True)`` (2.1x; dicts built
+    beforehand; WAL, synchronous=NORMAL, on the shared 2-core box, 2026-12-01)."""
     store.conn.executemany(
         "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, "
         "as_of, received_at, hlc, present, vals, based_on) VALUES(?,?,?,?,?,?,?,?,?,?,'[]')",
         rows,
     )
     store.mark_dirty(row[2] for row in rows)
+
+
+@dataclass(frozen=True)
+class NewClaimSet:
+    """One source's new values for one order, handed in without a staged run (a tool or a
+    benchmark playing an export's next run); see ``write_new_claim_sets``."""
+
+    set_id: str
+    source: str
+    order_id: str
+    source_rev: str
+    as_of: _dt.datetime
+    received_at: _dt.datetime
+    vals: dict[str, Any]
+
+
+def write_new_claim_sets(store: Store, sets: Iterable[NewClaimSet], *, hlc: str) -> None:
+    """Write claim sets as a run writes what changed (``write_claim_sets``: one statement, one
+    HLC stamp for all, their orders marked dirty), in the caller's transaction."""
+    write_claim_sets(store, [
+        (s.set_id, s.source, s.order_id, None, s.source_rev, iso(s.as_of), iso(s.received_at),
+         hlc, 1, canonical_json(s.vals)) for s in sets])
 
 
 @dataclass(frozen=True)

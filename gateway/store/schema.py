@@ -4,7 +4,7 @@ both on a connection)."""
 
 from __future__ import annotations
 
-import sqlite3
+import sqlite_utils
 
 from gateway.store.sql import canonical_json, text_digest
 from sync.model import OrderView
@@ -107,19 +107,15 @@ CREATE TABLE IF NOT EXISTS commands (
 """
 
 
-def create(conn: sqlite3.Connection) -> None:
+def create(db: sqlite_utils.Database) -> None:
     """Create the tables a new file lacks, and migrate the ones an older gateway wrote."""
-    older = tables(conn)
-    conn.executescript(SCHEMA)
-    conn.executescript(DEVICE_SCHEMA)
-    migrate(conn, older)
+    older = set(db.table_names())
+    db.conn.executescript(SCHEMA)
+    db.conn.executescript(DEVICE_SCHEMA)
+    migrate(db, older)
 
 
-def tables(conn: sqlite3.Connection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-
-
-def migrate(conn: sqlite3.Connection, older: set[str]) -> None:
+def migrate(db: sqlite_utils.Database, older: set[str]) -> None:
     """Bring a store written by an older gateway up to this schema (``older``: the tables the
     file held before ``SCHEMA`` ran; empty for a new file).
 
@@ -131,11 +127,11 @@ def migrate(conn: sqlite3.Connection, older: set[str]) -> None:
       meta key ``route_warnings`` = ``unknown`` asks the next refresh to record them (without
       sending anything).
     """
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(views)")}
-    if "rules" not in columns:
+    conn = db.conn
+    if "rules" not in db.table("views").columns_dict:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("ALTER TABLE views ADD COLUMN rules TEXT")
+            db.table("views").add_column("rules", str)
             rows = conn.execute("SELECT order_id, body FROM views").fetchall()
             conn.executemany("UPDATE views SET rules=? WHERE order_id=?", [
                 (canonical_json(rule_inputs(OrderView.model_validate_json(body))), oid)
@@ -144,11 +140,11 @@ def migrate(conn: sqlite3.Connection, older: set[str]) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    if "body" in {r[1] for r in conn.execute("PRAGMA table_info(device_orders)")}:
+    if "body" in db.table("device_orders").columns_dict:
         conn.create_function("crossdock_digest", 1, text_digest, deterministic=True)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if "body" in {r[1] for r in conn.execute("PRAGMA table_info(device_orders)")}:
+            if "body" in db.table("device_orders").columns_dict:
                 # (checked again: another process may have migrated it while we waited)
                 conn.execute("CREATE TABLE device_orders_digests (device TEXT NOT NULL, "
                              "order_id TEXT NOT NULL, digest TEXT NOT NULL, "

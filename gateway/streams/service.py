@@ -33,6 +33,7 @@ from gateway.streams import commands
 from gateway.streams.mqtt import LinkSettings, MqttLink
 from gateway.streams.status import record_link, source_freshness
 from gateway.streams.views import refresh
+from gateway.streams.watch import Handed, Repaired, Watcher
 from gateway.streams.wire import (
     READS_VIEW_CHANGES,
     SNAPSHOT_PART_CHARS,
@@ -148,6 +149,8 @@ class GatewayService:
         self.published = 0  # messages
         self.stream_messages = 0  # of them view_change(s)
         self.published_entries = 0  # stream entries in those
+        self._watchers: list[Watcher] = []
+        self._repairing = False  # in _resync: what is handed is a repair
         self.ready = threading.Event()
         self.fatal: StoreError | None = None
         """Set when the worker ended because the store cannot be written at all."""
@@ -179,6 +182,15 @@ class GatewayService:
 
     def request_refresh(self, reason: str = "ingest") -> None:
         self._queue.put(_Refresh(reason))
+
+    def watch(self, watcher: Watcher) -> None:
+        """Tell ``watcher`` (on the worker thread) of every stream message handed to the link
+        (``Handed``) and every resync served (``Repaired``). Call before ``start()``."""
+        self._watchers.append(watcher)
+
+    def _tell(self, event: Handed | Repaired) -> None:
+        for watcher in self._watchers:
+            watcher(event)
 
     def call(self, fn: Callable[[Store], Any], timeout: float = 30.0) -> Any:
         """Run ``fn(store)`` on the worker thread, in order with messages and refresh requests
@@ -515,8 +527,20 @@ class GatewayService:
             self.published += 1
             self.stream_messages += 1
             self.published_entries += len(group)
+            if self._watchers:
+                self._tell(Handed(device, topic, len(payload), len(group), self._repairing))
 
     def _resync(self, store: Store, device: str, after: int) -> None:
+        started = time.perf_counter()
+        self._repairing = True
+        try:
+            plan = self._repair(store, device, after)
+        finally:
+            self._repairing = False
+        if self._watchers:
+            self._tell(Repaired(device, after, plan, time.perf_counter() - started))
+
+    def _repair(self, store: Store, device: str, after: int) -> str:
         self._held.pop(device, None)  # in the changelog: the repair below sends what is due
         devices = DeviceStore(store)
         first, last = devices.bounds(device)
@@ -524,16 +548,22 @@ class GatewayService:
         if isinstance(plan, Replay):
             self._publish_entries(store, device, devices.entries(device, plan.first, plan.last))
             self._sent_at[device] = time.monotonic()
-        elif isinstance(plan, SendSnapshot):
+            return "replay"
+        if isinstance(plan, SendSnapshot):
             with store.transaction():
                 seq, bodies = devices.snapshot(device)
             hlc = self._hlc(store)
             parts = snapshot_parts(bodies, self.snapshot_part_chars)
             for part, chunk in enumerate(parts, start=1):
-                self.link.publish(self.topics.inbox(device), snapshot_bytes(
-                    device, seq, chunk, hlc=hlc, part=part, parts=len(parts)))
+                payload = snapshot_bytes(device, seq, chunk, hlc=hlc, part=part,
+                                         parts=len(parts))
+                self.link.publish(self.topics.inbox(device), payload)
                 self.published += 1
+                if self._watchers:
+                    self._tell(Handed(device, self.topics.inbox(device), len(payload), 0, True))
             self._sent_at[device] = time.monotonic()
+            return "snapshot"
+        return "up to date"
 
     def _publish(self, topic: str, msg: Any) -> None:
         self.link.publish(topic, encode(msg))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import time
 import uuid
 import weakref
 from collections import defaultdict
@@ -37,10 +38,27 @@ from sync.merge import Merged, OneSet, merge_order
 from sync.model import Policy, Warning
 from sync.rules import RouteCheck, RuleInputs, check_inputs
 
+REFRESH_PARTS = ("claims", "merge", "put_view", "route sync", "COMMIT")
+
+
+@dataclass
+class RefreshTimer:
+    """Wall seconds a refresh spent in each of its steps (``REFRESH_PARTS``), summed over the
+    refreshes it is handed to: claims read, merge (serialising included), ``put_views``, the
+    route syncs (rule check + stream append), and the COMMITs. A benchmark's public hook."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(REFRESH_PARTS, 0.0))
+
+    def add(self, part: str, since: float) -> float:
+        """Add the time from ``since`` (``time.perf_counter()``) to now to ``part``; now."""
+        now = time.perf_counter()
+        self.seconds[part] += now - since
+        return now
+
 
 def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 2000,
-            on_batch: Callable[[dict[str, list[Entry]]], None] | None = None
-            ) -> dict[str, list[Entry]]:
+            on_batch: Callable[[dict[str, list[Entry]]], None] | None = None,
+            timer: RefreshTimer | None = None) -> dict[str, list[Entry]]:
     """Merge the dirty orders; returns the new stream entries per device, to publish.
 
     Dirty orders are taken ``batch`` at a time, one transaction each, with one route sync per
@@ -50,7 +68,7 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
     go out while the rest is merged), from within the next batch's transaction: the write
     lock passes from batch to batch, so an ingest writing meanwhile does not cut a big
     refresh into small ones (it writes after). Those entries are not in the returned
-    mapping."""
+    mapping. ``timer``, if given, sums the time of each step (``RefreshTimer``)."""
     devices = DeviceStore(store)
     out: dict[str, list[Entry]] = defaultdict(list)
     store.mark_due(now)
@@ -64,7 +82,10 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
                 if done and on_batch is not None:
                     on_batch(done)
                     done = {}
-                taken = _refresh_batch(store, devices, policy, now, batch, out)
+                taken = _refresh_batch(store, devices, policy, now, batch, out, timer)
+                committing = time.perf_counter()
+            if timer is not None:
+                timer.add("COMMIT", committing)
             left -= taken
             if not taken:
                 break
@@ -80,16 +101,19 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
 
 
 def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.datetime,
-                   batch: int, out: dict[str, list[Entry]]) -> int:
+                   batch: int, out: dict[str, list[Entry]], timer: RefreshTimer | None) -> int:
     """One batch of ``refresh``, in the caller's transaction; the orders it took (0: none
     was dirty)."""
     _route_checks(store)
     ids = store.take_dirty(batch)
     if not ids:
         return 0
+    t = time.perf_counter()
     inputs = store.merge_inputs(ids)
     resolutions = store.resolutions_for(ids)
     states = store.view_states(ids)
+    if timer is not None:
+        t = timer.add("claims", t)
     changed: dict[str, set[str]] = defaultdict(set)
     written: dict[str, _Written] = {}
     views: list[tuple[Merged, tuple[str, str, str | None] | None]] = []
@@ -100,6 +124,8 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
             Merged.of(merge_order(order_id, found, resolutions.get(order_id, []), policy,
                                   now)),
             states.get(order_id)))
+    if timer is not None:
+        t = timer.add("merge", t)
     for (merged, state), stored in zip(views, store.put_views(views), strict=True):
         if stored:
             order_id, new = merged.order_id, merged.drivers
@@ -109,9 +135,13 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
                 changed[driver].add(order_id)
             if old != new:  # usually the same drivers: nothing to write
                 devices.set_route_members(order_id, old, new)
+    if timer is not None:
+        t = timer.add("put_view", t)
     for device, entries in _sync_drivers(store, devices, changed, policy, now,
                                          written).items():
         out[device].extend(entries)
+    if timer is not None:
+        timer.add("route sync", t)
     if changed:
         _routes_written(store)
     return len(ids)
