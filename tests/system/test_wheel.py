@@ -51,7 +51,7 @@ def test_an_installed_wheel_samples_a_depot_and_runs_its_managed_mosquitto(
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "crossdock_cli.py"):
         shutil.copy2(ROOT / name, src / name)
-    for package in ("agent", "gateway", "sync", "ui"):
+    for package in ("agent", "gateway", "host", "sync", "ui"):
         shutil.copytree(ROOT / package, src / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
@@ -59,6 +59,7 @@ def test_an_installed_wheel_samples_a_depot_and_runs_its_managed_mosquitto(
          cwd=tmp_path)
     (wheel,) = wheels.glob("crossdock-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
+    assert "host/lock.py" in names and "host/child.py" in names  # issue 10's package
     for template in ("acl.tmpl", "mosquitto.conf.tmpl", "tls-listener.tmpl"):
         assert f"gateway/broker/templates/{template}" in names
 
