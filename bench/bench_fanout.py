@@ -13,9 +13,10 @@ One Mosquitto (anonymous, no ACL, loopback, a queue of 1,000,000) serves both ru
    ``--agents`` drivers x ``--orders`` stops (legacy claims), one registered device per driver,
    and one ``agent.service.Agent`` process per device with its own SQLite; every agent starts
    from a snapshot of its route. Then ``--changes`` stop changes enter the gateway as the
-   legacy export's next run does (new legacy claim sets, committed in batches of ``--batch``
-   by an ingest thread with its own Store, each batch followed by a refresh request, as the
-   scheduler's jobs hand in): each change is one new ETA for one stop, i.e. one
+   legacy export's next run does (new legacy claim sets, committed in batches of ``--batch``,
+   each by one run of the source's job on ``GatewayScheduler``, in its thread with its own
+   Store, which then hands the merge to the gateway's worker, as under ``gateway run``): each
+   change is one new ETA for one stop, i.e. one
    ``view_change`` for one tablet. changes/s = entries committed in the tablets' SQLite /
    (first change handed to the gateway -> last tablet COMMIT). Latency per change = the
    tablet's COMMIT time (``time.time()`` after ``session_message`` returned) - the time the
@@ -40,6 +41,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,32 +120,72 @@ def run_raw(host: str, port: int, work: Path, *, subscribers: int, messages: int
 # --- 2. crossdock ---------------------------------------------------------------------------
 
 
+class _BatchSource:
+    """The bench's legacy source as the scheduler's job sees it (an ``Adapter``): each run of
+    the job writes the next batch of changes as an ingest run writes what changed
+    (``add_changes``: claim sets, one transaction, in the job's own thread and Store) and then
+    has no input left to read. The job then hands the merge to the gateway's worker
+    (``GatewayScheduler(hand_refresh=service.request_refresh)``), as ``gateway run``'s polls
+    do; the rows are not parsed from a file (that is bench_ingest's part)."""
+
+    name = "legacy"
+
+    def __init__(self, gw: BenchGateway) -> None:
+        from gateway.store.core import Store
+
+        self.gw = gw
+        self.store_path = gw.cfg.db_path
+        self.Store = Store
+        self.batch: range = range(0)
+        self.handed_at = 0.0
+
+    def exports(self) -> Iterator[Any]:
+        if self.batch:
+            with self.Store(self.store_path) as store:
+                add_changes(store, self.batch, self.gw.drivers, self.gw.orders,
+                            dt.datetime.now(dt.UTC))
+            self.handed_at = time.time()
+        return iter(())
+
+    def done(self, export: Any) -> None:
+        return None
+
+
 def inject(gw: BenchGateway, changes: int, batch: int, rate: float, *, merged: bool = False
            ) -> dict[tuple[str, str], list[float]]:
-    """Hand ``changes`` new ETAs to the gateway (legacy run 2, 3...) as an ingest job does:
-    from its own thread and Store, ``batch`` per transaction, each followed by a refresh
-    request, without waiting for the refresh (``merged``: waiting until it is done, so each
-    batch is merged alone); (device, order) -> times handed (committed)."""
-    from gateway.store.core import Store
+    """Hand ``changes`` new ETAs to the gateway (legacy run 2, 3...) through the scheduler's
+    own path: one run of the source's job per ``batch`` (its own thread and Store, then
+    ``hand_refresh``), without waiting for the merge (``merged``: waiting until it is done,
+    so each batch is merged alone); (device, order) -> times handed (committed)."""
+    from gateway.scheduler import GatewayScheduler
 
     drivers, orders = gw.drivers, gw.orders
+    source = _BatchSource(gw)
+    sched = GatewayScheduler(gw.cfg, clock=lambda: dt.datetime.now(dt.UTC),
+                             adapters={"legacy": source},
+                             hand_refresh=gw.service.request_refresh)
+    sched.start()
     handed: dict[tuple[str, str], list[float]] = defaultdict(list)
     t_start = time.time()
-    with Store(gw.cfg.db_path) as store:
+    try:
         for first in range(0, changes, batch):
             ks = range(first, min(changes, first + batch))
             if rate > 0:
                 wait = t_start + first / rate - time.time()
                 if wait > 0:
                     time.sleep(wait)
-            add_changes(store, ks, drivers, orders, dt.datetime.now(dt.UTC))
-            t = time.time()
-            gw.service.request_refresh("bench")
+            runs = sched.runs["source:legacy"]
+            source.batch = ks
+            sched.run_now("legacy")
+            if not wait_until(lambda n=runs: sched.runs["source:legacy"] > n, 60, 0.002):
+                raise RuntimeError("the scheduler's source job did not run")
             if merged:
-                gw.service.call(lambda _store: None)  # served after the refresh asked for
+                gw.service.call(lambda _store: None)  # served after the refresh handed in
             for k in ks:
                 d, i = k % drivers, (k // drivers) % orders
-                handed[(device_id(d), order_id(d, i))].append(t)
+                handed[(device_id(d), order_id(d, i))].append(source.handed_at)
+    finally:
+        sched.shutdown()
     return handed
 
 

@@ -147,6 +147,12 @@ class SourceSection(_Model):
     mode: SourceMode = "live"
     approval_window_s: float = Field(default=1800, gt=0)
     claims_as: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    # trust: an export that would withdraw more than this share of the source's live orders
+    # is held (suspect) until a person accepts it; more than ``refuse_share`` of the rows
+    # failing the same way at the byte level (an undecodable byte, dirt in one field) refuses
+    # the file instead of quarantining most of it
+    withdraw_share: float = Field(default=0.2, ge=0, le=1)
+    refuse_share: float = Field(default=0.5, gt=0, le=1)
     # file sources
     path: str | None = None
     encoding: str = "cp1252"

@@ -106,8 +106,11 @@ class GatewayRunner:
             from gateway.scheduler import GatewayScheduler  # apscheduler: +99 ms to start-up
 
             service = self.service
+            # the jobs write claims (and mark escalations due) and hand the merge to the
+            # service's worker, which publishes its entries: a merge in the job's own thread
+            # wrote entries the tablets saw only at their next quiet resync
             sched = GatewayScheduler(self.cfg, clock=self.clock,
-                                     on_run=lambda *_args: service.request_refresh("ingest"))
+                                     hand_refresh=service.request_refresh)
             sched.start()
             self.scheduler = sched
             # a source is read once at start, not first at its next cron time (a nightly export

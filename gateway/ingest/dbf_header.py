@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as _dt
+import math
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ __all__ = [
     "DbfField",
     "DbfHeader",
     "Parser",
+    "likely_encoding",
+    "one_line",
     "open_table",
     "read_header",
     "scan_deleted",
@@ -133,11 +136,19 @@ class Parser(FieldParser):  # type: ignore[misc]
                 return int(data)
             except ValueError:
                 pass
-        text = data.replace(b",", b".").decode("ascii")
         try:
-            return Decimal(text)
-        except InvalidOperation:
+            number = Decimal(data.replace(b",", b".").decode("ascii"))
+        except (InvalidOperation, UnicodeDecodeError):
             raise ValueError(f"invalid number {data!r}") from None
+        if not number.is_finite():
+            raise ValueError(f"invalid number {data!r}")
+        return number
+
+    def parseF(self, field: Any, data: bytes) -> float | None:
+        value: float | None = super().parseF(field, data)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"invalid number {data.strip()!r}")
+        return value
 
     def parseQ(self, field: Any, data: bytes) -> bytes:
         return bytes(data)
@@ -182,9 +193,37 @@ class DbfHeader:
     memo_name: str | None  # the memo file the table needs (found or expected), None if none
     memo_path: Path | None  # the memo file found on disk
     problems: tuple[str, ...]
+    spare_records: int = 0  # whole records the file holds past the declared count
 
 
-def _one_line(exc: BaseException) -> str:
+_CANDIDATES = ("utf-8", "cp1251", "cp1250", "cp850", "cp437", "cp866", "cp1253", "iso8859-15",
+               "cp1252")
+
+
+def likely_encoding(samples: list[bytes]) -> str | None:
+    """The code page the sample bytes most likely are: UTF-8 when they all decode as UTF-8 (its
+    multi-byte sequences rarely happen by chance), else the candidate under which they read as
+    the most letters. None when no sample has a byte past ASCII."""
+    data = b" ".join(samples)
+    if data.isascii():
+        return None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return "utf-8"
+    best, score = None, -1.0
+    for name in _CANDIDATES[1:]:
+        text = data.decode(name, errors="replace")
+        high = [c for c in text if ord(c) > 127]
+        letters = sum(c.isalpha() for c in high) / max(1, len(high))
+        if letters > score:
+            best, score = name, letters
+    return best
+
+
+def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
@@ -204,13 +243,16 @@ def source_error(
     if isinstance(exc, DBFNotFound | FileNotFoundError):
         return SourceError(f"{path.name}: file not found ({path})")
     if isinstance(exc, MissingMemoFile):
-        return SourceError(f"{path.name}: memo file is missing ({_one_line(exc)})")
+        return SourceError(f"{path.name}: memo file is missing ({one_line(exc)})")
     if isinstance(exc, UnicodeDecodeError):
+        guess = likely_encoding([bytes(exc.object)])
         return SourceError(
             f"{path.name}{where}: byte 0x{exc.object[exc.start]:02x} cannot be decoded as "
-            f"{encoding or exc.encoding}; set the source's encoding (e.g. cp850, cp437, cp1251)"
+            f"{encoding or exc.encoding}; "
+            + (f"likely {guess}: set the source's encoding" if guess else
+               "set the source's encoding (e.g. cp850, cp437, cp1251)")
         )
-    return SourceError(f"{path.name}{where}: {_one_line(exc)}")
+    return SourceError(f"{path.name}{where}: {one_line(exc)}")
 
 
 @contextmanager
@@ -324,6 +366,14 @@ def open_table(path: Path, encoding: str, *, require_memo: bool = True) -> tuple
                 f"{path.name}: file is truncated (header declares {count} records of "
                 f"{record_len} bytes, file holds {max(size - header_len, 0) // record_len})"
             )
+        # more whole records past the declared ones than an end-of-file mark explains: the
+        # header lies about the count (a FoxPro job cut short while writing it); reading only
+        # what it declares would withdraw the rest, so the export is held as suspect
+        spare = (size - needed) // record_len if record_len > 1 else max(0, size - needed - 1)
+        if spare:
+            problems.append(
+                f"{path.name}: header declares {count} records, file holds {count + spare}"
+            )
         memo_name: str | None = None
         memo_path: Path | None = None
         if any(f.type in _MEMO_TYPES and not (f.type == "B" and version in _VFP_VERSIONS)
@@ -347,6 +397,7 @@ def open_table(path: Path, encoding: str, *, require_memo: bool = True) -> tuple
             memo_name=memo_name,
             memo_path=memo_path,
             problems=tuple(problems),
+            spare_records=spare,
         )
         return table, header
 

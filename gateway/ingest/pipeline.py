@@ -23,22 +23,40 @@ from pathlib import Path
 
 from gateway.config import GatewayConfig, SourceSection
 from gateway.errors import ConfigError, GatewayError, NotReady, SourceError, StoreError
-from gateway.ingest.base import Adapter, Export, RawRow
+from gateway.ingest.base import Adapter, Export, Holding, RawRow
 from gateway.ingest.mapping import Mapping, source_mapping
-from gateway.ingest.parallel import BATCH, batches, prepare, prepared_batches, worth_it
+from gateway.ingest.parallel import (
+    BATCH,
+    Faults,
+    batches,
+    merge_faults,
+    prepare,
+    prepared_batches,
+    worth_it,
+)
 from gateway.ingest.validate import RowValidator, Valid
 from gateway.store.core import Store
-from gateway.store.runs import BadRow, SourceRun, StagedRow, load_record
+from gateway.store.runs import (
+    BadRow,
+    HoldRule,
+    SourceRun,
+    StagedRow,
+    applied_fingerprint,
+    held,
+    load_record,
+)
 from gateway.store.sql import store_error
 
-Progress = Callable[[str, int], None]
-"""Called with (phase, rows so far): ``read`` while streaming, ``diff`` while writing claims."""
+Progress = Callable[[str, int, int | None], None]
+"""Called with (phase, done so far, total or None): ``read`` (rows read and validated, of the
+input's records) while streaming, ``diff`` (staged rows diffed and committed, of those that
+differ) while writing claims."""
 
 
 @dataclass(frozen=True)
 class RunSummary:
     source: str
-    status: str  # ok | skipped | partial | failed | not-ready | idle
+    status: str  # ok | degraded | suspect | skipped | partial | failed | not-ready | idle
     location: str = ""
     rows_read: int = 0
     rows_changed: int = 0
@@ -47,6 +65,8 @@ class RunSummary:
     claims: int = 0
     error: str | None = None
     run_id: int | None = None
+    held: dict[str, object] | None = None
+    """For a ``suspect`` run: its hold (run_id, reason, rows_read, withdraw, live)."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -141,12 +161,20 @@ def ingest_source(
     progress: Progress | None = None,
     adapter: Adapter | None = None,
     parallel: bool | None = None,
+    accept: int | None = None,
+    actor: str | None = None,
 ) -> list[RunSummary]:
     """Run one source once; one summary per input it had ready (or one saying why none).
 
     ``parallel``: read and validate in a second process (None: for large files on a machine
-    with more than one core; see gateway.ingest.parallel)."""
+    with more than one core; see gateway.ingest.parallel). ``accept``: apply the source's held
+    (suspect) run with that id, as ``actor`` (audited), and nothing else."""
     started = now()
+    if accept is not None:  # a person's command: what stops it is an error to them, not a run
+        mapping = source_mapping(cfg, src)
+        validator = RowValidator(mapping, drivers=known_drivers(cfg, mapping))
+        return [_accept(store, src, mapping, validator, adapter or ADAPTERS.get(cfg, src),
+                        accept, actor or "unknown", now, progress, parallel)]
     try:
         mapping = source_mapping(cfg, src)
         # an HTTP source without a mapping sends proposals: each states only what it changes
@@ -157,8 +185,11 @@ def ingest_source(
         for export in adapter.exports():
             summaries.append(_run_export(store, src, mapping, validator, export, now, progress,
                                          parallel))
-            if summaries[-1].status in ("ok", "skipped", "partial"):
+            status = summaries[-1].status
+            if status in ("ok", "degraded", "skipped", "partial"):
                 adapter.done(export)
+            elif status == "suspect" and isinstance(adapter, Holding):
+                adapter.hold(export)
     except NotReady as exc:
         return [RunSummary(src.name, "not-ready", error=str(exc))]
     except sqlite3.Error as exc:  # the store itself failed (read-only, disk full): said so
@@ -179,6 +210,45 @@ def ingest_source(
     return summaries
 
 
+def _accept(
+    store: Store,
+    src: SourceSection,
+    mapping: Mapping,
+    validator: RowValidator,
+    adapter: Adapter,
+    run_id: int,
+    actor: str,
+    now: Callable[[], _dt.datetime],
+    progress: Progress | None,
+    parallel: bool | None,
+) -> RunSummary:
+    """Apply a held run: its input read again (it must still be byte-identical), no hold rule."""
+    hold = held(store, src.claim_source)
+    if hold is None or hold.run_id != run_id:
+        waiting = f"; run {hold.run_id} is the one held" if hold else ""
+        raise SourceError(f"source {src.name!r}: run {run_id} is not a held (suspect) run"
+                          + waiting)
+    exports: list[Export]
+    if isinstance(adapter, Holding):
+        found = adapter.held_export(hold.location)
+        exports = [found] if found is not None else []
+    else:
+        exports = list(adapter.exports())
+    for export in exports:
+        if _fingerprint(export, mapping) == hold.fingerprint:
+            summary = _run_export(store, src, mapping, validator, export, now, progress,
+                                  parallel, accepted_by=actor)
+            if summary.status in ("ok", "degraded"):
+                adapter.done(export)
+            return summary
+    raise SourceError(f"source {src.name!r}: the export held by run {run_id} "
+                      f"({hold.location}) is gone or has changed; nothing applied")
+
+
+def _fingerprint(export: Export, mapping: Mapping) -> str | None:
+    return f"{export.fingerprint}:{mapping.digest}" if export.fingerprint else None
+
+
 def _run_export(
     store: Store,
     src: SourceSection,
@@ -188,11 +258,22 @@ def _run_export(
     now: Callable[[], _dt.datetime],
     progress: Progress | None,
     parallel: bool | None = None,
+    *,
+    accepted_by: str | None = None,
 ) -> RunSummary:
     source = src.claim_source
     started = now()
-    fingerprint = f"{export.fingerprint}:{mapping.digest}" if export.fingerprint else None
-    if fingerprint is not None and store.fingerprint_seen(source, fingerprint):
+    fingerprint = _fingerprint(export, mapping)
+    hold = held(store, source)
+    if accepted_by is None and hold is not None and fingerprint == hold.fingerprint:
+        # the held export again: still held, nothing new to record
+        return RunSummary(src.name, "suspect", export.location, hold.rows_read,
+                          error=f"held by run {hold.run_id}: {hold.reason}",
+                          run_id=hold.run_id, held=hold.as_dict())
+    if (accepted_by is None and hold is None and fingerprint is not None
+            and fingerprint == applied_fingerprint(store, source, export.location)):
+        # what is applied now, byte for byte (a file equal to an older run is read again;
+        # with a hold waiting the file is read, so that restoring the good export clears it)
         with store.transaction():
             run_id = store.record_run(source, started_at=started, finished_at=now(),
                                       status="skipped", location=export.location,
@@ -201,18 +282,21 @@ def _run_export(
     run = SourceRun(store, source, started, export.location, fingerprint)
     if parallel is None:
         parallel = worth_it(export)
+    faults: Faults = {}
     try:
         if parallel and export.reopen is not None:
             prepared = prepared_batches(export, mapping, validator.drivers)
         else:
             prepared = (prepare(raws, validator) for raws in batches(export.rows, BATCH))
-        for staged, bad, refused in prepared:
+        for staged, bad, refused, batch_faults in prepared:
             run.stage_prepared(staged)
             run.reject(bad, distinct_rows=refused)
+            merge_faults(faults, batch_faults)
             if progress is not None:
-                progress("read", run.rows_read)
+                progress("read", run.rows_read, export.total)
         if progress is not None:
-            progress("read", run.rows_read)
+            progress("read", run.rows_read, run.rows_read)
+        _refuse_if_most_fail_alike(export, faults, run.rows_read, src)
         info = run.commit(
             now=now(),
             as_of=mapping.as_of(started),
@@ -222,7 +306,13 @@ def _run_export(
             problems=export.problems,
             proposals=src.mode if src.mode in ("shadow", "approve") else None,
             approval_window=_dt.timedelta(seconds=src.approval_window_s),
-            on_progress=None if progress is None else (lambda n: progress("diff", n)),
+            on_progress=None if progress is None else (
+                lambda n, total: progress("diff", n, total)),
+            # an export (file, query) lists every live order; an HTTP source's proposals are
+            # the optimizer's current plan, not an export a job can leave half-written
+            hold=None if accepted_by is not None or src.kind == "http" else HoldRule(
+                src.withdraw_share, tuple(export.suspect)),
+            accepted_by=accepted_by,
         )
     except SourceError as exc:
         run.abort()
@@ -231,10 +321,34 @@ def _run_export(
                                       status="failed", location=export.location,
                                       error=str(exc))
         return RunSummary(src.name, "failed", export.location, error=str(exc), run_id=run_id)
+    now_held = held(store, source) if info.status == "suspect" else None
     return RunSummary(
         src.name, info.status, export.location, info.rows_read, info.rows_changed,
         info.rows_quarantined, info.rows_deleted, info.claims, info.error, info.run_id,
+        now_held.as_dict() if now_held is not None else None,
     )
+
+
+def _refuse_if_most_fail_alike(export: Export, faults: Faults, rows_read: int,
+                               src: SourceSection) -> None:
+    """Most rows failing the same way at the byte level is the file, not dirt in it: refused
+    in one line, with the encoding its bytes most likely are."""
+    if not faults or not rows_read:
+        return
+    kind, (count, *samples) = max(faults.items(), key=lambda item: item[1][0])
+    if count <= src.refuse_share * rows_read:
+        return
+    name = Path(export.location).name or export.location
+    hint = ""
+    if kind == "undecodable bytes":
+        from gateway.ingest.dbf_header import likely_encoding
+
+        guess = likely_encoding(samples)
+        configured = src.encoding
+        hint = (f"; the file is likely {guess}: set the source's encoding = \"{guess}\""
+                if guess else f"; it is not {configured}: set the source's encoding")
+    raise SourceError(f"{name}: {count} of {rows_read} rows fail the same way ({kind}), "
+                      f"more than {100 * src.refuse_share:.0f} %: refused, nothing applied{hint}")
 
 
 def _retry_quarantine(

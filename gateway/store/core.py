@@ -273,6 +273,10 @@ class Store:
     def dirty_count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM dirty").fetchone()[0])
 
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: changes when another connection commits."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
     def mark_due(self, now: _dt.datetime) -> int:
         """Orders whose open conflict reached its escalation deadline become dirty."""
         cur = self.conn.execute(

@@ -119,10 +119,16 @@ class DeviceStore:
     # --- routes -------------------------------------------------------------------------
 
     def set_route_members(self, order_id: str, old: Sequence[str], new: Sequence[str]) -> None:
+        self.set_routes_members([(order_id, old, new)])
+
+    def set_routes_members(self, changes: Sequence[tuple[str, Sequence[str], Sequence[str]]]
+                           ) -> None:
+        """``set_route_members`` for many orders in two statements (a first ingest moves every
+        order onto a route: two statements per order were 5 % of its merge)."""
         self.conn.executemany("DELETE FROM route_members WHERE driver=? AND order_id=?",
-                              [(d, order_id) for d in old if d not in new])
+                              [(d, o) for o, old, new in changes for d in old if d not in new])
         self.conn.executemany("INSERT OR IGNORE INTO route_members(driver, order_id) VALUES(?,?)",
-                              [(d, order_id) for d in new])
+                              [(d, o) for o, _old, new in changes for d in new])
 
     def route(self, driver: str) -> list[str]:
         return [r[0] for r in self.conn.execute(

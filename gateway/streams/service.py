@@ -89,6 +89,15 @@ time to 200 tablets: 0.25 s -> 4,933 changes/s, 0.5 s -> 5,469. A driver event, 
 command or the tick merges at once, and takes everything dirty with it."""
 
 
+WATCH_S = 0.25
+"""How often the worker looks whether another process wrote the store (SQLite's
+``PRAGMA data_version``): a hand-run ``crossdock gateway ingest`` or anything else writing the
+same file while the gateway runs. Its dirty orders are then merged here (``INGEST_SETTLE_S``
+later, as an ingest's refresh request is), and stream entries it wrote itself (its own merge)
+are published: they reach the tablets within a second instead of at their next quiet
+resync."""
+
+
 def utc_now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
@@ -102,6 +111,9 @@ class _Message:
 @dataclass(frozen=True)
 class _Refresh:
     reason: str
+
+
+_WATCH = _Refresh("watch")  # the queue was quiet until a look at the store was due
 
 
 @dataclass(frozen=True)
@@ -138,6 +150,10 @@ class GatewayService:
         self.ingest_settle_s = ingest_settle_s
         self._refresh_at: float | None = None  # monotonic: an ingest's refresh is due then
         self._next_tick = 0.0  # monotonic: a refresh is due then (escalations), at the latest
+        self.watch_s = WATCH_S
+        self._next_watch = 0.0  # monotonic
+        self._data_version: int | None = None
+        self._published: dict[str, int] = {}  # device -> highest seq published (or known)
         self.snapshot_part_chars = SNAPSHOT_PART_CHARS
         self._held: dict[str, list[Entry]] = {}  # device -> entries waiting for its interval
         self._sent_at: dict[str, float] = {}  # device -> monotonic time of its last stream send
@@ -210,17 +226,23 @@ class GatewayService:
         store.defer_checkpoints()
         checkpointer = Checkpointer(self.cfg.db_path)
         checkpointer.start()
+        self._data_version = store.data_version()
+        devices = DeviceStore(store)
+        # what is in the changelog at start is the tablets' to ask for (resync), not news
+        self._published = {d: last for d, (_first, last)
+                           in devices.bounds_of(d.device for d in devices.all()).items()}
         self.ready.set()
         try:
             while True:
                 try:
                     item = self._queue.get(timeout=self._wait_s())
                 except queue.Empty:
-                    item = _Refresh("tick")
+                    item = _Refresh("tick") if self._tick_due() else _WATCH
                 if item is None:
                     break
                 try:
-                    self._handle(store, item)
+                    if item is not _WATCH:
+                        self._handle(store, item)
                     now = time.monotonic()
                     if self._refresh_at is not None and now >= self._refresh_at:
                         self._refresh_and_publish(store)
@@ -231,6 +253,7 @@ class GatewayService:
                         self._next_tick = now + self.tick_s
                         if store.mark_due(self.clock()):
                             self._refresh_and_publish(store)
+                    self._watch(store)
                     self._flush(store, self._due())
                 except StoreError as exc:
                     if not exc.fatal:
@@ -478,6 +501,47 @@ class GatewayService:
 
         hold(refresh(store, self.policy, self.clock(), on_batch=hold))
 
+    def _tick_due(self) -> bool:
+        due = self._next_tick if self._refresh_at is None else self._refresh_at
+        return time.monotonic() >= due
+
+    def _watch(self, store: Store) -> None:
+        """Every ``watch_s``: when another process committed to the store since the last look,
+        merge what it left dirty and publish the stream entries it wrote (``WATCH_S``)."""
+        now = time.monotonic()
+        if now < self._next_watch:
+            return
+        self._next_watch = now + self.watch_s
+        version = store.data_version()
+        if version == self._data_version:
+            return
+        self._data_version = version
+        if store.dirty_count():  # merged as an ingest's refresh request is: once it settles
+            if self.ingest_settle_s <= 0:
+                self._refresh_and_publish(store)
+            elif self._refresh_at is None:
+                self._refresh_at = now + self.ingest_settle_s
+        self._catch_up(store)
+
+    def _catch_up(self, store: Store) -> None:
+        """Hold, for publishing, the changelog entries no one here published or holds: those
+        another process (a hand-run ingest's merge) appended."""
+        devices = DeviceStore(store)
+        for device, (first, last) in devices.bounds_of(d.device for d in devices.all()).items():
+            published = self._published.get(device, 0)
+            if last <= published:
+                continue
+            held = self._held.get(device, [])
+            have = {e.seq for e in held}
+            missing = [q for q in range(max(first, published + 1), last + 1) if q not in have]
+            if not missing:
+                continue
+            wanted = set(missing)
+            found = [e for e in devices.entries(device, missing[0], missing[-1])
+                     if e.seq in wanted]
+            if found:
+                self._held[device] = sorted([*held, *found], key=lambda e: e.seq)
+
     def _due(self) -> list[str]:
         """The devices whose held entries may go out now."""
         now = time.monotonic()
@@ -487,7 +551,8 @@ class GatewayService:
     def _wait_s(self) -> float:
         """How long the worker may wait for input: until the next tick, an ingest's refresh
         is due (it then runs as a tick), or the first held entries' device may be sent to."""
-        due = [self._next_tick if self._refresh_at is None else self._refresh_at]
+        due = [self._next_tick if self._refresh_at is None else self._refresh_at,
+               self._next_watch]
         if self._held:
             due.append(min(self._sent_at.get(d, float("-inf")) for d in self._held)
                        + self.coalesce_s)
@@ -518,6 +583,7 @@ class GatewayService:
             hlc = self._hlc(store)
         if head is None:
             head = DeviceStore(store).bounds(device)[1]
+        self._published[device] = max(self._published.get(device, 0), entries[-1].seq)
         for group in batches(entries):
             if len(group) == 1:
                 payload = view_change_bytes(device, group[0], hlc=hlc, head=head)
@@ -552,6 +618,7 @@ class GatewayService:
         if isinstance(plan, SendSnapshot):
             with store.transaction():
                 seq, bodies = devices.snapshot(device)
+            self._published[device] = max(self._published.get(device, 0), seq)
             hlc = self._hlc(store)
             parts = snapshot_parts(bodies, self.snapshot_part_chars)
             for part, chunk in enumerate(parts, start=1):

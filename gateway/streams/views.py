@@ -58,6 +58,7 @@ class RefreshTimer:
 
 def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 2000,
             on_batch: Callable[[dict[str, list[Entry]]], None] | None = None,
+            on_progress: Callable[[int, int], None] | None = None,
             timer: RefreshTimer | None = None) -> dict[str, list[Entry]]:
     """Merge the dirty orders; returns the new stream entries per device, to publish.
 
@@ -68,13 +69,16 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
     go out while the rest is merged), from within the next batch's transaction: the write
     lock passes from batch to batch, so an ingest writing meanwhile does not cut a big
     refresh into small ones (it writes after). Those entries are not in the returned
-    mapping. ``timer``, if given, sums the time of each step (``RefreshTimer``)."""
+    mapping. ``on_progress(merged, total)`` follows each batch (a progress bar). ``timer``, if
+    given, sums the time of each step (``RefreshTimer``)."""
     devices = DeviceStore(store)
     out: dict[str, list[Entry]] = defaultdict(list)
     store.mark_due(now)
     if store.meta("route_warnings") == "unknown":
         _record_warnings(store, devices, policy)
-    left = store.dirty_count()
+    left = total = store.dirty_count()
+    if on_progress is not None:
+        on_progress(0, total)
     done: dict[str, list[Entry]] = {}  # committed, not yet handed to on_batch
     try:
         while left > 0:
@@ -87,6 +91,8 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
             if timer is not None:
                 timer.add("COMMIT", committing)
             left -= taken
+            if on_progress is not None:
+                on_progress(min(total, total - left), total)
             if not taken:
                 break
             if on_batch is not None and out:
@@ -126,6 +132,7 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
             states.get(order_id)))
     if timer is not None:
         t = timer.add("merge", t)
+    moved: list[tuple[str, list[str], list[str]]] = []
     for (merged, state), stored in zip(views, store.put_views(views), strict=True):
         if stored:
             order_id, new = merged.order_id, merged.drivers
@@ -134,7 +141,9 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
             for driver in {*old, *new}:
                 changed[driver].add(order_id)
             if old != new:  # usually the same drivers: nothing to write
-                devices.set_route_members(order_id, old, new)
+                moved.append((order_id, old, new))
+    if moved:
+        devices.set_routes_members(moved)
     if timer is not None:
         t = timer.add("put_view", t)
     for device, entries in _sync_drivers(store, devices, changed, policy, now,
