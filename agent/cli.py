@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from agent.config import load_config
+from agent.lock import StoreLock
 from agent.model import OutboxItem, RouteStop, SyncStatus, age
 from agent.service import Agent
 from sync.model import Conflict, canonical
@@ -52,7 +53,8 @@ def run(config_path: Path, verbose: bool, every: float) -> None:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Agent(config) as running:
+        # one agent per tablet store: a second one says who runs and exits 1
+        with StoreLock(config.db, holder="agent run"), Agent(config) as running:
             running.start()
             while not stop.wait(every if verbose else 1.0):
                 if verbose:
@@ -95,7 +97,8 @@ def state(config_path: Path, as_json: bool) -> None:
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
-    click.echo(f"{config.device} (driver {config.driver}, depot {config.depot})")
+    click.echo(f"{config.device} (driver {config.driver}, depot {config.depot}); "
+               f"times in {_zone_name(now)}")
     click.echo(_status_line(status, now))
     _print_route(stops)
     _print_conflicts(conflicts, now)
@@ -128,7 +131,8 @@ def state(config_path: Path, as_json: bool) -> None:
 def act(
     config_path: Path, action: str, order: str, reason: str | None, note: str | None, wait: float
 ) -> None:
-    """Record a driver action durably, then send it if the broker is reachable."""
+    """Record a driver action durably, then send it if the broker is reachable (or hand it to
+    the `agent run` of this tablet, which holds its one connection)."""
     config = load_config(config_path)
     deadline = time.monotonic() + wait
     with Agent(config) as tablet:
@@ -137,9 +141,17 @@ def act(
         online = acked = False
         if wait > 0:
             tablet.start(follow_stream=False)
-            online = tablet.wait_online(max(0.0, deadline - time.monotonic()))
-            acked = online and tablet.wait_acked(event_id, max(0.0, deadline - time.monotonic()))
-    if acked:
+            if tablet.handed_over:  # the running agent sends it; its ack reaches the store
+                acked = tablet.wait_acked(event_id, max(0.0, deadline - time.monotonic()))
+            else:
+                online = tablet.wait_online(max(0.0, deadline - time.monotonic()))
+                acked = online and tablet.wait_acked(event_id,
+                                                     max(0.0, deadline - time.monotonic()))
+    if tablet.handed_over:
+        click.echo("handed to the running agent for this tablet: "
+                   + ("acknowledged by the gateway" if acked
+                      else "it sends it when online"))
+    elif acked:
         click.echo("sent: acknowledged by the gateway")
     elif online:
         click.echo("sent, not acknowledged yet: will resend on reconnect")
@@ -152,6 +164,13 @@ def act(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _zone_name(now: datetime) -> str:
+    """The tablet's own zone, said once above its times (``_hm`` shows them in it)."""
+    local = now.astimezone()
+    offset = local.strftime("%z")
+    return f"{local.tzname()} (UTC{offset[:3]}:{offset[3:]})"
 
 
 def _hm(at: datetime) -> str:

@@ -7,7 +7,9 @@ root command turns them into one line on stderr and exit 1.
 from __future__ import annotations
 
 import datetime as _dt
+import getpass
 import json
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -18,10 +20,19 @@ import click
 from gateway.broker.tls import make_self_signed
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
-from gateway.setup import check_agent_config, init_dir, write_agent_config, write_sample_config
+from gateway.lock import StoreLock
+from gateway.setup import (
+    check_agent_config,
+    check_agent_file,
+    check_driver,
+    init_dir,
+    write_agent_config,
+    write_sample_config,
+)
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
-from gateway.streams.status import source_freshness
+from gateway.streams.status import broker_link, source_freshness
+from gateway.timefmt import depot_zone, local, zone_line
 from gateway.writeback.flush import flush_writeback
 
 
@@ -70,9 +81,10 @@ def gateway() -> None:
 @click.option("--dir", "directory", type=click.Path(path_type=Path), required=True)
 @click.option("--depot", default="depot-1", show_default=True)
 @click.option("--port", default=1883, show_default=True, help="Managed Mosquitto's port.")
-def init(directory: Path, depot: str, port: int) -> None:
+@click.option("--force", is_flag=True, help="Replace the files of a depot already in DIR.")
+def init(directory: Path, depot: str, port: int, force: bool) -> None:
     """Write gateway.toml, an example mapping, the store and dispatch.toml into DIR."""
-    written = init_dir(directory, depot=depot, port=port, now=_now())
+    written = init_dir(directory, depot=depot, port=port, now=_now(), force=force)
     for path in written:
         click.echo(f"wrote {path}")
 
@@ -84,12 +96,13 @@ def init(directory: Path, depot: str, port: int) -> None:
 @click.option("--seed", default=1, show_default=True)
 @click.option("--depot", default="depot-1", show_default=True)
 @click.option("--port", default=1883, show_default=True, help="Managed Mosquitto's port.")
+@click.option("--force", is_flag=True, help="Replace a depot or export already in OUT.")
 @json_option
 def sample(out: Path, drivers: int, orders: int, seed: int, depot: str, port: int,
-           as_json: bool) -> None:
+           force: bool, as_json: bool) -> None:
     """Generate a realistic FoxPro export with a few dirty rows, and a gateway.toml for it."""
     info = write_sample_config(out, drivers=drivers, orders=orders, seed=seed, depot=depot,
-                               port=port, now=_now())
+                               port=port, now=_now(), force=force)
     if as_json:
         _emit(info)
         return
@@ -277,15 +290,28 @@ def sources(config_path: Path, as_json: bool) -> None:
     cfg, store = _open(config_path)
     with store:
         rows = source_freshness(store, cfg)
+        link = broker_link(store)
     if as_json:
+        if link is not None:  # the broker as gateway run last saw it, a row of kind "broker"
+            rows.append({"name": "broker", "source": "broker", "kind": "broker",
+                         "mode": link["state"], "url": link["url"], "since": link["since"],
+                         "last_error": link["problem"]})
         _emit(rows)
         return
     now = _now()
+    zone = depot_zone(cfg)
+    click.echo(zone_line(zone, now))  # every time below is in the depot's zone
+    if link is not None:
+        state = link["state"].upper() if link["state"] != "connected" else "connected"
+        click.echo(f"broker {link['url']}: {state} since {local(link['since'], zone)}"
+                   + (f": {link['problem']}" if link["problem"] else "")
+                   + " (as gateway run last recorded it)")
     for r in rows:
         click.echo(
-            f"{r['name']} ({r['kind']}, {r['mode']}): as of {r['as_of'] or 'never'} "
+            f"{r['name']} ({r['kind']}, {r['mode']}): as of "
+            f"{local(r['as_of'], zone) if r['as_of'] else 'never'} "
             f"({_age(r['as_of'], now)}), cadence {r['cadence'] or 'none'}, last run "
-            f"{r['last_run_status'] or 'never'} at {r['last_run_at'] or '-'}: "
+            f"{r['last_run_status'] or 'never'} at {local(r['last_run_at'], zone)}: "
             f"{r['rows_read']} read, {r['rows_changed']} changed, {r['rows_quarantined']} "
             f"quarantined" + (f"; last error: {r['last_error']}" if r["last_error"] else "")
             if r["status"] != "suspect" else
@@ -330,12 +356,40 @@ def conflicts(config_path: Path, as_json: bool) -> None:
             for c in found
         ])
         return
+    zone = depot_zone(_cfg)
+    click.echo(zone_line(zone, now))  # every time below is in the depot's zone
     for c in found:
-        sides = "; ".join(f"{k.source} says {k.value!r} (as of {k.as_of:%Y-%m-%d %H:%M}, "
+        sides = "; ".join(f"{k.source} says {k.value!r} (as of {local(k.as_of, zone)}, "
                           f"{_age(k.as_of.isoformat(), now)})" for k in c.candidates)
         hold = " — ESCALATED, stop on hold" if c.escalated else ""
         click.echo(f"{c.order_id} {c.field}: {sides}{hold}")
     click.echo(f"{len(found)} open conflict(s)")
+
+
+@gateway.command()
+@config_option
+@click.option("--open", "only_open", is_flag=True, help="Only those not dismissed yet.")
+@json_option
+def refused(config_path: Path, only_open: bool, as_json: bool) -> None:
+    """Driver events the gateway kept but did not apply, with device, driver, order, action,
+    reason and time; a result for an order that moved to another driver is a moved_result."""
+    cfg, store = _open(config_path)
+    with store:
+        events = DeviceStore(store).refused_events()
+    if only_open:
+        events = [e for e in events if e.dismissed_at is None]
+    if as_json:
+        _emit([e.__dict__ for e in events])
+        return
+    zone = depot_zone(cfg)
+    click.echo(zone_line(zone, _now()))
+    for e in events:
+        kind = "RESULT FOR A MOVED ORDER" if e.kind == "moved_result" else "refused"
+        seen = f"; dismissed {local(e.dismissed_at, zone)}" if e.dismissed_at else ""
+        click.echo(f"{local(e.at, zone)} {e.device} (driver {e.driver}) {e.action} {e.order_id}"
+                   f": {kind}: {e.reason}{seen}")
+    moved = sum(1 for e in events if e.kind == "moved_result")
+    click.echo(f"{len(events)} refused event(s), {moved} result(s) for moved orders")
 
 
 @gateway.command()
@@ -404,25 +458,39 @@ def devices() -> None:
 @click.option("--driver", required=True, help="The driver id the tablet shows the route of.")
 @click.option("--agent-config", "agent_config", type=click.Path(path_type=Path), default=None,
               help="Write the tablet's config file here.")
+@click.option("--force", is_flag=True,
+              help="Register a driver the depot does not know yet; replace another device's "
+                   "--agent-config file.")
 @config_option
-def devices_add(device: str, driver: str, agent_config: Path | None, config_path: Path) -> None:
+def devices_add(device: str, driver: str, agent_config: Path | None, force: bool,
+                config_path: Path) -> None:
     """Register DEVICE for a driver; write the one file the tablet needs."""
     from gateway.streams.views import sync_driver  # +19 ms to every command
     from sync.topics import check_segment
 
     check_segment(device, "device")
     cfg, store = _open(config_path)
+    # every refusal before registering: it leaves nothing half-done
     if agent_config is not None:
-        check_agent_config(cfg)  # before registering: a refusal leaves nothing half-done
+        check_agent_file(agent_config, device=device, force=force)
+        check_agent_config(cfg)
     with store:
+        if not force:
+            check_driver(cfg, store, driver)
         with store.transaction():
             known = DeviceStore(store).get(device)
-            password = known.password if known else secrets.token_urlsafe(18)
+            # the store keeps only a hash: a tablet's file can be written only with a new
+            # password (the old file stops working); without --agent-config a registered
+            # device keeps its credential and is only bound to the driver
+            password = (secrets.token_urlsafe(18) if known is None or agent_config is not None
+                        else None)
             DeviceStore(store).add(device, driver, password, _now())
-            store.audit(_now(), "cli", "device-add", device=device, driver=driver)
+            store.audit(_now(), _who(), "device-add", device=device, driver=driver)
         sync_driver(store, driver, cfg.merge_policy(), _now())
+        _apply(cfg, store)
     click.echo(f"device {device} bound to driver {driver}")
     if agent_config is not None:
+        assert password is not None  # issued above for every --agent-config
         written = write_agent_config(agent_config, cfg, device=device, driver=driver,
                                      password=password)
         click.echo(f"wrote {agent_config} (keep it private: it holds the device's credential)")
@@ -431,17 +499,102 @@ def devices_add(device: str, driver: str, agent_config: Path | None, config_path
                        "config)")
 
 
+def _who() -> str:
+    """Who ran a command, for the audit log: ``cli:`` and the OS account."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"cli:uid-{os.getuid()}"
+
+
+def _apply(cfg: GatewayConfig, store: Store) -> None:
+    """Make a registry change take effect: the broker's files rewritten from the store, and a
+    running ``gateway run`` told (SIGUSR1: it reloads the broker and drops what must go)."""
+    from gateway.runner import tell_running_gateway, write_broker_files
+
+    write_broker_files(cfg, store)
+    pid = tell_running_gateway(cfg)
+    if pid is not None:
+        click.echo(f"the running gateway (pid {pid}) applies it now")
+    else:
+        click.echo("no gateway runs here: it applies it when it starts (a running one checks "
+                   "every 5 s)")
+
+
+@devices.command("revoke")
+@click.argument("device")
+@config_option
+def devices_revoke(device: str, config_path: Path) -> None:
+    """Revoke DEVICE at once: its broker identity, live connection, session and stream go;
+    anything it still sends is refused and counted. `rotate` gives it a new credential."""
+    cfg, store = _open(config_path)
+    with store:
+        with store.transaction():
+            DeviceStore(store).revoke(device, _now())
+            store.audit(_now(), _who(), "device-revoke", device=device)
+        _apply(cfg, store)
+    click.echo(f"device {device} revoked")
+
+
+@devices.command("rotate")
+@click.argument("device")
+@click.option("--agent-config", "agent_config", type=click.Path(path_type=Path), required=True,
+              help="Write the tablet's new config file here.")
+@config_option
+def devices_rotate(device: str, agent_config: Path, config_path: Path) -> None:
+    """Issue DEVICE a new credential (its config file at OUT); the old one stops working and
+    its connection and session are dropped. A revoked device is active again."""
+    cfg, store = _open(config_path)
+    check_agent_config(cfg)
+    password = secrets.token_urlsafe(18)
+    with store:
+        with store.transaction():
+            found = DeviceStore(store).rotate(device, password, _now())
+            store.audit(_now(), _who(), "device-rotate", device=device)
+        written = write_agent_config(agent_config, cfg, device=device, driver=found.driver,
+                                     password=password)
+        _apply(cfg, store)
+    click.echo(f"device {device}: new credential in {agent_config} (keep it private); "
+               "the old one no longer works")
+    for extra in written[1:]:
+        click.echo(f"wrote {extra} (the certificate the tablet trusts; copy it with the config)")
+
+
+@devices.command("bind")
+@click.argument("device")
+@click.option("--driver", required=True, help="The driver the tablet now belongs to.")
+@config_option
+def devices_bind(device: str, driver: str, config_path: Path) -> None:
+    """Move DEVICE to another driver: the old route leaves the tablet, the new one arrives;
+    actions it made before and has not yet had acknowledged still count for the old route."""
+    from gateway.streams.views import sync_driver
+
+    cfg, store = _open(config_path)
+    with store:
+        with store.transaction():
+            old = DeviceStore(store).get(device)
+            found = DeviceStore(store).bind(device, driver, _now())
+            store.audit(_now(), _who(), "device-bind", device=device, driver=driver,
+                        previous=None if old is None else old.driver)
+        sync_driver(store, driver, cfg.merge_policy(), _now())
+        _apply(cfg, store)
+    click.echo(f"device {device} bound to driver {found.driver}")
+
+
 @devices.command("list")
 @config_option
 @json_option
 def devices_list(config_path: Path, as_json: bool) -> None:
-    """Registered devices, their drivers, stream positions and presence."""
+    """Registered devices: driver, state (active/revoked), last change, stream positions,
+    presence."""
     _cfg, store = _open(config_path)
     with store:
         ds = DeviceStore(store)
         statuses = ds.statuses()
         rows: list[dict[str, Any]] = [
-            {"device": d.device, "driver": d.driver, "created_at": d.created_at,
+            {"device": d.device, "driver": d.driver, "state": d.state,
+             "created_at": d.created_at, "changed_at": d.changed_at,
+             "previous_driver": d.previous_driver, "rebound_at": d.rebound_at,
              "last_seq": ds.bounds(d.device)[1], "applied_seq": ds.applied(d.device),
              "status": statuses.get(d.device)}
             for d in ds.all()
@@ -451,8 +604,9 @@ def devices_list(config_path: Path, as_json: bool) -> None:
         return
     for r in rows:
         online = (r["status"] or {}).get("online")
+        state = "REVOKED" if r["state"] == "revoked" else ("online" if online else "offline")
         click.echo(f"{r['device']}: driver {r['driver']}, seq {r['applied_seq']}/{r['last_seq']}"
-                   f", {'online' if online else 'offline'}")
+                   f", {state}")
 
 
 # --- running -----------------------------------------------------------------------------
@@ -465,9 +619,21 @@ def run(config_path: Path, no_scheduler: bool) -> None:
     """Run the gateway: managed Mosquitto (unless broker.url is set), MQTT, the scheduler."""
     import signal
 
-    from gateway.runner import GatewayRunner  # the service, paho, apscheduler: +131 ms
+    from gateway.private import write_private
+    from gateway.runner import (  # the service, paho, apscheduler: +131 ms
+        GatewayRunner,
+        exposed_secrets,
+        pid_file,
+    )
 
     cfg = load_config(config_path)
+    warning = exposed_secrets(cfg, config_path)
+    if warning:
+        click.echo(f"crossdock: warning: {warning}", err=True)
+    # one gateway per store: a second one says who runs and exits 1 (the kernel drops the lock
+    # when this process ends, however it ends)
+    lock = StoreLock(cfg.db_path, holder="gateway run")
+    lock.acquire()
     runner = GatewayRunner(cfg, scheduler=not no_scheduler)
 
     def _stop(_sig: int, _frame: object) -> None:
@@ -475,10 +641,16 @@ def run(config_path: Path, no_scheduler: bool) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    runner.start()
-    where = cfg.broker.url or f"managed mosquitto on {runner.host}:{runner.port}"
-    click.echo(f"gateway for depot {cfg.depot} running ({where}); Ctrl-C stops it", err=True)
+    signal.signal(signal.SIGUSR1, lambda _sig, _frame: runner.wake())
+    pid = pid_file(cfg)
     try:
+        runner.start()
+        write_private(pid, f"{os.getpid()}\n")
+        where = cfg.broker.url or f"managed mosquitto on {runner.host}:{runner.port}"
+        click.echo(f"gateway for depot {cfg.depot} running ({where}); Ctrl-C stops it",
+                   err=True)
         runner.run_forever()
     finally:
         runner.stop()
+        pid.unlink(missing_ok=True)
+        lock.release()

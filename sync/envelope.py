@@ -158,17 +158,21 @@ class Refusal(Frozen):
 
 
 class Ack(Frozen):
-    """Events the gateway stored durably: ``event_ids`` applied, ``refused`` turned down (with
-    the reason). The tablet may forget both from its outbox; it keeps a refusal on screen until
-    the driver dismisses it. At least one of the two is not empty."""
+    """Events the gateway handled: ``event_ids`` stored durably (the tablet may forget them);
+    ``refused`` turned down, with the reason (the tablet forgets them from its outbox and keeps
+    the refusal on screen until the driver dismisses it); ``delayed`` received but held back,
+    the device being over its event rate (they stay in the tablet's outbox and are acked once
+    handled, about ``retry_after_s`` from now). At least one of the three is not empty."""
 
     event_ids: tuple[str, ...] = ()
     refused: tuple[Refusal, ...] = ()
+    delayed: tuple[str, ...] = ()
+    retry_after_s: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
-    def _not_empty(self) -> Ack:
-        if not self.event_ids and not self.refused:
-            raise ValueError("an ack names at least one event (event_ids or refused)")
+    def _says_something(self) -> Ack:
+        if not self.event_ids and not self.refused and not self.delayed:
+            raise ValueError("an ack names at least one event (event_ids, refused or delayed)")
         return self
 
 

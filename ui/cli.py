@@ -2,7 +2,9 @@
 
 A desktop window for trying the tablet (the Android build is packaging's). Kivy is set up
 before it is imported: ``KIVY_NO_ARGS`` (it must not read crossdock's arguments), the window's
-size for the orientation asked for, and Kivy's logging left to Python's.
+size for the orientation asked for, and Kivy's logging left to Python's. Like ``agent run`` it
+holds the tablet store's lock (``agent.lock.StoreLock``) while it runs: a second tablet or agent
+on the same store says who holds it and exits 1, before any window opens.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import click
 
 from agent.config import load_config
+from agent.lock import StoreLock
 
 SIZES = {"landscape": (1280, 800), "portrait": (800, 1280)}
 
@@ -40,7 +43,9 @@ def prepare_kivy(width: int, height: int) -> None:
 def tablet(config_path: Path, orientation: str) -> None:
     """The driver's tablet: the agent and its screens in one process."""
     config = load_config(config_path)  # a bad file fails here, before a window opens
-    prepare_kivy(*SIZES[orientation])
-    from ui.app import run_tablet
+    # one agent per tablet store, as `agent run` holds it: a second one says who runs, exit 1
+    with StoreLock(config.db, holder="crossdock tablet"):
+        prepare_kivy(*SIZES[orientation])
+        from ui.app import run_tablet
 
-    run_tablet(config)
+        run_tablet(config)

@@ -13,6 +13,7 @@ dropped; the next message is handled as usual.
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import json
 import logging
@@ -25,13 +26,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import GatewayConfig
-from gateway.errors import CommandError
+from gateway.errors import CommandError, StoreError
 from gateway.store.checkpointer import Checkpointer
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore, Entry
 from gateway.streams import commands
+from gateway.streams.limits import DEFERRED_MAX, EVENT_BURST, EVENT_RATE_PER_S, TokenBucket
+from gateway.streams.link import Link, LinkMaker
 from gateway.streams.mqtt import LinkSettings, MqttLink
-from gateway.streams.status import source_freshness
+from gateway.streams.status import record_link, source_freshness
 from gateway.streams.views import refresh
 from gateway.streams.watch import Handed, Repaired, Watcher
 from gateway.streams.wire import (
@@ -142,7 +145,12 @@ class GatewayService:
         tick_s: float = 1.0,
         coalesce_s: float = COALESCE_S,
         ingest_settle_s: float = INGEST_SETTLE_S,
+        event_rate: float = EVENT_RATE_PER_S,
+        event_burst: int = EVENT_BURST,
+        link: LinkMaker = MqttLink,
     ) -> None:
+        """``link`` builds the broker link (``MqttLink`` to ``host:port`` unless a test
+        passes another, e.g. the in-memory broker's)."""
         self.cfg = cfg
         self.topics = Topics(cfg.depot)
         self.clock = clock
@@ -158,6 +166,11 @@ class GatewayService:
         self._data_version: int | None = None
         self._published: dict[str, int] = {}  # device -> highest seq published (or known)
         self.snapshot_part_chars = SNAPSHOT_PART_CHARS
+        self.event_rate, self.event_burst = event_rate, event_burst
+        self._buckets: dict[str, TokenBucket] = {}  # device -> its driver-event rate
+        # device -> events over its rate, held (driver, event), with their ids
+        self._deferred: dict[str, collections.deque[tuple[str, DriverEventMsg]]] = {}
+        self._deferred_ids: dict[str, set[str]] = {}
         self._held: dict[str, list[Entry]] = {}  # device -> entries waiting for its interval
         self._sent_at: dict[str, float] = {}  # device -> monotonic time of its last stream send
         self._queue: queue.Queue[_Message | _Refresh | _Call | None] = queue.Queue()
@@ -171,14 +184,19 @@ class GatewayService:
         self._watchers: list[Watcher] = []
         self._repairing = False  # in _resync: what is handed is a repair
         self.ready = threading.Event()
+        self.fatal: StoreError | None = None
+        """Set when the worker ended because the store cannot be written at all."""
         will = encode(self._status_msg(online=False, counters={}, sources=()))
-        self.link = MqttLink(
-            LinkSettings(host=host, port=port, client_id=f"crossdock-gateway-{cfg.depot}",
+        self.link: Link = link(
+            # the broker makes the username the client id (use_username_as_clientid)
+            LinkSettings(host=host, port=port,
+                         client_id=username or f"crossdock-gateway-{cfg.depot}",
                          username=username, password=password),
             subscriptions=[self.topics.all_outboxes, self.topics.all_device_status,
                            self.topics.commands],
-            on_message=lambda t, p: self._queue.put(_Message(t, p)),
+            on_message=self.receive,
             on_connect=lambda: self._queue.put(_Refresh("connect")),
+            on_problem=self._link_problem,
             will=(self.topics.gateway_status, will),
         )
 
@@ -195,6 +213,11 @@ class GatewayService:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.link.stop()
+
+    def receive(self, topic: str, payload: bytes) -> None:
+        """A message as the MQTT link hands it in (any topic, any bytes): handled on the worker
+        thread in order. The fuzz tests call it directly, without a broker."""
+        self._queue.put(_Message(topic, payload))
 
     def request_refresh(self, reason: str = "ingest") -> None:
         self._queue.put(_Refresh(reason))
@@ -243,6 +266,8 @@ class GatewayService:
                 try:
                     if item is not _WATCH:
                         self._handle(store, item)
+                    if self._deferred:
+                        self._release_deferred(store)
                     now = time.monotonic()
                     if self._refresh_at is not None and now >= self._refresh_at:
                         self._refresh_and_publish(store)
@@ -255,6 +280,14 @@ class GatewayService:
                             self._refresh_and_publish(store)
                     self._watch(store)
                     self._flush(store, self._due())
+                except StoreError as exc:
+                    if not exc.fatal:
+                        log.exception("gateway worker: %r failed", item)
+                        continue
+                    # the store cannot be written at all: every message after this one would
+                    # fail the same way; the worker ends and ``gateway run`` stops with the line
+                    self.fatal = exc
+                    break
                 except Exception:  # the worker must outlive any one bad input
                     log.exception("gateway worker: %r failed", item)
                     try:
@@ -269,9 +302,27 @@ class GatewayService:
                 except Exception:
                     log.exception("gateway worker: could not send the held stream entries")
                 self._publish_status(store, online=False)
+                if self.fatal is None:
+                    self._record_link(store, None, self.clock(), state="stopped")
+            except StoreError as exc:
+                log.error("gateway worker: last status not sent: %s", exc)
             finally:
                 checkpointer.stop()
                 store.close()
+
+    # --- the broker link's state, for `gateway sources` -----------------------------------
+
+    def _link_problem(self, problem: str | None) -> None:
+        """From paho's thread: recorded by the worker (never waited for)."""
+        now = self.clock()
+        self._queue.put(_Call(lambda store: self._record_link(store, problem, now),
+                              threading.Event(), []))
+
+    def _record_link(self, store: Store, problem: str | None, now: _dt.datetime,
+                     state: str | None = None) -> None:
+        record_link(store, url=self.link.where, now=now,
+                    state=state or ("connected" if problem is None else "not connected"),
+                    problem=problem)
 
     # --- dispatching inputs -------------------------------------------------------------
 
@@ -336,6 +387,10 @@ class GatewayService:
         if registered is None:
             self._unauthorized(store, topic, f"device {device} is not registered")
             return
+        if registered.revoked:  # sent before the broker dropped it, or by a broker not ours
+            self._unauthorized(store, topic, f"device {device} is revoked")
+            self._count(store, "revoked_messages")
+            return
         if env.origin != device:
             self._unauthorized(store, topic, f"origin {env.origin!r} is not device {device}")
             return
@@ -350,7 +405,8 @@ class GatewayService:
                 self._count(store, "outdated_devices")
         elif topic == self.topics.outbox(device):
             if isinstance(env, DriverEventMsg):
-                self._driver_event(store, device, registered.driver, env)
+                # made before a re-bind: checked against the route the tablet had then
+                self._limited_event(store, device, registered.driver_at(env.body.at), env)
             elif isinstance(env, ResyncMsg):
                 self._resync(store, device, env.body.after)
             elif isinstance(env, AppliedMsg):
@@ -372,12 +428,52 @@ class GatewayService:
 
     # --- driver events ------------------------------------------------------------------
 
+    def _limited_event(self, store: Store, device: str, driver: str, env: DriverEventMsg
+                       ) -> None:
+        """``_driver_event`` within the device's event rate (``gateway.streams.limits``); an
+        event over it is held, and the tablet told (an ack with ``delayed``), never dropped."""
+        now = time.monotonic()
+        bucket = self._buckets.get(device)
+        if bucket is None:
+            bucket = self._buckets[device] = TokenBucket.full(self.event_rate,
+                                                              self.event_burst, now)
+        if device not in self._deferred and bucket.take(now):
+            self._driver_event(store, device, driver, env)
+            return
+        held = self._deferred.setdefault(device, collections.deque())
+        ids = self._deferred_ids.setdefault(device, set())
+        event_id = env.body.event_id
+        if event_id in ids:  # a resend of one held already: it is answered when handled
+            return
+        if len(held) >= DEFERRED_MAX:  # not acked: it stays in the outbox, resent later
+            self._count(store, "rate_limited_events", "rate_limited_unheld")
+            return
+        held.append((driver, env))
+        ids.add(event_id)
+        self._count(store, "rate_limited_events")
+        self._publish(self.topics.acks(device), AckMsg(
+            v=1, kind="ack", id=f"delayed-{event_id}", origin="gateway", hlc=self._hlc(store),
+            body=Ack(delayed=(event_id,),
+                     retry_after_s=round(len(held) / self.event_rate + bucket.wait_s(), 1))))
+
+    def _release_deferred(self, store: Store) -> None:
+        """Handle held events as their devices' rates allow (after every input)."""
+        now = time.monotonic()
+        for device in list(self._deferred):
+            held, bucket = self._deferred[device], self._buckets[device]
+            while held and bucket.take(now):
+                driver, env = held.popleft()
+                self._deferred_ids[device].discard(env.body.event_id)
+                self._driver_event(store, device, driver, env)
+            if not held:
+                del self._deferred[device]
+
     def _driver_event(self, store: Store, device: str, driver: str, env: DriverEventMsg) -> None:
         event = env.body
         now = self.clock()
         devices = DeviceStore(store)
         with store.transaction(durable=True):  # acknowledged below: the tablet forgets it
-            outcome = devices.event_outcome(event.event_id)
+            outcome = devices.event_outcome(device, event.event_id)  # per device
             if outcome is None:
                 if event.action == "dismiss":
                     outcome = _dismiss(devices, device, event, now)
@@ -597,10 +693,12 @@ class GatewayService:
         if isinstance(plan, Replay):
             self._publish_entries(store, device, devices.entries(device, plan.first, plan.last))
             self._sent_at[device] = time.monotonic()
+            self._count(store, "replays")  # a repair served: gateway/status shows how many
             return "replay"
         if isinstance(plan, SendSnapshot):
             with store.transaction():
                 seq, bodies = devices.snapshot(device)
+                devices.bump("snapshots")
             self._published[device] = max(self._published.get(device, 0), seq)
             hlc = self._hlc(store)
             parts = snapshot_parts(bodies, self.snapshot_part_chars)
@@ -651,6 +749,7 @@ class GatewayService:
             for row in source_freshness(store, self.cfg)
         )
         counters = DeviceStore(store).counters()
+        counters.update(DeviceStore(store).refused_counts())  # from the events kept, not bumps
         msg = self._status_msg(online=online, counters=counters, sources=sources)
         self.link.publish(self.topics.gateway_status, encode(msg), retain=True)
 
@@ -675,10 +774,10 @@ class GatewayService:
 def _dismiss(devices: DeviceStore, device: str, event: DriverEvent, now: _dt.datetime) -> str:
     """A driver saw a refusal: recorded against the refused event it names, same device only."""
     target = event.dismisses or ""  # never empty: DriverEvent requires it with dismiss
-    named = devices.event_of(target)
-    if named is None or named[0] != device:
+    outcome = devices.event_outcome(device, target)  # event ids are unique per device
+    if outcome is None:
         return f"refused: no event {target} of device {device} to dismiss"
-    if named[1] == "applied":
+    if outcome == "applied":
         return f"refused: event {target} was applied, not refused"
     devices.record_dismissal(target, device, event.event_id, now)
     return "applied"

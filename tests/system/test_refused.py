@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from click.testing import CliRunner
 
 from agent.cli import agent as agent_cli
 from agent.service import Agent
 from gateway.store.devices import DeviceStore
 from tests.system.depot import Depot, agent_config, wait_for, write_agent_config
-
-pytestmark = pytest.mark.broker
 
 
 def _refused_offline(depot: Depot, *, app_version: str | None) -> tuple[Agent, str]:
@@ -24,7 +21,8 @@ def _refused_offline(depot: Depot, *, app_version: str | None) -> tuple[Agent, s
     assert wait_for(lambda: len(tab.route()) == 2, 20)
     tab.stop()
     depot.agents.remove(tab)
-    offline = Agent(agent_config(depot, "tab-7", "7"), app_version=app_version)
+    offline = Agent(agent_config(depot, "tab-7", "7"), app_version=app_version,
+                    transport=depot.transport)
     event_id = offline.act("deliver", "X")
     depot.export([("X", "8", 1, "PLANNED"), ("Y", "7", 2, "PLANNED")])
     assert wait_for(lambda: "X" not in depot.service.call(
@@ -41,7 +39,8 @@ def test_refused_action_is_kept_with_its_reason_until_dismissed(depot: Depot) ->
     assert tab.pending() == []
     [refused] = tab.refused()
     assert (refused.event_id, refused.order_id, refused.action) == (event_id, "X", "deliver")
-    assert refused.reason == "order X is not on driver 7's route"
+    assert refused.reason == ("result for an order that moved to another driver: delivered X "
+                              "by driver 7, now on driver 8's route")
     assert refused.dismissed_at is None
 
     config = write_agent_config(depot, "tab-7-copy", "7")  # state reads the same SQLite file
@@ -63,7 +62,7 @@ def test_refused_action_is_kept_with_its_reason_until_dismissed(depot: Depot) ->
             "SELECT device, dismissal_id FROM dismissals WHERE event_id=?", (event_id,)
         ).fetchone()
         assert tuple(row) == ("tab-7", dismissal)
-        assert DeviceStore(store).event_of(dismissal) == ("tab-7", "applied")
+        assert DeviceStore(store).event_outcome("tab-7", dismissal) == "applied"
 
 
 def test_an_older_tablet_gets_a_plain_ack_for_a_refused_action(depot: Depot) -> None:
@@ -71,6 +70,6 @@ def test_an_older_tablet_gets_a_plain_ack_for_a_refused_action(depot: Depot) -> 
     assert tab.pending() == []
     assert tab.refused() == []  # it heard "stored", as 0.2 gateways told it
     with depot.store() as store:
-        outcome = DeviceStore(store).event_of(event_id)
-        assert outcome is not None and outcome[1].startswith("refused: ")
+        outcome = DeviceStore(store).event_outcome("tab-7", event_id)
+        assert outcome is not None and outcome.startswith("refused: ")
         assert DeviceStore(store).counters()["refused_events"] == 1

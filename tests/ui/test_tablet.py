@@ -273,6 +273,8 @@ def test_a_refused_action_shows_its_reason_and_stays_until_dismissed(
         depot: Depot, kiosk: Kiosk, clock: SteppedClock) -> None:
     from gateway.store.devices import DeviceStore as Devices
 
+    moved = ("Reason: result for an order that moved to another driver: delivered ORD-001 by "
+             "driver 7, now on driver 8's route")
     depot.export(rows())
     tab, root = _tablet(depot, kiosk, clock)
     assert kiosk.until(lambda: len(tab.route()) == 5)
@@ -296,16 +298,16 @@ def test_a_refused_action_shows_its_reason_and_stays_until_dismissed(
         lambda store: Devices(store).route("7")), 20)
     offline.start()
     assert kiosk.until(lambda: offline.refused() != [], 30)
-    assert kiosk.until(lambda: _shown(root, "Reason: order ORD-001 is not on driver 7's route"))
+    assert kiosk.until(lambda: _shown(root, moved))
     assert kiosk.until(lambda: _shown(root, "Refused (1)"))
     root.show("route")
     assert kiosk.until(lambda: "refused by the depot" in _texts(_row(root, "ORD-001")))
     kiosk.tap(_button(root, "Refused (1)"))
-    assert _shown(root, "Reason: order ORD-001 is not on driver 7's route")
+    assert _shown(root, moved)
     kiosk.shoot(root, "refused")
     root.show("route")
     root.show("refused")  # it stays: navigation, refreshes and ages do not drop it
-    assert _shown(root, "Reason: order ORD-001 is not on driver 7's route")
+    assert _shown(root, moved)
     kiosk.tap(_button(root, "Dismiss (I have seen this)"))
     assert kiosk.until(lambda: _shown(root, "Nothing refused."))
     assert offline.refused() == []

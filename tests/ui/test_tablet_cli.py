@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from agent.config import load_config
+from agent.lock import StoreLock
 from crossdock_cli import cli
 from gateway.broker.process import ManagedBroker
 from gateway.store.devices import DeviceStore
@@ -36,6 +38,20 @@ def test_a_missing_config_is_one_line_and_exit_1_before_any_window(tmp_path: Pat
         f"crossdock: agent config {tmp_path / 'nope.toml'}: no such file"]
 
 
+def test_a_store_held_by_an_agent_is_one_line_and_exit_1_before_any_window(
+        tmp_path: Path) -> None:
+    config = tmp_path / "tab-7.toml"
+    config.write_text('depot = "test-depot"\ndevice = "tab-7"\ndriver = "7"\n'
+                      'db = "tab-7.sqlite"\n\n[broker]\nhost = "127.0.0.1"\nport = 1\n',
+                      encoding="utf-8")
+    db = load_config(config).db
+    with StoreLock(db, holder="agent run"):
+        result = CliRunner().invoke(cli, ["tablet", "--config", str(config)])
+    assert result.exit_code == 1
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"crossdock: {db} is in use by agent run (pid {os.getpid()}, since ")
+
+
 @pytest.mark.ui
 @pytest.mark.broker
 def test_tablet_runs_agent_and_window_until_sigterm(
@@ -57,6 +73,10 @@ def test_tablet_runs_agent_and_window_until_sigterm(
     try:
         assert wait_for(lambda: online() is True, 60), (tmp_path / "tablet.log").read_text()
         assert proc.poll() is None  # the window is open
+        # it holds the tablet's store as `agent run` does: a second agent is told who runs
+        second = CliRunner().invoke(cli, ["agent", "run", "--config", str(config)])
+        assert second.exit_code == 1
+        assert f"is in use by crossdock tablet (pid {proc.pid}, since " in second.output
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, (tmp_path / "tablet.log").read_text()
     finally:
