@@ -145,13 +145,19 @@ def _button(root: Any, label: str) -> Any:
     return found[0]
 
 
-def _row(root: Any, order_id: str) -> Any:
+def _row_now(root: Any, order_id: str) -> Any | None:
+    """The order's row on the route screen, None while the screen has not drawn it (yet)."""
     from ui.screens import StopRowView
 
     rows = [w for w in root.walk(restrict=True)
             if isinstance(w, StopRowView) and w.order_id == order_id]
-    assert rows, f"no row for {order_id} on the route screen"
-    return rows[0]
+    return rows[0] if rows else None
+
+
+def _row(root: Any, order_id: str) -> Any:
+    row = _row_now(root, order_id)
+    assert row is not None, f"no row for {order_id} on the route screen"
+    return row
 
 
 def test_tapping_delivered_records_one_outbox_row_pending_then_sent(
@@ -160,7 +166,8 @@ def test_tapping_delivered_records_one_outbox_row_pending_then_sent(
     tab, root = _tablet(depot, kiosk, clock)
     assert kiosk.until(lambda: len(tab.route()) == 5)
     assert kiosk.until(lambda: _shown(root, "5 stops"))
-    assert kiosk.until(lambda: "window missed" in _texts(_row(root, "ORD-004")))
+    assert kiosk.until(lambda: (r := _row_now(root, "ORD-004")) is not None
+                       and "window missed" in _texts(r))
     kiosk.shoot(root, "route")
 
     kiosk.tap(_row(root, "ORD-002"))
@@ -177,7 +184,7 @@ def test_tapping_delivered_records_one_outbox_row_pending_then_sent(
     assert kiosk.until(lambda: any("delivered at" in t and t.endswith("sent")
                                    for t in _texts(root)))
     root.show("route")
-    assert kiosk.until(lambda: _row(root, "ORD-002").status == "delivered")
+    assert kiosk.until(lambda: getattr(_row_now(root, "ORD-002"), "status", "") == "delivered")
 
 
 def _card_texts(root: Any) -> list[str]:
@@ -192,8 +199,8 @@ def test_an_incoming_conflict_shows_on_route_and_conflict_screens_then_holds(
 
     reply = depot.dispatch(action="cancel", order_id="ORD-003")  # the customer called dispatch
     assert reply.body.ok, reply.body.reason
-    assert kiosk.until(lambda: any(t == "conflict: status" for t in _texts(_row(root,
-                                                                               "ORD-003"))))
+    assert kiosk.until(lambda: (r := _row_now(root, "ORD-003")) is not None
+                       and "conflict: status" in _texts(r))
     assert _row(root, "ORD-003").status == "sources disagree"
     assert _shown(root, "Conflicts (1)")
     kiosk.shoot(root, "route-conflict")
@@ -225,7 +232,8 @@ def test_an_incoming_conflict_shows_on_route_and_conflict_screens_then_holds(
     clock.advance(minutes=31)
     assert kiosk.until(lambda: any("on hold" in t for t in _card_texts(root)))
     root.show("route")
-    assert kiosk.until(lambda: _row(root, "ORD-003").status == "on hold — confirm with dispatch")
+    assert kiosk.until(lambda: getattr(_row_now(root, "ORD-003"), "status", "")
+                       == "on hold — confirm with dispatch")
     assert "hold — confirm with dispatch" in _texts(_row(root, "ORD-003"))
     kiosk.tap(_row(root, "ORD-003"))
     assert _shown(root, "On hold — confirm with dispatch before you act")
@@ -301,7 +309,8 @@ def test_a_refused_action_shows_its_reason_and_stays_until_dismissed(
     assert kiosk.until(lambda: _shown(root, moved))
     assert kiosk.until(lambda: _shown(root, "Refused (1)"))
     root.show("route")
-    assert kiosk.until(lambda: "refused by the depot" in _texts(_row(root, "ORD-001")))
+    assert kiosk.until(lambda: (r := _row_now(root, "ORD-001")) is not None
+                       and "refused by the depot" in _texts(r))
     kiosk.tap(_button(root, "Refused (1)"))
     assert _shown(root, moved)
     kiosk.shoot(root, "refused")
