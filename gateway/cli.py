@@ -370,24 +370,66 @@ def devices_list(config_path: Path, as_json: bool) -> None:
 @gateway.command()
 @config_option
 @click.option("--no-scheduler", is_flag=True, help="Serve MQTT only; ingest with `ingest`.")
-def run(config_path: Path, no_scheduler: bool) -> None:
-    """Run the gateway: managed Mosquitto (unless broker.url is set), MQTT, the scheduler."""
+@click.option("--shadow", is_flag=True,
+              help="Ingest and merge, record what tablets would get; start no broker, send "
+                   "nothing (read it with `gateway report`).")
+def run(config_path: Path, no_scheduler: bool, shadow: bool) -> None:
+    """Run the gateway: managed Mosquitto (unless broker.url is set), MQTT, the scheduler,
+    and the dispatch board when [board] is configured."""
     import signal
+    import threading
 
     from gateway.runner import GatewayRunner
+    from gateway.shadow import ShadowRunner
 
     cfg = load_config(config_path)
-    runner = GatewayRunner(cfg, scheduler=not no_scheduler)
+    runner: GatewayRunner | ShadowRunner
+    if shadow:
+        if no_scheduler:
+            raise ConfigError("--shadow ingests on the scheduler: drop --no-scheduler")
+        runner = ShadowRunner(cfg)
+    else:
+        runner = GatewayRunner(cfg, scheduler=not no_scheduler)
+    board = None
+    if cfg.board is not None:
+        from gateway.board import BoardServer
+
+        board = BoardServer(cfg, config_path=config_path)
+    stopped = threading.Event()
 
     def _stop(_sig: int, _frame: object) -> None:
+        stopped.set()
         runner.stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     runner.start()
-    where = cfg.broker.url or f"managed mosquitto on {runner.host}:{runner.port}"
-    click.echo(f"gateway for depot {cfg.depot} running ({where}); Ctrl-C stops it", err=True)
     try:
-        runner.run_forever()
+        if board is not None:
+            board.start()
+            click.echo(f"dispatch board on {board.url}", err=True)
+        if isinstance(runner, ShadowRunner):
+            click.echo(f"gateway for depot {cfg.depot} in SHADOW mode: ingesting and merging, "
+                       "sending nothing to tablets; Ctrl-C stops it", err=True)
+            while not stopped.wait(5):
+                pass
+        else:
+            where = cfg.broker.url or f"managed mosquitto on {runner.host}:{runner.port}"
+            click.echo(f"gateway for depot {cfg.depot} running ({where}); Ctrl-C stops it",
+                       err=True)
+            runner.run_forever()
     finally:
+        if board is not None:
+            board.stop()
         runner.stop()
+
+
+def _board_commands() -> None:
+    from gateway.board_cli import proposals, report, users
+
+    gateway.add_command(users)
+    gateway.add_command(proposals)
+    gateway.add_command(report)
+
+
+_board_commands()

@@ -1,0 +1,62 @@
+"""A small depot on disk for the board's tests: gateway.toml with ``[board]``, a FoxPro export,
+its mapping, a store ingested and merged, a login, and helpers that make a conflict or a held
+proposal the way the gateway does (its command functions, not SQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from gateway import commands
+from gateway.accountstore import AccountStore
+from gateway.config import GatewayConfig, load_config
+from gateway.devicestore import DeviceStore
+from gateway.ingest.pipeline import ingest_source
+from gateway.store import Store
+from gateway.views import refresh, sync_driver
+from sync.envelope import AssignCommand
+from tests.system.depot import MAPPING, write_orders
+
+PASSWORD = "correct horse"
+ROWS = [("O-1", "D1", 1, "PLANNED"), ("O-2", "D1", 2, "PLANNED"), ("O-3", "D2", 1, "PLANNED")]
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def write_depot(root: Path, *, broker: tuple[str, int] = ("127.0.0.1", 1883),
+                board_port: int = 8080, rows: list[tuple[str, str, int, str]] | None = None
+                ) -> GatewayConfig:
+    (root / "export").mkdir(parents=True, exist_ok=True)
+    (root / "legacy.mapping.toml").write_text(MAPPING, encoding="utf-8")
+    (root / "gateway.toml").write_text(
+        f'depot = "test-depot"\ndb = "gateway.sqlite"\n\n[broker]\n'
+        f'url = "mqtt://{broker[0]}:{broker[1]}"\n\n'
+        f'[board]\nhost = "127.0.0.1"\nport = {board_port}\n\n'
+        '[[sources]]\nname = "legacy"\nkind = "foxpro"\npath = "export/orders.dbf"\n'
+        'mapping = "legacy.mapping.toml"\n', encoding="utf-8")
+    write_orders(root / "export" / "orders.dbf", rows or ROWS)
+    cfg = load_config(root / "gateway.toml")
+    with Store(cfg.db_path) as store:
+        ingest_source(store, cfg, cfg.sources[0], now=now)
+        refresh(store, cfg.merge_policy(), now())
+        AccountStore(store).add_user("anna", PASSWORD, now())
+    return cfg
+
+
+def add_device(cfg: GatewayConfig, device: str, driver: str) -> None:
+    with Store(cfg.db_path) as store:
+        with store.transaction():
+            DeviceStore(store).add(device, driver, "pw-" + device, now())
+        sync_driver(store, driver, cfg.merge_policy(), now())
+
+
+def dispatch_assign(cfg: GatewayConfig, order_id: str, driver: str, command_id: str) -> None:
+    """A dispatcher's plain ``assign`` (no override): where legacy differs, a conflict."""
+    with Store(cfg.db_path) as store:
+        with store.transaction():
+            commands.assign(store, AssignCommand(action="assign", order_id=order_id,
+                                                 driver=driver, client="cli"),
+                            command_id=command_id, policy=cfg.merge_policy(), now=now())
+        refresh(store, cfg.merge_policy(), now())

@@ -1,0 +1,201 @@
+"""The board's routes through Starlette's TestClient: logins, sessions, CSRF, what every route
+answers without a session, the sections it shows, and an action handed to the command path."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from gateway.accountstore import AccountStore, check_password, hash_password
+from gateway.board import Board, Reply, create_app
+from gateway.config import GatewayConfig
+from gateway.shadow import depot_zone
+from gateway.store import Store
+from tests.board.depotfiles import PASSWORD, dispatch_assign, now, write_depot
+
+ROUTES = [("GET", "/"), ("GET", "/events"), ("GET", "/report"), ("GET", "/api/state"),
+          ("GET", "/api/report"), ("GET", "/static/board.js"),
+          ("GET", "/confirm/resolve?order_id=O-1&field=driver&choose=x"),
+          ("POST", "/act/resolve"), ("POST", "/act/approve"), ("POST", "/logout")]
+
+
+class Recorder:
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, person: str, body: dict[str, Any]) -> Reply:
+        self.sent.append((person, body))
+        return self.reply
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> GatewayConfig:
+    return write_depot(tmp_path / "depot")
+
+
+def make_client(cfg: GatewayConfig, reply: Reply | None = None) -> tuple[TestClient, Recorder]:
+    recorder = Recorder(reply or Reply(True, "", {"resolution_id": "resolve:x"}))
+    board = Board(cfg, zone=depot_zone(cfg), commands=recorder)
+    return TestClient(create_app(board), base_url="http://127.0.0.1:8080"), recorder
+
+
+def login(client: TestClient, name: str = "anna", password: str = PASSWORD) -> Any:
+    page = client.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token is not None
+    return client.post("/login", data={"csrf": token.group(1), "name": name,
+                                       "password": password}, follow_redirects=False)
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+def test_password_hashes_are_salted_scrypt_and_check_only_the_right_password() -> None:
+    one, two = hash_password("pw-12345678"), hash_password("pw-12345678")
+    assert one != two and one.startswith("scrypt$")
+    assert check_password("pw-12345678", one)
+    assert not check_password("pw-12345679", one)
+    assert not check_password("pw-12345678", "md5$whatever")
+
+
+def test_the_store_keeps_no_password_and_no_session_token(cfg: GatewayConfig) -> None:
+    client, _ = make_client(cfg)
+    response = login(client)
+    token = response.cookies.get("crossdock_board")
+    assert token
+    raw = Path(cfg.db_path).read_bytes() + Path(str(cfg.db_path) + "-wal").read_bytes()
+    assert PASSWORD.encode() not in raw and token.encode() not in raw
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_route_refuses_a_request_without_a_session(cfg: GatewayConfig, method: str,
+                                                         path: str) -> None:
+    dispatch_assign(cfg, "O-1", "D2", "c1")  # something to leak, if a route leaked
+    client, recorder = make_client(cfg)
+    response = client.request(method, path, follow_redirects=False,
+                              data={"csrf": "x", "proposal_id": "p", "order_id": "O-1",
+                                    "field": "driver", "choose": "legacy"} if method == "POST"
+                              else None)
+    if response.status_code == 303:
+        assert response.headers["location"] == "/login"
+    else:
+        assert response.status_code == 401
+    assert "O-1" not in response.text and "conflict" not in response.text.lower()
+    assert recorder.sent == []
+
+
+def test_a_forged_or_expired_cookie_is_no_session(cfg: GatewayConfig) -> None:
+    client, _ = make_client(cfg)
+    client.cookies.set("crossdock_board", "made-up")
+    assert client.get("/api/state").status_code == 401
+
+
+def test_a_wrong_password_and_an_unknown_name_are_refused(cfg: GatewayConfig) -> None:
+    client, _ = make_client(cfg)
+    wrong = login(client, password="not the password")
+    assert wrong.status_code == 401 and "Wrong name or password" in wrong.text
+    assert "crossdock_board" not in wrong.cookies
+    assert login(client, name="nobody").status_code == 401
+    assert client.get("/api/state").status_code == 401
+
+
+def test_login_without_its_form_token_is_refused(cfg: GatewayConfig) -> None:
+    client, _ = make_client(cfg)
+    response = client.post("/login", data={"name": "anna", "password": PASSWORD},
+                           follow_redirects=False)
+    assert response.status_code == 403
+
+
+def test_the_session_cookie_is_httponly_and_samesite_strict(cfg: GatewayConfig) -> None:
+    client, _ = make_client(cfg)
+    response = login(client)
+    assert response.status_code == 303
+    header = response.headers["set-cookie"].lower()
+    assert "httponly" in header and "samesite=strict" in header
+
+
+def test_the_board_shows_a_conflict_with_both_sides_and_the_zone(cfg: GatewayConfig) -> None:
+    dispatch_assign(cfg, "O-1", "D2", "c1")
+    client, _ = make_client(cfg)
+    login(client)
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "Europe/Berlin" in page.text
+    section = page.text.split('id="conflicts"')[1].split("</section>")[0]
+    assert "O-1" in section and "legacy" in section and "dispatch" in section
+    assert ">D1<" in section and ">D2<" in section and "old</span>" in section
+    state = client.get("/api/state").json()
+    (conflict,) = state["conflicts"]
+    assert {c["source"]: c["value"] for c in conflict["candidates"]} == {"legacy": "D1",
+                                                                          "dispatch": "D2"}
+
+
+def test_an_action_without_the_session_csrf_token_is_refused(cfg: GatewayConfig) -> None:
+    dispatch_assign(cfg, "O-1", "D2", "c1")
+    client, recorder = make_client(cfg)
+    login(client)
+    response = client.post("/act/resolve", data={"order_id": "O-1", "field": "driver",
+                                                 "choose": "legacy", "csrf": "forged"})
+    assert response.status_code == 403
+    assert recorder.sent == []
+
+
+def test_an_action_from_another_origin_is_refused(cfg: GatewayConfig) -> None:
+    client, recorder = make_client(cfg)
+    login(client)
+    csrf = csrf_of(client.get("/").text)
+    response = client.post("/act/approve", data={"proposal_id": "p", "csrf": csrf},
+                           headers={"Origin": "http://evil.example"})
+    assert response.status_code == 403 and recorder.sent == []
+
+
+def test_a_confirmed_resolve_is_sent_in_the_persons_name(cfg: GatewayConfig) -> None:
+    dispatch_assign(cfg, "O-1", "D2", "c1")
+    client, recorder = make_client(cfg)
+    login(client)
+    claim = client.get("/api/state").json()["conflicts"][0]["candidates"][0]["claim_id"]
+    confirm = client.get("/confirm/resolve", params={"order_id": "O-1", "field": "driver",
+                                                     "choose": claim})
+    assert confirm.status_code == 200 and "You choose" in confirm.text
+    assert recorder.sent == []  # looking is not acting
+    done = client.post("/act/resolve", data={"order_id": "O-1", "field": "driver",
+                                             "choose": claim, "csrf": csrf_of(confirm.text)})
+    assert done.status_code == 200 and "Done: resolve" in done.text
+    assert recorder.sent == [("anna", {"action": "resolve", "order_id": "O-1",
+                                       "field": "driver", "choose": claim})]
+
+
+def test_a_refusal_shows_the_gateways_reason(cfg: GatewayConfig) -> None:
+    client, _ = make_client(cfg, Reply(False, "stale proposal p: already approved", {}))
+    login(client)
+    csrf = csrf_of(client.get("/").text)
+    response = client.post("/act/approve", data={"proposal_id": "p", "csrf": csrf})
+    assert response.status_code == 409
+    assert "stale proposal p: already approved" in response.text
+
+
+def test_logout_ends_the_session(cfg: GatewayConfig) -> None:
+    client, _ = make_client(cfg)
+    login(client)
+    csrf = csrf_of(client.get("/").text)
+    assert client.post("/logout", data={"csrf": csrf}, follow_redirects=False
+                       ).status_code == 303
+    assert client.get("/api/state").status_code == 401
+    with Store(cfg.db_path) as store:
+        assert store.audit_log(2)[0]["action"] == "logout"
+
+
+def test_a_new_password_ends_the_old_sessions(cfg: GatewayConfig) -> None:
+    client, _ = make_client(cfg)
+    login(client)
+    with Store(cfg.db_path) as store:
+        AccountStore(store).add_user("anna", "another password", now(), replace=True)
+    assert client.get("/api/state").status_code == 401
