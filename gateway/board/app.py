@@ -51,7 +51,7 @@ from starlette.routing import Route
 
 from gateway.accountstore import AccountStore, Session
 from gateway.board.hub import Hub
-from gateway.board.state import age_text, board_state, local, words
+from gateway.board.state import age_text, board_state, cadence_words, local, words
 from gateway.config import GatewayConfig
 from gateway.dispatch import DispatchConfig, send_command
 from gateway.errors import CommandError
@@ -95,6 +95,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True)
     env.filters["words"] = words
     env.filters["age"] = age_text
+    env.filters["cadence"] = cadence_words
     return env
 
 
@@ -163,7 +164,7 @@ _HEADERS = {
                                " connect-src 'self'; form-action 'self'; frame-ancestors 'none';"
                                " base-uri 'none'",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer makes Chromium send Origin: null
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }
@@ -285,6 +286,8 @@ def create_app(board: Board) -> Starlette:
                             return
                         yield ": still here\n\n"
                         continue
+                    if not payload:  # the server is stopping
+                        return
                     yield f"event: sections\ndata: {payload}\n\n"
             finally:
                 board.hub.unsubscribe(key)

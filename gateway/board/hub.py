@@ -67,6 +67,14 @@ class Hub:
         with self._lock:
             self._subs.pop(key, None)
 
+    def end_streams(self) -> None:
+        """Tell every open event stream to end (the server is stopping)."""
+        with self._lock:
+            subs = list(self._subs.values())
+        for loop, q in subs:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(q.put_nowait, "")
+
     @property
     def subscribers(self) -> int:
         return len(self._subs)

@@ -104,6 +104,7 @@ class BoardServer:
             self.board.hub.stop()
 
     def stop(self) -> None:
+        self.board.hub.end_streams()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

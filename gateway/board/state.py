@@ -33,6 +33,23 @@ def words(value: Any) -> str:
     return str(value)
 
 
+def cadence_words(cadence: str | None) -> str:
+    """A source's cadence as a dispatcher says it: ``0 0 * * *`` -> ``nightly at 00:00``,
+    ``30 6 * * *`` -> ``daily at 06:30``, ``*/5 * * * *`` -> ``every 5 min``; anything else
+    as written (``no cadence`` for none)."""
+    if not cadence:
+        return "no cadence"
+    parts = cadence.split()
+    if len(parts) == 5 and parts[2:] == ["*", "*", "*"]:
+        minute, hour = parts[0], parts[1]
+        if minute.isdigit() and hour.isdigit():
+            at = f"{int(hour):02d}:{int(minute):02d}"
+            return f"nightly at {at}" if int(hour) < 5 else f"daily at {at}"
+        if minute.startswith("*/") and hour == "*" and minute[2:].isdigit():
+            return f"every {int(minute[2:])} min"
+    return cadence
+
+
 def age_text(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 90:

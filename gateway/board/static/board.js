@@ -4,6 +4,7 @@
 (function () {
   "use strict";
   var live = document.getElementById("live");
+  var zone = document.body.getAttribute("data-zone") || undefined;
   var offset = 0; // gateway clock minus this browser's clock, ms
   window.boardVersion = 0;
 
@@ -51,7 +52,8 @@
     if (data.at) { offset = Date.parse(data.at) - Date.now(); }
     window.boardVersion = data.version;
     tick();
-    say("Live updates: on, last change " + new Date().toLocaleTimeString());
+    var at = data.at ? new Date(Date.parse(data.at)) : new Date();
+    say("Live updates: on, last change " + at.toLocaleTimeString("en-GB", {timeZone: zone}));
   }
 
   if (window.EventSource) {
