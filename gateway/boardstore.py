@@ -17,6 +17,29 @@ from typing import Any
 
 from gateway.devicestore import DeviceStore
 from gateway.store import Store
+from sync.model import OrderView
+
+_IN_CONFLICT = "body LIKE '%\"state\":\"conflict\"%'"
+CONFLICT_INDEX = ("CREATE INDEX IF NOT EXISTS views_conflicts ON views(order_id) "
+                  f"WHERE {_IN_CONFLICT}")
+"""A partial index of the views with an open conflict: the board reads them at every redraw,
+and a scan of every view's body took 110 ms at 5,000 stops (0.07 ms with it). Keeping it costs
+a view write one LIKE over its body: a refresh of 10,000 changes to 10,000 stops took 3.25-3.62
+s CPU with it, 3.33-3.52 s without (three runs each). ``conflict_views`` below uses it; the
+query's WHERE must stay the index's, word for word, or SQLite scans again."""
+
+
+def ensure_indexes(store: Store) -> None:
+    """Create the board's index on the gateway's views (once; a scan of the views)."""
+    store.conn.execute(CONFLICT_INDEX)
+
+
+def conflict_views(store: Store) -> list[OrderView]:
+    """The views with an open conflict, by order id (``Store.conflict_views``, indexed)."""
+    rows = store.conn.execute(
+        f"SELECT body FROM views WHERE {_IN_CONFLICT} ORDER BY order_id").fetchall()
+    return [OrderView.model_validate_json(r[0]) for r in rows]
+
 
 PROPOSAL_STATES = ("pending", "shadow", "approved", "rejected", "expired", "applied-at-expiry")
 

@@ -33,6 +33,10 @@ commented example; ``crossdock gateway sample`` writes one pointing at a generat
     [writeback]
     kind = "dbf"              # csv | dbf | odbc
     path = "import"
+
+    [board]                   # the dispatch board, served by `gateway run`
+    host = "127.0.0.1"        # beyond loopback: certfile and keyfile (HTTPS) are required
+    port = 8080
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gateway.boardstore import conflict_views, ensure_indexes
 from gateway.config import GatewayConfig
 from gateway.devicestore import Entry
 from gateway.errors import ConfigError
@@ -62,7 +63,7 @@ def record_refresh(store: Store, cfg: GatewayConfig, entries: dict[str, list[Ent
     new = 0
     with store.transaction():
         shadow.record_sends(now, {d: [e.order_id for e in es] for d, es in entries.items()})
-        for view in store.conflict_views():
+        for view in conflict_views(store):
             for c in view.conflicts():
                 new += shadow.record_conflict(ShadowConflict(
                     c.order_id, c.field, c.opened_at.isoformat(), now.isoformat(),
@@ -97,6 +98,7 @@ class ShadowRunner:
 
         with Store(self.cfg.db_path) as store:  # the tables exist before the first report
             ShadowStore(store)
+            ensure_indexes(store)
         sched = GatewayScheduler(self.cfg, clock=self.clock, on_run=self.on_run)
         sched.start()
         self._scheduler = sched

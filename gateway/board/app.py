@@ -52,6 +52,7 @@ from starlette.routing import Route
 from gateway.accountstore import AccountStore, Session
 from gateway.board.hub import Hub
 from gateway.board.state import age_text, board_state, cadence_words, local, words
+from gateway.boardstore import ensure_indexes
 from gateway.config import GatewayConfig
 from gateway.dispatch import DispatchConfig, send_command
 from gateway.errors import CommandError
@@ -114,6 +115,8 @@ class Board:
         self.env = _environment()
         self._local = threading.local()
         self.hub = Hub(cfg.db_path, self.render_sections, clock=self.clock, poll_s=poll_s)
+        with Store(cfg.db_path) as store:
+            ensure_indexes(store)
 
     def store(self) -> Store:
         """This thread's Store (SQLite connections belong to one thread)."""

@@ -74,7 +74,7 @@ def local(value: str | _dt.datetime | None, zone: ZoneInfo) -> str:
 
 
 def board_state(store: Store, cfg: GatewayConfig, now: _dt.datetime) -> dict[str, Any]:
-    views = store.conflict_views()
+    views = boardstore.conflict_views(store)
     conflicts = []
     for view in views:
         for c in view.conflicts():
