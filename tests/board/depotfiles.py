@@ -60,3 +60,29 @@ def dispatch_assign(cfg: GatewayConfig, order_id: str, driver: str, command_id: 
                                                  driver=driver, client="cli"),
                             command_id=command_id, policy=cfg.merge_policy(), now=now())
         refresh(store, cfg.merge_policy(), now())
+
+
+def fetch(url: str, path: str, *, method: str = "GET", form: dict[str, str] | None = None,
+          cafile: Path | None = None) -> tuple[int, dict[str, str], str]:
+    """One plain HTTP(S) request, no redirects followed: (status, headers, text)."""
+    import http.client
+    import ssl
+    from urllib.parse import urlencode, urlsplit
+
+    parts = urlsplit(url)
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=10,
+                                           context=ssl.create_default_context(
+                                               cafile=None if cafile is None else str(cafile)))
+    else:
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        body = None if form is None else urlencode(form)
+        headers = {} if form is None else {"Content-Type": "application/x-www-form-urlencoded"}
+        conn.request(method, path, body, headers)
+        response = conn.getresponse()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                response.read().decode("utf-8", "replace"))
+    finally:
+        conn.close()

@@ -3,6 +3,8 @@ answers without a session, the sections it shows, and an action handed to the co
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from gateway.board import Board, Reply, create_app
 from gateway.config import GatewayConfig
 from gateway.shadow import depot_zone
 from gateway.store import Store
-from tests.board.depotfiles import PASSWORD, dispatch_assign, now, write_depot
+from tests.board.depotfiles import PASSWORD, dispatch_assign, fetch, now, write_depot
 
 ROUTES = [("GET", "/"), ("GET", "/events"), ("GET", "/report"), ("GET", "/api/state"),
           ("GET", "/api/report"), ("GET", "/static/board.js"),
@@ -199,3 +201,70 @@ def test_a_new_password_ends_the_old_sessions(cfg: GatewayConfig) -> None:
     with Store(cfg.db_path) as store:
         AccountStore(store).add_user("anna", "another password", now(), replace=True)
     assert client.get("/api/state").status_code == 401
+
+
+def test_an_escalated_conflict_says_the_stop_is_on_hold_in_words(cfg: GatewayConfig) -> None:
+    from gateway.views import refresh
+
+    dispatch_assign(cfg, "O-1", "D2", "c1")
+    with Store(cfg.db_path) as store:  # past the deadline: escalated, as the tick does
+        refresh(store, cfg.merge_policy(), now() + dt.timedelta(minutes=31))
+    client, _ = make_client(cfg)
+    login(client)
+    section = client.get("/").text.split('id="conflicts"')[1].split("</section>")[0]
+    assert "ESCALATED — stop on hold" in section and "passed" in section
+
+
+def test_an_override_is_confirmed_with_the_driver_typed_and_sent_as_override(
+        cfg: GatewayConfig) -> None:
+    dispatch_assign(cfg, "O-1", "D2", "c1")
+    client, recorder = make_client(cfg, Reply(True, "", {"resolution_id": "override:x"}))
+    login(client)
+    confirm = client.get("/confirm/assign", params={"order_id": "O-1"})
+    assert confirm.status_code == 200
+    assert 'id="driver"' in confirm.text and "legacy D1" in confirm.text
+    done = client.post("/act/assign", data={"order_id": "O-1", "driver": "D3",
+                                            "csrf": csrf_of(confirm.text)})
+    assert done.status_code == 200
+    assert recorder.sent == [("anna", {"action": "assign", "order_id": "O-1", "driver": "D3",
+                                       "override": True})]
+
+
+def test_refused_driver_actions_show_with_their_reason(cfg: GatewayConfig) -> None:
+    from gateway.devicestore import DeviceStore
+
+    with Store(cfg.db_path) as store, store.transaction():
+        DeviceStore(store).record_event(
+            "ev-9", "tab-1", "O-3", "deliver", json.dumps({"event_id": "ev-9"}),
+            "refused: order O-3 is not on driver D1's route", now())
+    client, _ = make_client(cfg)
+    login(client)
+    section = client.get("/").text.split('id="refused"')[1].split("</section>")[0]
+    assert "tab-1" in section and "O-3" in section and "deliver" in section
+    assert "order O-3 is not on driver D1&#39;s route" in section
+
+
+def test_the_board_serves_https_with_the_depots_certificate_beyond_loopback(
+        tmp_path: Path) -> None:
+    from gateway.board import BoardServer
+    from gateway.broker import free_port
+    from gateway.config import load_config
+    from gateway.tls import make_self_signed
+
+    write_depot(tmp_path / "depot")
+    files = make_self_signed(tmp_path / "depot", ["127.0.0.1"], common_name="board")
+    toml = tmp_path / "depot" / "gateway.toml"
+    toml.write_text(toml.read_text().replace(
+        'host = "127.0.0.1"\nport = 8080',
+        f'host = "0.0.0.0"\nport = {free_port()}\ncertfile = "{files.certfile.name}"\n'
+        f'keyfile = "{files.keyfile.name}"'))
+    server = BoardServer(load_config(toml))
+    server.start()
+    try:
+        assert server.url.startswith("https://")
+        url = server.url.replace("0.0.0.0", "127.0.0.1")
+        status, headers, _text = fetch(url, "/login", cafile=files.certfile)
+        assert status == 200
+        assert "secure" in headers["set-cookie"].lower()
+    finally:
+        server.stop()

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gateway.accountstore import AccountStore
@@ -25,6 +24,7 @@ from gateway.ingest.pipeline import ingest_source
 from gateway.service import GatewayService
 from gateway.store import Store
 from tests.board.conftest import Optimizer, Shots
+from tests.board.depotfiles import fetch
 from tests.system.depot import Depot, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.board, pytest.mark.slow]
@@ -211,17 +211,16 @@ ROUTES = ["/", "/events", "/report", "/api/state", "/api/report", "/static/board
 def test_every_route_and_the_event_stream_refuse_a_request_without_a_session(
         chromium: Any, depot: BoardDepot) -> None:
     depot.dispatch(action="assign", order_id="O-1", driver="D2")
-    with httpx.Client(base_url=depot.board.url, follow_redirects=False, timeout=10) as client:
-        for path in ROUTES:
-            response = client.get(path)
-            assert response.status_code in (303, 401), path
-            assert "O-1" not in response.text, path
-            if response.status_code == 303:
-                assert response.headers["location"] == "/login", path
-        for path in ("/act/resolve", "/act/approve", "/act/assign", "/logout"):
-            response = client.post(path, data={"order_id": "O-1", "field": "driver",
-                                               "choose": "legacy", "csrf": "x"})
-            assert response.status_code == 401, path
+    for path in ROUTES:
+        status, headers, text = fetch(depot.board.url, path)
+        assert status in (303, 401), path
+        assert "O-1" not in text, path
+        if status == 303:
+            assert headers["location"] == "/login", path
+    for path in ("/act/resolve", "/act/approve", "/act/assign", "/logout"):
+        status, _headers, _text = fetch(depot.board.url, path, method="POST", form={
+            "order_id": "O-1", "field": "driver", "choose": "legacy", "csrf": "x"})
+        assert status == 401, path
     with depot.store() as store:  # nothing was sent in anyone's name
         assert not [e for e in store.audit_log() if e["action"] == "resolve"]
     # a browser's EventSource without a session: refused, never a stream
