@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from crossdock_cli import cli
@@ -98,3 +99,32 @@ def test_board_without_a_board_table_says_what_to_add(tmp_path: Path) -> None:
     toml.write_text(toml.read_text().replace('[board]\nhost = "127.0.0.1"\nport = 8080\n', ""))
     code, _out, err = run("board", "--config", path)
     assert code == 1 and "no [board] table" in err
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_gateway_run_serves_the_board_when_board_is_configured(tmp_path: Path) -> None:
+    from gateway.broker import free_port
+    from tests.board.depotfiles import fetch
+    from tests.system.test_cli_depot import sample, spawn, stop, until
+
+    config = sample(tmp_path, orders=10, drivers=2)
+    port = free_port()
+    with config.open("a", encoding="utf-8") as f:
+        f.write(f'\n[board]\nhost = "127.0.0.1"\nport = {port}\n')
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return fetch(url, "/login")[0] == 200
+        except OSError:
+            return False
+
+    for args in (("gateway", "run", "--config", str(config)), ("board", "--config", str(config))):
+        proc = spawn(tmp_path / "run.log", *args)
+        try:
+            assert until(answers, timeout=60), (tmp_path / "run.log").read_text()
+            assert fetch(url, "/api/state")[0] == 401
+        finally:
+            stop(proc)
+        assert proc.returncode in (0, -15), (tmp_path / "run.log").read_text()
