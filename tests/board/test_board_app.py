@@ -17,7 +17,14 @@ from gateway.board import Board, Reply, create_app
 from gateway.config import GatewayConfig
 from gateway.shadow import depot_zone
 from gateway.store import Store
-from tests.board.depotfiles import PASSWORD, dispatch_assign, fetch, now, write_depot
+from tests.board.depotfiles import (
+    PASSWORD,
+    add_device,
+    dispatch_assign,
+    fetch,
+    now,
+    write_depot,
+)
 
 ROUTES = [("GET", "/"), ("GET", "/events"), ("GET", "/report"), ("GET", "/api/state"),
           ("GET", "/api/report"), ("GET", "/static/board.js"),
@@ -233,6 +240,8 @@ def test_an_override_is_confirmed_with_the_driver_typed_and_sent_as_override(
 def test_refused_driver_actions_show_with_their_reason(cfg: GatewayConfig) -> None:
     from gateway.devicestore import DeviceStore
 
+    add_device(cfg, "tab-1", "D1")
+    add_device(cfg, "tab-2", "D2")
     with Store(cfg.db_path) as store, store.transaction():
         DeviceStore(store).record_event(
             "ev-9", "tab-1", "O-3", "deliver", json.dumps({"event_id": "ev-9"}),
@@ -242,6 +251,11 @@ def test_refused_driver_actions_show_with_their_reason(cfg: GatewayConfig) -> No
     section = client.get("/").text.split('id="refused"')[1].split("</section>")[0]
     assert "tab-1" in section and "O-3" in section and "deliver" in section
     assert "order O-3 is not on driver D1&#39;s route" in section
+    tablets = client.get("/api/state").json()["tablets"]
+    acked = {t["device"]: t["last_event_at"] for t in tablets}
+    assert acked["tab-1"] is not None and acked["tab-2"] is None
+    page = client.get("/").text.split('id="tablets"')[1].split("</section>")[0]
+    assert "none yet" in page and "s old" in page
 
 
 def test_the_board_serves_https_with_the_depots_certificate_beyond_loopback(
