@@ -31,7 +31,8 @@ and RSS/PSS and CPU of the processes.
 With ``--boards N`` the crossdock run is done twice in the same run, on the same store: first
 with no board open, then with the dispatch board served from the gateway's process (as
 ``gateway run`` serves it) and ``N`` boards logged in and holding its event stream open (one
-client process, ``bench._boards``); the second run's changes are new ETAs again. The table
+client process, ``bench._boards``); the second run's changes are new ETAs again
+(``--boards-first``: the run with boards first, to see what the order itself does). The table
 gives both ratios to raw paho, and how often the board redrew and what that took.
 """
 
@@ -377,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--boards", type=int, default=0,
                     help="also run crossdock with this many dispatch boards open (e.g. 20)")
+    ap.add_argument("--boards-first", action="store_true",
+                    help="with --boards: the run with boards open first, then the one without")
     args = ap.parse_args(argv)
     if args.agents < 1 or args.changes < 1 or args.orders < 1:
         ap.error("--agents, --orders and --changes must be positive")
@@ -395,9 +398,14 @@ def main(argv: list[str] | None = None) -> int:
                 raw = run_raw(broker.host, broker.port, work / "raw", subscribers=args.agents,
                               messages=args.changes, size=size)
                 print(f"  raw: {raw['received']:.0f} received, {raw['rate']:.0f} msgs/s")
-            cd = run_crossdock(gw, broker.host, broker.port, work / "cd", args)
             with_boards: dict[str, Any] | None = None
-            if args.boards > 0:
+            if args.boards > 0 and args.boards_first:
+                print(f"  with {args.boards} dispatch boards open first")
+                with_boards = run_crossdock(gw, broker.host, broker.port, work / "cd-boards",
+                                            args, boards=args.boards)
+            cd = run_crossdock(gw, broker.host, broker.port, work / "cd", args,
+                               offset=args.changes if with_boards is not None else 0)
+            if args.boards > 0 and not args.boards_first:
                 print(f"  again with {args.boards} dispatch boards open")
                 with_boards = run_crossdock(gw, broker.host, broker.port, work / "cd-boards",
                                             args, boards=args.boards, offset=args.changes)

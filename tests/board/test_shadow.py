@@ -23,7 +23,7 @@ from tests.board.conftest import Optimizer, Shots
 from tests.board.depotfiles import now
 from tests.system.test_cli_depot import crossdock, sample, spawn, stop, until
 
-pytestmark = [pytest.mark.broker, pytest.mark.slow]
+pytestmark = [pytest.mark.broker, pytest.mark.board, pytest.mark.slow]
 
 LIVE_OPTIMIZER = """
 [[sources]]
