@@ -394,7 +394,7 @@ def run(config_path: Path, no_scheduler: bool, shadow: bool) -> None:
     if cfg.board is not None:
         from gateway.board import BoardServer
 
-        board = BoardServer(cfg, config_path=config_path)
+        board = BoardServer(cfg, config_path=config_path, shadow=shadow)
     stopped = threading.Event()
 
     def _stop(_sig: int, _frame: object) -> None:

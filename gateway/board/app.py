@@ -105,12 +105,13 @@ class Board:
 
     def __init__(self, cfg: GatewayConfig, *, zone: ZoneInfo, commands: Commands,
                  clock: Callable[[], _dt.datetime] | None = None, secure: bool = False,
-                 poll_s: float = 0.2) -> None:
+                 poll_s: float = 0.2, shadow: bool = False) -> None:
         self.cfg = cfg
         self.zone = zone
         self.commands = commands
         self.clock = clock or (lambda: _dt.datetime.now(_dt.UTC))
         self.secure = secure
+        self.shadow = shadow
         self.hours = cfg.board.session_hours if cfg.board is not None else 12.0
         self.env = _environment()
         self._local = threading.local()
@@ -139,7 +140,8 @@ class Board:
 
         offset = now.astimezone(zone).strftime("%Z, UTC%z")
         return {"now": now, "zone": zone.key, "zone_detail": f"{offset[:-2]}:{offset[-2:]}",
-                "when": when, "depot": self.cfg.depot, "age_of": _age_of(now), **extra}
+                "when": when, "depot": self.cfg.depot, "age_of": _age_of(now),
+                "shadow": self.shadow, **extra}
 
     def render_sections(self, store: Store, now: _dt.datetime
                         ) -> tuple[dict[str, str], dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from gateway.board.app import Board, Commands, create_app, mqtt_commands
+from gateway.board.app import Board, Commands, Reply, create_app, mqtt_commands
 from gateway.config import BoardSection, GatewayConfig
 from gateway.dispatch import DispatchConfig, load_dispatch_config
 from gateway.errors import ConfigError
@@ -32,7 +32,7 @@ class BoardServer:
     def __init__(self, cfg: GatewayConfig, *, config_path: Path | None = None,
                  commands: Commands | None = None,
                  clock: Callable[[], _dt.datetime] | None = None,
-                 port: int | None = None, poll_s: float = 0.2) -> None:
+                 port: int | None = None, poll_s: float = 0.2, shadow: bool = False) -> None:
         self.cfg = cfg
         section = cfg.board or BoardSection()
         self.host = section.host
@@ -42,11 +42,13 @@ class BoardServer:
         for path in (self.certfile, self.keyfile):
             if path is not None and not path.is_file():
                 raise ConfigError(f"board: cannot read {path}")
-        if commands is None:  # as `crossdock dispatch --config gateway.toml` sends them
+        if shadow:  # no broker runs: say so at once instead of waiting for a reply
+            commands = _shadow_commands
+        elif commands is None:  # as `crossdock dispatch --config gateway.toml` sends them
             commands = mqtt_commands(_dispatch_of(cfg) if config_path is None
                                      else load_dispatch_config(config_path))
         self.board = Board(cfg, zone=depot_zone(cfg), commands=commands, clock=clock,
-                           secure=self.certfile is not None, poll_s=poll_s)
+                           secure=self.certfile is not None, poll_s=poll_s, shadow=shadow)
         self.app = create_app(self.board)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -110,6 +112,11 @@ class BoardServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.board.hub.stop()
+
+
+def _shadow_commands(_person: str, _body: dict[str, Any]) -> Reply:
+    return Reply(False, "the gateway runs in shadow mode (gateway run --shadow): it sends "
+                 "nothing, so the board takes no actions", {})
 
 
 def _dispatch_of(cfg: GatewayConfig) -> DispatchConfig:

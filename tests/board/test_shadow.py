@@ -119,7 +119,7 @@ def test_a_shadow_run_reports_the_conflicts_a_normal_run_opens_and_sends_nothing
     cfg = load_config(shadow)
     with Store(cfg.db_path) as store:
         AccountStore(store).add_user("anna", "correct horse", now())
-    board = BoardServer(cfg, port=free_port())
+    board = BoardServer(cfg, port=free_port(), shadow=True)  # as `gateway run --shadow` serves it
     board.start()
     try:
         page = chromium.new_page(viewport={"width": 1366, "height": 768})
@@ -128,10 +128,14 @@ def test_a_shadow_run_reports_the_conflicts_a_normal_run_opens_and_sends_nothing
         page.fill("#password", "correct horse")
         with page.expect_navigation():
             page.click("button[type=submit]")
+        assert "SHADOW MODE" in page.inner_text("body")
+        refused = board.board.commands("anna", {"action": "approve", "proposal_id": "x"})
+        assert not refused.ok and "shadow mode" in refused.reason
         page.goto(board.url + "/report")
         body = page.inner_text("main")
         assert "would-be conflict" in body and "legacy vs optimizer" in body
         assert moved[0][0] in body and "DRV-OPT" in body
+        assert f"The conflicts a normal run would have opened ({len(normal)})" in body
         shots.take(page, "board-report", "main")
         page.close()
     finally:
