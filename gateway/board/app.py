@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import hmac
+import logging
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from importlib.resources import files
@@ -59,11 +61,42 @@ from gateway.errors import CommandError
 from gateway.shadow import report
 from gateway.store import Store
 
+log = logging.getLogger(__name__)
+
 SESSION_COOKIE = "crossdock_board"
 LOGIN_COOKIE = "crossdock_login"
 SECTIONS = ("summary", "conflicts", "proposals", "refused", "tablets", "sources", "quarantine",
             "audit")
 HEARTBEAT_S = 15.0
+LOGIN_FAILURES = 5
+"""Wrong passwords for one name (or from one address) within ``LOGIN_WINDOW_S`` before its
+logins are refused for that long: scrypt alone would let a guesser on the depot's network try
+a few dozen a second."""
+LOGIN_WINDOW_S = 300.0
+
+
+class _Throttle:
+    """Failed logins per key (a name, an address), in memory: a restart forgets them."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def blocked(self, keys: list[str], now: float) -> bool:
+        with self._lock:
+            return any(len([t for t in self._failures.get(k, []) if now - t < LOGIN_WINDOW_S])
+                       >= LOGIN_FAILURES for k in keys)
+
+    def failed(self, keys: list[str], now: float) -> None:
+        with self._lock:
+            for k in keys:
+                recent = [t for t in self._failures.get(k, []) if now - t < LOGIN_WINDOW_S]
+                self._failures[k] = [*recent, now]
+
+    def succeeded(self, keys: list[str]) -> None:
+        with self._lock:
+            for k in keys:
+                self._failures.pop(k, None)
 
 
 @dataclass(frozen=True)
@@ -209,6 +242,7 @@ def _same_origin(request: Request) -> bool:
 
 def create_app(board: Board) -> Starlette:
     """The ASGI app. Start ``board.hub`` alongside it (``BoardServer`` does)."""
+    throttle = _Throttle()
 
     def login_page(request: Request, *, error: str = "", status: int = 200) -> Response:
         token = secrets.token_urlsafe(24)
@@ -227,6 +261,11 @@ def create_app(board: Board) -> Starlette:
                 or not _same_origin(request)):
             return login_page(request, error="The form expired: try again.", status=403)
         name, password = form.get("name", "").strip(), form.get("password", "")
+        keys = [f"name:{name}", f"addr:{request.client.host if request.client else '?'}"]
+        if throttle.blocked(keys, time.monotonic()):
+            return login_page(request, status=429, error=(
+                f"Too many wrong passwords: logins for {name or 'this address'} are refused "
+                f"for {LOGIN_WINDOW_S / 60:.0f} minutes."))
 
         def check() -> tuple[str, Session] | None:
             accounts = board.accounts()
@@ -236,7 +275,10 @@ def create_app(board: Board) -> Starlette:
 
         opened = await asyncio.to_thread(check)
         if opened is None:
+            throttle.failed(keys, time.monotonic())
+            log.warning("board: wrong password for %r from %s", name, keys[1][5:])
             return login_page(request, error="Wrong name or password.", status=401)
+        throttle.succeeded(keys)
         token = opened[0]
         response = RedirectResponse("/", status_code=303, headers=_HEADERS)
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict",

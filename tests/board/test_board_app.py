@@ -282,3 +282,12 @@ def test_the_board_serves_https_with_the_depots_certificate_beyond_loopback(
         assert "secure" in headers["set-cookie"].lower()
     finally:
         server.stop()
+
+
+def test_after_five_wrong_passwords_even_the_right_one_waits(cfg: GatewayConfig) -> None:
+    client, _ = make_client(cfg)
+    for _ in range(5):
+        assert login(client, password="guess").status_code == 401
+    refused = login(client)
+    assert refused.status_code == 429 and "Too many wrong passwords" in refused.text
+    assert "crossdock_board" not in refused.cookies
