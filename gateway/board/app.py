@@ -67,6 +67,9 @@ SESSION_COOKIE = "crossdock_board"
 LOGIN_COOKIE = "crossdock_login"
 SECTIONS = ("summary", "conflicts", "proposals", "refused", "tablets", "sources", "quarantine",
             "audit")
+ROWS = {"tablets": ("row_tablet.html", "tablets", "device")}
+"""Sections whose rows go to open boards one by one: section -> (row template, the state's
+list, the key in the row's id ``row-tablet-KEY``)."""
 HEARTBEAT_S = 15.0
 LOGIN_FAILURES = 5
 """Wrong passwords for one name (or from one address) within ``LOGIN_WINDOW_S`` before its
@@ -148,7 +151,8 @@ class Board:
         self.hours = cfg.board.session_hours if cfg.board is not None else 12.0
         self.env = _environment()
         self._local = threading.local()
-        self.hub = Hub(cfg.db_path, self.render_sections, clock=self.clock, poll_s=poll_s)
+        self.hub = Hub(cfg.db_path, lambda store, now: self.render_sections(store, now, live=True),
+                       clock=self.clock, poll_s=poll_s)
         with Store(cfg.db_path) as store:
             ensure_indexes(store)
 
@@ -165,7 +169,10 @@ class Board:
 
     # --- rendering ---------------------------------------------------------------------
 
-    def context(self, now: _dt.datetime, **extra: Any) -> dict[str, Any]:
+    def context(self, now: _dt.datetime, *, live: bool = False, **extra: Any
+                ) -> dict[str, Any]:
+        """What every template gets. ``live``: rendered for the event stream, where the
+        page's script writes the ages (so a section's HTML changes only when its data does)."""
         zone = self.zone
 
         def when(value: Any) -> str:
@@ -173,15 +180,27 @@ class Board:
 
         offset = now.astimezone(zone).strftime("%Z, UTC%z")
         return {"now": now, "zone": zone.key, "zone_detail": f"{offset[:-2]}:{offset[-2:]}",
-                "when": when, "depot": self.cfg.depot, "age_of": _age_of(now),
-                "shadow": self.shadow, **extra}
+                "when": when, "depot": self.cfg.depot,
+                "age_of": (lambda _value: "") if live else _age_of(now),
+                "shadow": self.shadow, "shape": False, **extra}
 
-    def render_sections(self, store: Store, now: _dt.datetime
+    def render_sections(self, store: Store, now: _dt.datetime, *, live: bool = False
                         ) -> tuple[dict[str, str], dict[str, Any]]:
+        """Each section's HTML, and the state it shows. ``live`` (the hub's): also each
+        section with rows (``ROWS``) as its shape (the rows left empty, ``NAME@shape``) and
+        each row on its own (``row-...``), so a change to one tablet sends one row."""
         state = board_state(store, self.cfg, now)
-        ctx = self.context(now, s=state)
-        return {name: self.env.get_template(f"sec_{name}.html").render(ctx)
-                for name in SECTIONS}, state
+        ctx = self.context(now, s=state, live=live)
+        out = {name: self.env.get_template(f"sec_{name}.html").render(ctx)
+               for name in SECTIONS}
+        if live:
+            for name, (template, items, key) in ROWS.items():
+                out[f"{name}@shape"] = self.env.get_template(f"sec_{name}.html").render(
+                    {**ctx, "shape": True})
+                row = self.env.get_template(template)
+                for item in state[items]:
+                    out[f"row-{name[:-1]}-{item[key]}"] = row.render({**ctx, "t": item})
+        return out, state
 
     def page(self, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         html = self.env.get_template(template).render(self.context(self.clock(), **ctx))

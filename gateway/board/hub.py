@@ -41,6 +41,8 @@ class Hub:
         self.poll_s = poll_s
         self.min_gap_s = min_gap_s
         self.sections: dict[str, str] = {}
+        self._shapes: dict[str, str] = {}
+        self._rows: dict[str, str] = {}
         self.version = 0
         self.renders = 0
         self.render_s = 0.0  # CPU-ish wall time spent rendering, all told
@@ -79,9 +81,9 @@ class Hub:
     def subscribers(self) -> int:
         return len(self._subs)
 
-    def _payload(self, sections: dict[str, str]) -> str:
+    def _payload(self, sections: dict[str, str], rows: dict[str, str] | None = None) -> str:
         return json.dumps({"version": self.version, "at": self.clock().isoformat(),
-                           "sections": sections}, ensure_ascii=False)
+                           "sections": sections, "rows": rows or {}}, ensure_ascii=False)
 
     # --- the reader thread -------------------------------------------------------------
 
@@ -128,14 +130,30 @@ class Hub:
         finally:
             store.close()
 
-    def _publish(self, sections: dict[str, str]) -> None:
+    def _publish(self, rendered: dict[str, str]) -> None:
+        """Hand on what changed: a section whose HTML changed, or, for a section with rows
+        whose shape (``NAME@shape``: the rows left empty) is as before, only its changed rows
+        (``row-...``)."""
+        sections = {k: v for k, v in rendered.items() if "@" not in k and not k.startswith("row-")}
+        shapes = {k: v for k, v in rendered.items() if "@" in k}
+        rows = {k: v for k, v in rendered.items() if k.startswith("row-")}
         changed = {k: v for k, v in sections.items() if self.sections.get(k) != v}
-        if not changed:
+        for key, shape in shapes.items():
+            name = key.split("@")[0]
+            if name in changed and self._shapes.get(key) == shape:
+                del changed[name]  # same rows, same frame: the changed rows go instead
+        # rows go unless their whole section does
+        changed_rows = {k: v for k, v in rows.items() if self._rows.get(k) != v and not any(
+            k.startswith(f"row-{name[:-1]}-") for name in changed)}
+        self._shapes, self._rows = shapes, rows
+        if not changed and not changed_rows:
+            with self._lock:
+                self.sections = dict(sections)
             return
         with self._lock:
             self.sections = dict(sections)
             self.version += 1
-            payload = self._payload(changed)
+            payload = self._payload(changed, changed_rows)
             subs = list(self._subs.values())
         for loop, q in subs:
             with contextlib.suppress(RuntimeError):  # that board's loop closed: it is leaving

@@ -45,6 +45,10 @@
       var box = document.getElementById("sec-" + name);
       if (box) { box.innerHTML = data.sections[name]; }
     });
+    Object.keys(data.rows || {}).forEach(function (id) {
+      var row = document.getElementById(id);
+      if (row) { row.outerHTML = data.rows[id]; }
+    });
     if (focused) {
       var again = document.getElementById(focused);
       if (again) { again.focus(); }
