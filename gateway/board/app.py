@@ -192,14 +192,18 @@ class Board:
         state = board_state(store, self.cfg, now)
         ctx = self.context(now, s=state, live=live)
         out = {name: self.env.get_template(f"sec_{name}.html").render(ctx)
-               for name in SECTIONS}
-        if live:
+               for name in SECTIONS if not (live and name in ROWS)}
+        if live:  # the frame and the rows once each; the section is the frame filled in
             for name, (template, items, key) in ROWS.items():
-                out[f"{name}@shape"] = self.env.get_template(f"sec_{name}.html").render(
-                    {**ctx, "shape": True})
+                shape = self.env.get_template(f"sec_{name}.html").render({**ctx, "shape": True})
                 row = self.env.get_template(template)
+                filled = shape
                 for item in state[items]:
-                    out[f"row-{name[:-1]}-{item[key]}"] = row.render({**ctx, "t": item})
+                    rid = f"row-{name[:-1]}-{item[key]}"
+                    out[rid] = row.render({**ctx, "t": item})
+                    filled = filled.replace(f'<tr id="{rid}"></tr>', out[rid], 1)
+                out[f"{name}@shape"] = shape
+                out[name] = filled
         return out, state
 
     def page(self, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
