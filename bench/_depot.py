@@ -12,7 +12,8 @@ fleets of tablet agents or raw paho subscribers running as separate processes.
   start. ``Fleet.stop()`` ends the launcher's process group by its id, also on error.
 
 An agent child records, for every stream entry it applied, ``(seq, order_id, t)`` where ``t``
-is ``time.time()`` right after ``Agent.session_message`` returned, i.e. after the SQLite COMMIT
+is ``time.time()`` right after ``Agent.session_message`` returned (a handler around the
+agent, through the session's public seam), i.e. after the SQLite COMMIT
 of that entry (``synchronous=NORMAL``, as the agent applies stream entries); a raw child records
 the time of every message. Children write their records as JSON when they are told to stop
 (SIGTERM).
@@ -25,6 +26,7 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,8 +100,17 @@ def table(rows: Sequence[tuple[str, str]], title: str) -> str:
 # --- broker ---------------------------------------------------------------------------------
 
 
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def start_bench_broker(data_dir: Path) -> Any:
-    from gateway.broker import BrokerSettings, ManagedBroker, free_port
+    from gateway.broker.conf import BrokerSettings
+    from gateway.broker.process import ManagedBroker
 
     settings = BrokerSettings(
         data_dir=data_dir, host="127.0.0.1", port=free_port(), allow_anonymous=True, acl=False,
@@ -137,21 +148,20 @@ def add_changes(store: Any, ks: range, drivers: int, orders: int, now: dt.dateti
     """Changes ``ks`` as the legacy export's next runs bring them, in one transaction: change
     ``k`` is a new claim set (a later ETA) for stop ``k % drivers, (k // drivers) % orders``, in
     run 2 for the first ``drivers x orders`` changes, run 3 for the next, and so on. Written
-    as an ingest run writes what changed (rows built first, then
-    ``gateway.runstore.write_claim_sets``, one HLC stamp per run)."""
-    from gateway.runstore import write_claim_sets
-    from gateway.store import canonical_json, iso
+    as an ingest run writes what changed (``gateway.store.runs.write_new_claim_sets``: one
+    statement, one HLC stamp per run)."""
+    from gateway.store.runs import NewClaimSet, write_new_claim_sets
 
-    rows = []
-    received = iso(now)
+    sets = []
     for k in ks:
         d, i, run = k % drivers, (k // drivers) % orders, 2 + k // (drivers * orders)
-        rows.append((f"legacy:run{run}:{order_id(d, i)}", "legacy", order_id(d, i), None,
-                     f"run{run}", iso(T0 + dt.timedelta(hours=run)), received,
-                     canonical_json(stop_vals(d, i, minutes_late=run))))
+        sets.append(NewClaimSet(
+            set_id=f"legacy:run{run}:{order_id(d, i)}", source="legacy",
+            order_id=order_id(d, i), source_rev=f"run{run}",
+            as_of=T0 + dt.timedelta(hours=run), received_at=now,
+            vals=stop_vals(d, i, minutes_late=run)))
     with store.transaction():
-        hlc = store.next_hlc(now)
-        write_claim_sets(store, [(*row[:7], hlc, 1, row[7]) for row in rows])
+        write_new_claim_sets(store, sets, hlc=store.next_hlc(now))
 
 
 GATEWAY_TOML = """\
@@ -203,9 +213,9 @@ class BenchGateway:
     def populate(self, *, progress: Callable[[str], None] = print) -> None:
         """Legacy claims for every stop, merged views, one device per driver, each stream
         compacted so a new tablet starts from a snapshot of its route."""
-        from gateway.devicestore import DeviceStore
-        from gateway.store import Store
-        from gateway.views import refresh, sync_driver
+        from gateway.store.core import Store
+        from gateway.store.devices import DeviceStore
+        from gateway.streams.views import refresh, sync_driver
 
         policy = self.cfg.merge_policy()
         now = T0 + dt.timedelta(minutes=5)
@@ -232,11 +242,14 @@ class BenchGateway:
             progress(f"  store: {self.drivers} devices registered, streams compacted "
                      f"in {time.perf_counter() - t:.1f} s")
 
-    def start(self, **kwargs: Any) -> None:
-        from gateway.service import GatewayService
+    def start(self, *, watchers: Sequence[Callable[[Any], None]] = (), **kwargs: Any) -> None:
+        """Start the gateway's service; ``watchers`` are handed to ``GatewayService.watch``."""
+        from gateway.streams.service import GatewayService
 
         self.service = GatewayService(self.cfg, host=self.host, port=self.port, tick_s=0.2,
                                       status_interval_s=5.0, **kwargs)
+        for watcher in watchers:
+            self.service.watch(watcher)
         self.service.start()
         if not self.service.link.wait_connected(10):
             raise RuntimeError("the gateway did not connect to the broker")
@@ -248,11 +261,10 @@ class BenchGateway:
 
     def streams(self) -> dict[str, tuple[int, int]]:
         """device -> (last_seq, applied_seq), read on the worker thread."""
-        def read(store: Any) -> dict[str, tuple[int, int]]:
-            rows = store.conn.execute("SELECT device, last_seq, applied_seq FROM streams")
-            return {d: (int(a), int(b)) for d, a, b in rows}
+        from gateway.store.devices import DeviceStore
 
-        result: dict[str, tuple[int, int]] = self.service.call(read, timeout=120)
+        result: dict[str, tuple[int, int]] = self.service.call(
+            lambda store: DeviceStore(store).positions(), timeout=120)
         return result
 
     def agent_specs(self, devices: Sequence[int], out_dir: Path) -> list[dict[str, Any]]:
@@ -401,20 +413,36 @@ def _wait_term() -> None:
 def _agent_child(spec: dict[str, Any], item: dict[str, Any]) -> None:
     from agent.config import AgentConfig
     from agent.service import Agent
-    from agent.session import Incoming
+    from agent.session import Incoming, MqttSession, SessionSettings, Transport
     from sync.envelope import SnapshotMsg, ViewChangeMsg, ViewChangesMsg
+    from sync.errors import CodecError
 
     records: list[tuple[int, str, float]] = []
     snapshots: list[tuple[int, int, float]] = []
 
-    class RecordingAgent(Agent):
+    class Recorder:
+        """The session's handler: hands every call to the agent, then records what a stream
+        message applied (``Agent.applied_seq()`` after ``session_message`` returned, i.e. after
+        the entries' COMMIT)."""
+
+        def __init__(self, agent: Agent) -> None:
+            self.agent = agent
+
+        def session_online(self) -> None:
+            self.agent.session_online()
+
+        def session_offline(self, reason: str) -> None:
+            self.agent.session_offline(reason)
+
+        def session_bad_message(self, topic: str, error: CodecError) -> None:
+            self.agent.session_bad_message(topic, error)
+
         def session_message(self, incoming: Incoming) -> None:
-            super().session_message(incoming)  # returns after the entries' COMMIT
+            self.agent.session_message(incoming)  # returns after the entries' COMMIT
             env = incoming.envelope
             if isinstance(env, ViewChangeMsg | ViewChangesMsg):
                 now = time.time()
-                with self._lock:
-                    applied = self._store.receiver().last
+                applied = self.agent.applied_seq()
                 entries = env.body.entries if isinstance(env, ViewChangesMsg) else (env.body,)
                 for entry in entries:  # the ones this message applied
                     if (not records or entry.seq > records[-1][0]) and entry.seq <= applied:
@@ -422,13 +450,16 @@ def _agent_child(spec: dict[str, Any], item: dict[str, Any]) -> None:
             elif isinstance(env, SnapshotMsg):
                 snapshots.append((env.body.seq, len(env.body.views), time.time()))
 
+    def recording_session(settings: SessionSettings, agent: Agent) -> Transport:
+        return MqttSession(settings, Recorder(agent))
+
     config = AgentConfig.model_validate({
         "depot": spec["depot"], "device": item["device"], "driver": item["driver"],
         "db": item["db"], "broker": {"host": spec["host"], "port": spec["port"]},
         "sync": {"resync_quiet_s": 30, "backoff_min_s": 0.2, "backoff_max_s": 2.0},
     })
     profiler = _AgentProfiler.maybe(item)
-    agent = RecordingAgent(config)
+    agent = Agent(config, transport=recording_session)
     agent.start()
     agent.wait_online(60)
     Path(item["out"] + ".ready").write_text("")

@@ -144,7 +144,7 @@ def _whole(data: list[bytes], folder: Path, *, profile: bool) -> tuple[float, st
     from sync.codec import decode
 
     agent = make_agent(folder)
-    topic = agent._topics.inbox(DEVICE)
+    topic = agent.topics.inbox(DEVICE)
 
     def run() -> None:
         for payload in data:
@@ -159,7 +159,7 @@ def _whole(data: list[bytes], folder: Path, *, profile: bool) -> tuple[float, st
         pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(25)
         return seconds, out.getvalue()
     finally:
-        last = agent._store.receiver().last
+        last = agent.applied_seq()
         agent.stop()
         expected = sum(len(json.loads(p)["body"]["entries"]) for p in data)
         if last != expected:

@@ -14,9 +14,10 @@ One Mosquitto (anonymous, no ACL, loopback, a queue of 1,000,000) serves both ru
    ``--agents`` drivers x ``--orders`` stops (legacy claims), one registered device per driver,
    and one ``agent.service.Agent`` process per device with its own SQLite; every agent starts
    from a snapshot of its route. Then ``--changes`` stop changes enter the gateway as the
-   legacy export's next run does (new legacy claim sets, committed in batches of ``--batch``
-   by an ingest thread with its own Store, each batch followed by a refresh request, as the
-   scheduler's jobs hand in): each change is one new ETA for one stop, i.e. one
+   legacy export's next run does (new legacy claim sets, committed in batches of ``--batch``,
+   each by one run of the source's job on ``GatewayScheduler``, in its thread with its own
+   Store, which then hands the merge to the gateway's worker, as under ``gateway run``): each
+   change is one new ETA for one stop, i.e. one
    ``view_change`` for one tablet. changes/s = entries committed in the tablets' SQLite /
    (first change handed to the gateway -> last tablet COMMIT). Latency per change = the
    tablet's COMMIT time (``time.time()`` after ``session_message`` returned) - the time the
@@ -48,6 +49,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +70,13 @@ from bench._depot import (
 
 def sample_payload(gw: BenchGateway) -> bytes:
     """A real view_change envelope of this run (what raw messages are sized after)."""
-    from gateway.store import Store
+    from gateway.store.core import Store
     from sync.codec import encode
     from sync.envelope import ViewChange, ViewChangeMsg
     from sync.model import OrderView
 
     with Store(gw.cfg.db_path) as store:
-        body = store.conn.execute(
-            "SELECT body FROM views WHERE order_id=?", (order_id(0, 0),)).fetchone()[0]
+        body = store.view_bodies([order_id(0, 0)])[order_id(0, 0)]
     view = OrderView.model_validate_json(body)
     return encode(ViewChangeMsg(v=1, kind="view_change", id="tab000:1", origin="gateway",
                                 hlc="001717394400000-000000-gateway",
@@ -127,40 +128,80 @@ def run_raw(host: str, port: int, work: Path, *, subscribers: int, messages: int
 # --- 2. crossdock ---------------------------------------------------------------------------
 
 
+class _BatchSource:
+    """The bench's legacy source as the scheduler's job sees it (an ``Adapter``): each run of
+    the job writes the next batch of changes as an ingest run writes what changed
+    (``add_changes``: claim sets, one transaction, in the job's own thread and Store) and then
+    has no input left to read. The job then hands the merge to the gateway's worker
+    (``GatewayScheduler(hand_refresh=service.request_refresh)``), as ``gateway run``'s polls
+    do; the rows are not parsed from a file (that is bench_ingest's part)."""
+
+    name = "legacy"
+
+    def __init__(self, gw: BenchGateway) -> None:
+        from gateway.store.core import Store
+
+        self.gw = gw
+        self.store_path = gw.cfg.db_path
+        self.Store = Store
+        self.batch: range = range(0)
+        self.handed_at = 0.0
+
+    def exports(self) -> Iterator[Any]:
+        if self.batch:
+            with self.Store(self.store_path) as store:
+                add_changes(store, self.batch, self.gw.drivers, self.gw.orders,
+                            dt.datetime.now(dt.UTC))
+            self.handed_at = time.time()
+        return iter(())
+
+    def done(self, export: Any) -> None:
+        return None
+
+
 def inject(gw: BenchGateway, changes: int, batch: int, rate: float, *, merged: bool = False,
            offset: int = 0) -> dict[tuple[str, str], list[float]]:
-    """Hand ``changes`` new ETAs to the gateway (legacy run 2, 3...) as an ingest job does:
-    from its own thread and Store, ``batch`` per transaction, each followed by a refresh
-    request, without waiting for the refresh (``merged``: waiting until it is done, so each
-    batch is merged alone); (device, order) -> times handed (committed). ``offset``: the
+    """Hand ``changes`` new ETAs to the gateway (legacy run 2, 3...) through the scheduler's
+    own path: one run of the source's job per ``batch`` (its own thread and Store, then
+    ``hand_refresh``), without waiting for the merge (``merged``: waiting until it is done,
+    so each batch is merged alone); (device, order) -> times handed (committed). ``offset``: the
     changes are ``offset ...``, later ETAs than those of a run before with that many."""
-    from gateway.store import Store
+    from gateway.scheduler import GatewayScheduler
 
     drivers, orders = gw.drivers, gw.orders
+    source = _BatchSource(gw)
+    sched = GatewayScheduler(gw.cfg, clock=lambda: dt.datetime.now(dt.UTC),
+                             adapters={"legacy": source},
+                             hand_refresh=gw.service.request_refresh)
+    sched.start()
     handed: dict[tuple[str, str], list[float]] = defaultdict(list)
     t_start = time.time()
-    with Store(gw.cfg.db_path) as store:
+    try:
         for first in range(offset, offset + changes, batch):
             ks = range(first, min(offset + changes, first + batch))
             if rate > 0:
                 wait = t_start + (first - offset) / rate - time.time()
                 if wait > 0:
                     time.sleep(wait)
-            add_changes(store, ks, drivers, orders, dt.datetime.now(dt.UTC))
-            t = time.time()
-            gw.service.request_refresh("bench")
+            runs = sched.runs["source:legacy"]
+            source.batch = ks
+            sched.run_now("legacy")
+            if not wait_until(lambda n=runs: sched.runs["source:legacy"] > n, 60, 0.002):
+                raise RuntimeError("the scheduler's source job did not run")
             if merged:
-                gw.service.call(lambda _store: None)  # served after the refresh asked for
+                gw.service.call(lambda _store: None)  # served after the refresh handed in
             for k in ks:
                 d, i = k % drivers, (k // drivers) % orders
-                handed[(device_id(d), order_id(d, i))].append(t)
+                handed[(device_id(d), order_id(d, i))].append(source.handed_at)
+    finally:
+        sched.shutdown()
     return handed
 
 
 def dispatch_cancels(gw: BenchGateway, host: str, port: int, count: int, rate: float,
                      changed: int) -> dict[tuple[str, str], list[float]]:
     """``count`` cancel commands over MQTT on stops the bulk phase did not touch."""
-    from gateway.mqtt import LinkSettings, MqttLink
+    from gateway.streams.mqtt import LinkSettings, MqttLink
     from sync.codec import encode
     from sync.envelope import ENVELOPE
     from sync.topics import Topics
@@ -236,10 +277,10 @@ class Boards:
     """The board served from this (the gateway's) process, and ``n`` boards open on it."""
 
     def __init__(self, gw: BenchGateway, n: int, work: Path) -> None:
-        from gateway.accountstore import AccountStore
-        from gateway.board import BoardServer
-        from gateway.broker import free_port
-        from gateway.store import Store
+        from bench._depot import free_port
+        from gateway.board.server import BoardServer
+        from gateway.store.accounts import AccountStore
+        from gateway.store.core import Store
 
         self.n = n
         self.out = work / "boards.json"
@@ -368,9 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dispatch-rate", type=float, default=100.0)
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--coalesce", type=float, default=None,
-                    help="the gateway's coalesce_s (default: gateway.service.COALESCE_S)")
+                    help="the gateway's coalesce_s (default: gateway.streams.service.COALESCE_S)")
     ap.add_argument("--settle", type=float, default=None,
-                    help="the gateway's ingest_settle_s (default: gateway.service."
+                    help="the gateway's ingest_settle_s (default: gateway.streams.service."
                          "INGEST_SETTLE_S)")
     ap.add_argument("--skip-raw", action="store_true")
     ap.add_argument("--profile", action="store_true", help="cProfile the gateway worker")

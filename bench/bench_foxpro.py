@@ -132,7 +132,7 @@ def _measure(mode: str, path: Path) -> dict[str, float]:
         for _record in DBF(str(path), encoding="cp1252"):
             count += 1
     else:
-        from gateway.ingest.foxpro import read_dbf
+        from gateway.ingest.dbf import read_dbf
 
         for _row in read_dbf(path).rows:
             count += 1

@@ -4,8 +4,8 @@
                                             [--batches 500,2000,0] [--profile] [--dir DIR]
 
 No broker, no agents, one process: the CPU the gateway spends between a new claim set and the
-stream entries it appends (``gateway.views.refresh``: claims -> merged view -> stored view ->
-route rule check -> per-device stream entries).
+stream entries it appends (``gateway.streams.views.refresh``: claims -> merged view -> stored
+view -> route rule check -> per-device stream entries).
 
 A store is built as ``bench_fanout``'s (``BenchGateway.populate``: ``--drivers`` x
 ``--orders`` legacy stops, one device per driver, streams compacted) and copied for every
@@ -14,19 +14,18 @@ A store is built as ``bench_fanout``'s (``BenchGateway.populate``: ``--drivers``
 ETA, ``--batch`` of them in one transaction (``bench._depot.add_changes``), then ``refresh()``
 (which takes dirty orders 2000 at a time). Timed (``perf_counter``, one thread; CPU by
 ``process_time``): the hand-in, the refresh, and inside the refresh the claims read, the
-merge, ``put_view``, the route syncs (rule check + stream append) and the COMMITs, by wrapping
-those functions (their overhead is in the total).
+merge, ``put_view``, the route syncs (rule check + stream append) and the COMMITs, through
+the refresh's public ``RefreshTimer`` hook.
 
 The baseline, in the same run: a raw SQLite loop doing the least writes the same work needs --
 per change one upsert of a view-sized row (the real stored view's length) and one stream row,
 in one transaction per batch, on a file with the store's pragmas. Both WALs are checkpointed
-from another thread, as the gateway's service does (``gateway.store.Checkpointer``).
+from another thread, as the gateway's service does (``gateway.store.checkpointer.Checkpointer``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import datetime as dt
 import io
@@ -36,65 +35,22 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench._depot import T0, BenchGateway, add_changes, order_id, table
-
-PARTS = ("claims", "merge", "put_view", "route sync", "COMMIT")
-
-
-class _Parts:
-    """Wraps the refresh's steps to sum their time (undone by ``close``)."""
-
-    def __init__(self) -> None:
-        import gateway.store
-        import gateway.views as views
-        import sync.merge
-        from gateway.store import Store
-
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.active = False  # only the refreshes' time counts (the hand-in commits too)
-        self.undo: list[tuple[Any, str, Any]] = []
-        self._wrap(Store, "merge_inputs", "claims")
-        self._wrap(views, "merge_order", "merge")
-        self._wrap(sync.merge.Merged, "of", "merge")  # serialising included
-        self._wrap(sync.merge.Merged, "of_one_set", "merge")
-        self._wrap(Store, "put_views", "put_view")
-        self._wrap(views, "_sync_drivers", "route sync")
-        self._wrap(gateway.store._Tx, "__exit__", "COMMIT")
-
-    def _wrap(self, owner: Any, name: str, part: str) -> None:
-        inner: Callable[..., Any] = getattr(owner, name)  # a classmethod comes bound
-        seconds = self.seconds
-        clock = time.perf_counter
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            t = clock()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                if self.active:
-                    seconds[part] += clock() - t
-
-        self.undo.append((owner, name, owner.__dict__[name]))
-        setattr(owner, name, timed)
-
-    def close(self) -> None:
-        for owner, name, original in reversed(self.undo):
-            setattr(owner, name, original)
+from gateway.streams.views import REFRESH_PARTS
 
 
 def run_gateway(db: Path, policy: Any, *, drivers: int, orders: int, changes: int, batch: int,
                 breakdown: bool, profile: bool, profile_out: Path | None = None
                 ) -> dict[str, Any]:
     """Hand ``changes`` changes in, ``batch`` per transaction, each followed by a refresh."""
-    from gateway.store import Checkpointer, Store
-    from gateway.views import refresh
+    from gateway.store.checkpointer import Checkpointer
+    from gateway.store.core import Store
+    from gateway.streams.views import RefreshTimer, refresh
 
-    parts = _Parts() if breakdown else None
+    timer = RefreshTimer() if breakdown else None
     profiler = cProfile.Profile() if profile else None
     hand_in = refreshing = cpu = 0.0
     entries = 0
@@ -113,11 +69,7 @@ def run_gateway(db: Path, policy: Any, *, drivers: int, orders: int, changes: in
                 c1 = time.process_time()
                 if profiler is not None:
                     profiler.enable()
-                if parts is not None:
-                    parts.active = True
-                out = refresh(store, policy, now)
-                if parts is not None:
-                    parts.active = False
+                out = refresh(store, policy, now, timer=timer)
                 if profiler is not None:
                     profiler.disable()
                 t2 = time.perf_counter()
@@ -128,8 +80,6 @@ def run_gateway(db: Path, policy: Any, *, drivers: int, orders: int, changes: in
                 entries += sum(len(e) for e in out.values())
     finally:
         checkpointer.stop()
-        if parts is not None:
-            parts.close()
     report = ""
     if profiler is not None:
         if profile_out is not None:
@@ -138,7 +88,7 @@ def run_gateway(db: Path, policy: Any, *, drivers: int, orders: int, changes: in
         pstats.Stats(profiler, stream=buf).sort_stats("tottime").print_stats(35)
         report = buf.getvalue()
     return {"hand_in": hand_in, "refresh": refreshing, "cpu": cpu, "entries": entries,
-            "batches": per_batch, "parts": dict(parts.seconds) if parts else {},
+            "batches": per_batch, "parts": dict(timer.seconds) if timer else {},
             "profile": report}
 
 
@@ -146,7 +96,7 @@ def run_sqlite(db: Path, *, changes: int, batch: int, body: str, orders: int
                ) -> tuple[float, float]:
     """The baseline: per change one view-sized upsert and one stream row; (wall, CPU). Its
     WAL is checkpointed as the gateway's: from another thread."""
-    from gateway.store import DEFERRED_CHECKPOINT_PAGES, Checkpointer
+    from gateway.store.checkpointer import DEFERRED_CHECKPOINT_PAGES, Checkpointer
 
     conn = sqlite3.connect(str(db), isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -206,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  populated in {time.perf_counter() - t:.1f} s", flush=True)
         policy = gw.cfg.merge_policy()
         template = gw.cfg.db_path
-        with contextlib.closing(sqlite3.connect(str(template))) as conn:
-            body = conn.execute("SELECT body FROM views WHERE order_id=?",
-                                (order_id(0, 0),)).fetchone()[0]
+        from gateway.store.core import Store
+
+        with Store(template) as store:
+            body = store.view_bodies([order_id(0, 0)])[order_id(0, 0)]
         n = args.changes
         for index, batch in enumerate(batches):
             db = work / f"run-{batch}.sqlite"
@@ -232,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             if got["parts"]:
                 rows.append((f"{label}:   of which", ", ".join(
-                    f"{p} {got['parts'].get(p, 0.0) * us:.1f}" for p in PARTS)))
+                    f"{p} {got['parts'].get(p, 0.0) * us:.1f}" for p in REFRESH_PARTS)))
             rows += [
                 (f"{label}: raw SQLite", f"{base * us:7.1f} us/change (CPU {base_cpu * us:.1f}; "
                  f"one {len(body)} B view upsert + one stream row)"),

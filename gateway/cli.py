@@ -15,9 +15,14 @@ from typing import Any
 
 import click
 
+from gateway.broker.tls import make_self_signed
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
-from gateway.store import Store
+from gateway.setup import check_agent_config, init_dir, write_agent_config, write_sample_config
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
+from gateway.streams.status import source_freshness
+from gateway.writeback.flush import flush_writeback
 
 
 def _now() -> _dt.datetime:
@@ -67,8 +72,6 @@ def gateway() -> None:
 @click.option("--port", default=1883, show_default=True, help="Managed Mosquitto's port.")
 def init(directory: Path, depot: str, port: int) -> None:
     """Write gateway.toml, an example mapping, the store and dispatch.toml into DIR."""
-    from gateway.setup import init_dir
-
     written = init_dir(directory, depot=depot, port=port, now=_now())
     for path in written:
         click.echo(f"wrote {path}")
@@ -85,8 +88,6 @@ def init(directory: Path, depot: str, port: int) -> None:
 def sample(out: Path, drivers: int, orders: int, seed: int, depot: str, port: int,
            as_json: bool) -> None:
     """Generate a realistic FoxPro export with a few dirty rows, and a gateway.toml for it."""
-    from gateway.setup import write_sample_config
-
     info = write_sample_config(out, drivers=drivers, orders=orders, seed=seed, depot=depot,
                                port=port, now=_now())
     if as_json:
@@ -106,7 +107,7 @@ def sample(out: Path, drivers: int, orders: int, seed: int, depot: str, port: in
 @json_option
 def inspect(file: Path, encoding: str | None, rows: int, as_json: bool) -> None:
     """What a DBF or CSV export holds: version, code page, fields, counts, a few rows."""
-    from gateway.inspect import inspect_file
+    from gateway.ingest.inspect import inspect_file  # dbfread: +22 ms to every command
 
     info = inspect_file(file, encoding=encoding, sample=rows)
     if as_json:
@@ -125,14 +126,88 @@ def inspect(file: Path, encoding: str | None, rows: int, as_json: bool) -> None:
 # --- ingest and what it found ---------------------------------------------------------------
 
 
+_PHASES = {"read": "read+validate", "diff": "diff+commit", "merge": "merge"}
+
+
+class _PhaseBars:
+    """One click progress bar per phase of a source's run (read+validate, diff+commit, then
+    the merge), each with its total, percentage, rate and time left; on a terminal only
+    (click draws nothing when stderr is not one, and ``--json`` never asks for bars)."""
+
+    def __init__(self, name: str, *, draw: bool, seconds: dict[str, float]) -> None:
+        """``seconds``: each phase's wall time is added there (``--json`` reports it)."""
+        import time
+
+        self.name = name
+        self.draw = draw
+        self.seconds = seconds
+        self.phase: str | None = None
+        self.bar: Any = None
+        self.pos = 0
+        self.started = time.monotonic()  # the first phase starts with the run
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        import time
+
+        if phase != self.phase:
+            self.close()
+            self.phase = phase
+            self.pos = 0
+            if not self.draw:
+                return
+            self.bar = click.progressbar(
+                length=max(total or 0, done, 1), label=f"{self.name}: {_PHASES[phase]}",
+                file=sys.stderr, show_eta=True, show_percent=True, show_pos=True,
+                item_show_func=lambda text: text)
+            self.bar.__enter__()
+        if self.bar is None:
+            return
+        if total and total > self.bar.length:
+            self.bar.length = total
+        step = max(0, min(done, self.bar.length) - self.pos)
+        self.pos += step
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        self.bar.update(step, current_item=f"{done / elapsed:,.0f}/s")
+
+    def close(self) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.phase is not None:
+            self.seconds[self.phase] = self.seconds.get(self.phase, 0.0) + now - self.started
+        self.started = now
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+EXIT_SUSPECT = 3
+"""``gateway ingest``: an export was held as suspect (nothing of it applied)."""
+EXIT_DEGRADED = 4
+"""``gateway ingest``: a run was applied, but most of its rows were quarantined or none read."""
+
+
 @gateway.command()
 @config_option
 @click.option("--source", "source_name", default=None, help="Run only this source.")
+@click.option("--accept", "accept", type=int, default=None, metavar="RUN",
+              help="Apply the held (suspect) run RUN, re-reading its unchanged export.")
+@click.option("--by", "actor", default=None,
+              help="Who accepts (recorded in the audit log; default: the login name).")
 @json_option
-def ingest(config_path: Path, source_name: str | None, as_json: bool) -> None:
-    """One pass over the sources: read, validate, quarantine, diff to claims, merge."""
+def ingest(config_path: Path, source_name: str | None, accept: int | None, actor: str | None,
+           as_json: bool) -> None:
+    """One pass over the sources: read, validate, quarantine, diff to claims, merge.
+
+    Exit 0: applied; 1: a source failed; 3: an export was held as suspect (nothing of it
+    applied; accept it with --accept RUN); 4: degraded (most rows quarantined, or none read).
+    """
+    import getpass
+
+    # the pipeline +63 ms to every command (adapters, validation), views +19 ms
     from gateway.ingest.pipeline import ingest_source
-    from gateway.views import refresh
+    from gateway.store.runs import held
+    from gateway.streams.views import refresh
 
     cfg, store = _open(config_path)
     sources = [cfg.source(source_name)] if source_name else list(cfg.sources)
@@ -141,33 +216,57 @@ def ingest(config_path: Path, source_name: str | None, as_json: bool) -> None:
     show = sys.stderr.isatty() and not as_json
     results = []
     with store:
+        if accept is not None:
+            holding = [s for s in sources if (h := held(store, s.claim_source)) is not None
+                       and h.run_id == accept]
+            if not holding:
+                raise ConfigError(f"run {accept} is not a held (suspect) run of "
+                                  + (f"source {source_name!r}" if source_name else "any source")
+                                  + "; `crossdock gateway sources` lists the held runs")
+            sources = holding[:1]
+        seconds: dict[str, float] = {}
         for src in sources:
-            def progress(phase: str, n: int, name: str = src.name) -> None:
-                if show:
-                    click.echo(f"\r{name}: {phase} {n:,} rows", nl=False, err=True)
-
-            summaries = ingest_source(store, cfg, src, now=_now, progress=progress)
-            if show:
-                click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
+            bars = _PhaseBars(src.name, draw=show, seconds=seconds)
+            try:
+                summaries = ingest_source(store, cfg, src, now=_now, progress=bars,
+                                          accept=accept,
+                                          actor=actor or (getpass.getuser() if accept else None))
+            finally:
+                bars.close()
             results.extend(summaries)
-        entries = refresh(store, cfg.merge_policy(), _now())
+        merging = _PhaseBars("views", draw=show, seconds=seconds)
+        merging("merge", 0, None)
+        try:
+            entries = refresh(store, cfg.merge_policy(), _now(),
+                              on_progress=lambda n, total: merging("merge", n, total))
+        finally:
+            merging.close()
         conflicts = len(store.conflict_views())
-    failed = [r for r in results if r.status == "failed"]
+    statuses = {r.status for r in results}
     if as_json:
         _emit({"runs": [r.as_dict() for r in results], "open_conflicts": conflicts,
-               "stream_entries": sum(len(v) for v in entries.values())})
+               "stream_entries": sum(len(v) for v in entries.values()),
+               "phases_s": {k: round(v, 3) for k, v in seconds.items()}})
     else:
         for r in results:
             line = (f"{r.source}: {r.status}" + (f" {r.location}" if r.location else "")
                     + (f" — {r.rows_read} rows read, {r.rows_changed} changed, "
                        f"{r.rows_quarantined} quarantined, {r.rows_deleted} deleted, "
-                       f"{r.claims} claims" if r.status in ("ok", "partial") else ""))
+                       f"{r.claims} claims" if r.status in ("ok", "partial", "degraded")
+                       else ""))
+            if r.held:
+                line += (f" — {r.held['rows_read']} rows read, would withdraw "
+                         f"{r.held['withdraw']} of {r.held['live']} live orders")
             if r.error:
                 line += f" — {r.error}"
             click.echo(line)
         click.echo(f"open conflicts: {conflicts}")
-    if failed:
+    if "failed" in statuses:
         sys.exit(1)
+    if "suspect" in statuses:
+        sys.exit(EXIT_SUSPECT)
+    if "degraded" in statuses:
+        sys.exit(EXIT_DEGRADED)
 
 
 @gateway.command()
@@ -175,8 +274,6 @@ def ingest(config_path: Path, source_name: str | None, as_json: bool) -> None:
 @json_option
 def sources(config_path: Path, as_json: bool) -> None:
     """Per-source freshness: as_of, cadence, last run, rows read/changed/quarantined, errors."""
-    from gateway.status import source_freshness
-
     cfg, store = _open(config_path)
     with store:
         rows = source_freshness(store, cfg)
@@ -191,6 +288,8 @@ def sources(config_path: Path, as_json: bool) -> None:
             f"{r['last_run_status'] or 'never'} at {r['last_run_at'] or '-'}: "
             f"{r['rows_read']} read, {r['rows_changed']} changed, {r['rows_quarantined']} "
             f"quarantined" + (f"; last error: {r['last_error']}" if r["last_error"] else "")
+            if r["status"] != "suspect" else
+            f"{r['name']} ({r['kind']}, {r['mode']}): SUSPECT — {r['last_error']}"
         )
 
 
@@ -244,8 +343,6 @@ def conflicts(config_path: Path, as_json: bool) -> None:
 @json_option
 def writeback(config_path: Path, as_json: bool) -> None:
     """Write pending driver results where the legacy system imports them (once each)."""
-    from gateway.writeback import flush_writeback
-
     cfg, store = _open(config_path)
     with store:
         summary = flush_writeback(store, cfg, _now())
@@ -277,8 +374,6 @@ def tls_cert(config_path: Path, hosts: tuple[str, ...], days: int, tls_port: int
     [broker]; gateway.toml itself is left as it is.
     """
     import socket
-
-    from gateway.tls import make_self_signed
 
     cfg = load_config(config_path)
     chosen = list(hosts) or [cfg.broker.public_host or socket.gethostname()]
@@ -312,9 +407,7 @@ def devices() -> None:
 @config_option
 def devices_add(device: str, driver: str, agent_config: Path | None, config_path: Path) -> None:
     """Register DEVICE for a driver; write the one file the tablet needs."""
-    from gateway.devicestore import DeviceStore
-    from gateway.setup import check_agent_config, write_agent_config
-    from gateway.views import sync_driver
+    from gateway.streams.views import sync_driver  # +19 ms to every command
     from sync.topics import check_segment
 
     check_segment(device, "device")
@@ -343,8 +436,6 @@ def devices_add(device: str, driver: str, agent_config: Path | None, config_path
 @json_option
 def devices_list(config_path: Path, as_json: bool) -> None:
     """Registered devices, their drivers, stream positions and presence."""
-    from gateway.devicestore import DeviceStore
-
     _cfg, store = _open(config_path)
     with store:
         ds = DeviceStore(store)
@@ -379,7 +470,7 @@ def run(config_path: Path, no_scheduler: bool, shadow: bool) -> None:
     import signal
     import threading
 
-    from gateway.runner import GatewayRunner
+    from gateway.runner import GatewayRunner  # the service, paho, apscheduler: +131 ms
     from gateway.shadow import ShadowRunner
 
     cfg = load_config(config_path)
@@ -392,7 +483,7 @@ def run(config_path: Path, no_scheduler: bool, shadow: bool) -> None:
         runner = GatewayRunner(cfg, scheduler=not no_scheduler)
     board = None
     if cfg.board is not None:
-        from gateway.board import BoardServer
+        from gateway.board.server import BoardServer
 
         board = BoardServer(cfg, config_path=config_path, shadow=shadow)
     stopped = threading.Event()
@@ -425,7 +516,7 @@ def run(config_path: Path, no_scheduler: bool, shadow: bool) -> None:
 
 
 def _board_commands() -> None:
-    from gateway.board_cli import proposals, report, users
+    from gateway.board.cli import proposals, report, users
 
     gateway.add_command(users)
     gateway.add_command(proposals)

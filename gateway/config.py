@@ -56,9 +56,22 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.broker import check_tls_listener
 from gateway.errors import ConfigError
 from sync.model import DEFAULT_RULES, Policy, SourceMode, SupersessionRule
+
+
+def check_tls_listener(port: int, tls_port: int | None, certfile: object, keyfile: object
+                       ) -> None:
+    """ValueError unless the TLS listener is all of ``tls_port``, ``certfile`` and ``keyfile``
+    or none, on a port of its own (``BrokerSettings`` and gateway.toml's ``[broker]``)."""
+    given = {"tls_port": tls_port, "certfile": certfile, "keyfile": keyfile}
+    missing = [name for name, value in given.items() if value is None]
+    if missing and len(missing) < len(given):
+        raise ValueError(
+            f"a TLS listener needs tls_port, certfile and keyfile; missing: {', '.join(missing)}"
+        )
+    if tls_port is not None and tls_port == port:
+        raise ValueError(f"tls_port and port are both {port}; give TLS its own port")
 
 
 class _Model(BaseModel):
@@ -138,6 +151,12 @@ class SourceSection(_Model):
     mode: SourceMode = "live"
     approval_window_s: float = Field(default=1800, gt=0)
     claims_as: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    # trust: an export that would withdraw more than this share of the source's live orders
+    # is held (suspect) until a person accepts it; more than ``refuse_share`` of the rows
+    # failing the same way at the byte level (an undecodable byte, dirt in one field) refuses
+    # the file instead of quarantining most of it
+    withdraw_share: float = Field(default=0.2, ge=0, le=1)
+    refuse_share: float = Field(default=0.5, gt=0, le=1)
     # file sources
     path: str | None = None
     encoding: str = "cp1252"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,17 +30,17 @@ from typing import Any
 
 import click
 
-from gateway.broker import free_port
 from gateway.config import load_config
-from gateway.devicestore import DeviceStore
 from gateway.dispatch import load_dispatch_config, send_command
 from gateway.errors import GatewayError
-from gateway.ingest.pipeline import ingest_source, source_mapping
+from gateway.ingest.mapping import source_mapping
+from gateway.ingest.pipeline import ingest_source
 from gateway.runner import GatewayRunner
 from gateway.setup import write_agent_config, write_sample_config
-from gateway.store import Store
-from gateway.views import sync_driver
-from gateway.writeback import flush_writeback
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
+from gateway.streams.views import sync_driver
+from gateway.writeback.flush import flush_writeback
 
 
 def _now() -> _dt.datetime:
@@ -120,8 +121,16 @@ def _update_export(path: Path, order_id: str, driver: str, status: str) -> None:
         table.close()
 
 
+def _free_port() -> int:
+    """A loopback TCP port that was free a moment ago (the demo's broker listens there)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def run_demo(directory: Path) -> None:
-    port = free_port()
+    port = _free_port()
     info = write_sample_config(directory, drivers=47, orders=142, seed=1, depot="demo-depot",
                                port=port, now=_now())
     cfg = load_config(Path(info["config"]))

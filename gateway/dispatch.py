@@ -20,7 +20,7 @@ import click
 
 from gateway.config import load_config, read_toml
 from gateway.errors import CommandError, ConfigError
-from gateway.mqtt import LinkSettings, MqttLink
+from gateway.streams.mqtt import LinkSettings, MqttLink
 from sync.codec import decode, encode
 from sync.envelope import ENVELOPE, DispatchReplyMsg
 from sync.errors import CodecError

@@ -8,11 +8,13 @@ holding one apscheduler ``BackgroundScheduler`` with these jobs:
 job id             trigger                                      does
 =================  ===========================================  ================================
 ``source:NAME``    the source's ``cron`` (CronTrigger.from_     ``ingest_source`` then
-                   crontab) or ``interval_s`` (default 300 s)   ``refresh``; ``on_run(NAME,
+                   crontab) or ``interval_s`` (default 300 s)   ``refresh`` (or
+                                                                ``hand_refresh``); ``on_run(NAME,
                                                                 summaries, entries)``
 ``@writeback``     every 60 s (only with a ``[writeback]``)     ``flush_writeback``
-``@escalation``    every 30 s                                   ``refresh``: conflicts past their
-                                                                deadline put stops on hold;
+``@escalation``    every 30 s                                   ``refresh`` (or mark due and
+                                                                ``hand_refresh``): conflicts past
+                                                                their deadline put stops on hold;
                                                                 ``on_run("@escalation", [],
                                                                 entries)`` when it changed any
 =================  ===========================================  ================================
@@ -25,6 +27,9 @@ Rules of this module:
   counted in ``GatewayScheduler.skipped`` (job id -> count).
 * Positions live in the store (source runs, fingerprints, the write-back queue), never in
   apscheduler's job store: the default memory store is used, and every job is safe to re-run.
+* Under ``gateway run`` the jobs get ``hand_refresh`` (the service's ``request_refresh``): a
+  merge done here would write stream entries no one publishes; the service's worker merges and
+  publishes at once instead.
 * Each run opens its own ``Store`` (SQLite connections belong to one thread) and closes it.
 * A crossdock error in a job is logged as one line and counted in ``errors``; the job runs again
   at its next time.
@@ -54,7 +59,9 @@ from gateway.config import GatewayConfig, SourceSection
 from gateway.errors import ConfigError
 from gateway.ingest.base import Adapter
 from gateway.ingest.pipeline import RunSummary, ingest_source
-from gateway.store import Store
+from gateway.store.core import Store
+from gateway.streams.views import refresh
+from gateway.writeback.flush import flush_writeback
 from sync.errors import CrossdockError
 
 __all__ = [
@@ -98,8 +105,13 @@ class GatewayScheduler:
         adapters: dict[str, Adapter] | None = None,
         writeback_interval_s: float = WRITEBACK_INTERVAL_S,
         escalation_interval_s: float = ESCALATION_INTERVAL_S,
+        hand_refresh: Callable[[str], None] | None = None,
     ) -> None:
+        """``hand_refresh(reason)``: the jobs only write (claims; escalations marked due) and
+        hand the merge to whoever publishes its entries (the gateway service's worker); without
+        it they merge themselves and give the entries to ``on_run``."""
         self.cfg = cfg
+        self.hand_refresh = hand_refresh
         self.store_path = Path(store_path) if store_path is not None else cfg.db_path
         self.now = clock
         self.on_run = on_run
@@ -156,26 +168,27 @@ class GatewayScheduler:
     # --- the jobs -------------------------------------------------------------------------
 
     def _run_source(self, name: str) -> None:
-        from gateway.views import refresh
-
         src = self.cfg.source(name)
         try:
             with Store(self.store_path) as store:
                 summaries = ingest_source(store, self.cfg, src, now=self.now,
                                           adapter=self.adapters.get(name))
-                entries = refresh(store, self.cfg.merge_policy(), self.now())
+                entries = {} if self.hand_refresh is not None else refresh(
+                    store, self.cfg.merge_policy(), self.now())
         except CrossdockError as exc:
             self._error(source_job_id(name), exc)
             return
         for s in summaries:
             if s.status == "failed":
                 log.warning("source %s: run failed: %s", name, s.error)
+            elif s.status == "suspect":
+                log.warning("source %s: export held as suspect: %s", name, s.error)
+        if self.hand_refresh is not None:  # nothing dirty: the worker's refresh is a count
+            self.hand_refresh("ingest")
         if self.on_run is not None:
             self.on_run(name, summaries, entries)
 
     def _run_writeback(self) -> None:
-        from gateway.writeback import flush_writeback
-
         try:
             with Store(self.store_path) as store:
                 summary = flush_writeback(store, self.cfg, self.now())
@@ -186,10 +199,14 @@ class GatewayScheduler:
             log.warning("write-back refused result %s", line)
 
     def _run_escalation(self) -> None:
-        from gateway.views import refresh
-
         try:
             with Store(self.store_path) as store:
+                if self.hand_refresh is not None:
+                    with store.transaction():
+                        due = store.mark_due(self.now())
+                    if due:
+                        self.hand_refresh("escalation")
+                    return
                 entries = refresh(store, self.cfg.merge_policy(), self.now())
         except CrossdockError as exc:
             self._error(ESCALATION_JOB, exc)

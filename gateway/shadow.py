@@ -2,7 +2,7 @@
 
 A shadow run ingests and merges as a normal run does (the scheduler's jobs, the same store),
 but starts no broker and no MQTT link: nothing is published, so no tablet receives anything.
-After every refresh it records (``gateway.shadowstore``) what each tablet would have been sent,
+After every refresh it records (``gateway.store.shadow``) what each tablet would have been sent,
 which conflicts the merge opened, and how old each source's data was. ``report`` turns those
 records into one report per day in the depot's time zone:
 
@@ -25,13 +25,13 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway.boardstore import conflict_views, ensure_indexes
 from gateway.config import GatewayConfig
-from gateway.devicestore import Entry
 from gateway.errors import ConfigError
-from gateway.mapping import load_mapping
-from gateway.shadowstore import ShadowConflict, ShadowStore
-from gateway.store import Store
+from gateway.ingest.mapping import load_mapping
+from gateway.store.core import Store
+from gateway.store.devices import Entry
+from gateway.store.listings import conflict_views, ensure_indexes
+from gateway.store.shadow import ShadowConflict, ShadowStore
 
 log = logging.getLogger(__name__)
 

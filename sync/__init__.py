@@ -13,6 +13,7 @@ Exports:
     merge     -- claims + resolutions + policy + now -> views and open conflicts
     rules     -- route checks (shift hours, delivery windows, capacity) -> warnings
     streams   -- per-device gapless sequences, gap detection and repair
+    follow    -- the tablet's stream timing: when to ask again, when to report ``applied``
     errors    -- the package's exception tree
 """
 

@@ -1,5 +1,6 @@
 """Real Mosquitto brokers and real paho clients for tests (the fixtures live in conftest.py).
 
+* ``free_port()`` -- a TCP port that was free a moment ago.
 * ``start_broker(data_dir, **overrides)`` -- a started ``ManagedBroker`` on a free loopback
   port. Without ``users`` it allows anonymous clients and has no ACL; with ``users`` it
   requires passwords and applies the generated ACL (both can be overridden).
@@ -15,6 +16,7 @@ TLS and verifies the broker against that file (``broker.settings.tls_port`` for 
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -27,7 +29,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.broker import BrokerSettings, BrokerUser, ManagedBroker, free_port
+from gateway.broker.conf import BrokerSettings, BrokerUser
+from gateway.broker.process import ManagedBroker
 from gateway.errors import GatewayError
 
 DEPOT = "test-depot"
@@ -35,6 +38,14 @@ DEPOT = "test-depot"
 
 WAIT = 3.0
 """Seconds a test waits for something the broker should do at once."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def start_broker(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import ManagedBroker
+from gateway.broker.process import ManagedBroker
 from tests.broker import BrokerFactory, start_broker
 
 

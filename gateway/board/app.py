@@ -51,15 +51,15 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from gateway.accountstore import AccountStore, Session
 from gateway.board.hub import Hub
 from gateway.board.state import age_text, board_state, cadence_words, local, words
-from gateway.boardstore import ensure_indexes
 from gateway.config import GatewayConfig
 from gateway.dispatch import DispatchConfig, send_command
 from gateway.errors import CommandError
 from gateway.shadow import report
-from gateway.store import Store
+from gateway.store.accounts import AccountStore, Session
+from gateway.store.core import Store
+from gateway.store.listings import ensure_indexes
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.boardstore import data_version
-from gateway.store import Store
+from gateway.store.core import Store
+from gateway.store.listings import data_version
 
 log = logging.getLogger(__name__)
 

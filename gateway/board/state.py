@@ -12,10 +12,10 @@ import datetime as _dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway import boardstore
 from gateway.config import GatewayConfig
-from gateway.status import source_freshness
-from gateway.store import Store
+from gateway.store import listings
+from gateway.store.core import Store
+from gateway.streams.status import source_freshness
 
 QUARANTINE_LIMIT = 200
 
@@ -74,7 +74,7 @@ def local(value: str | _dt.datetime | None, zone: ZoneInfo) -> str:
 
 
 def board_state(store: Store, cfg: GatewayConfig, now: _dt.datetime) -> dict[str, Any]:
-    views = boardstore.conflict_views(store)
+    views = listings.conflict_views(store)
     conflicts = []
     for view in views:
         for c in view.conflicts():
@@ -87,7 +87,7 @@ def board_state(store: Store, cfg: GatewayConfig, now: _dt.datetime) -> dict[str
                                 "age_s": round((now - k.as_of).total_seconds())}
                                for k in c.candidates],
             })
-    held = boardstore.proposals(store)
+    held = listings.proposals(store)
     current = store.views(sorted({p.order_id for p in held}))
     proposals = []
     for p in held:
@@ -103,8 +103,8 @@ def board_state(store: Store, cfg: GatewayConfig, now: _dt.datetime) -> dict[str
         "depot": cfg.depot,
         "conflicts": conflicts,
         "proposals": proposals,
-        "refused": [vars(e) for e in boardstore.refused_events(store)],
-        "tablets": [{**vars(t), "behind": t.behind} for t in boardstore.tablets(store)],
+        "refused": [vars(e) for e in listings.refused_events(store)],
+        "tablets": [{**vars(t), "behind": t.behind} for t in listings.tablets(store)],
         "sources": source_freshness(store, cfg),
         "quarantine": [vars(q) for q in quarantine[:QUARANTINE_LIMIT]],
         "quarantine_total": len(quarantine),
@@ -115,12 +115,12 @@ def board_state(store: Store, cfg: GatewayConfig, now: _dt.datetime) -> dict[str
 def _decisions(store: Store) -> list[dict[str, Any]]:
     """The audit log's decisions, each with the claims the person saw (a resolution's
     ``seen``; an override's from its resolution) in words."""
-    decisions = boardstore.decisions(store)
+    decisions = listings.decisions(store)
     overrides = {f"override:{d['detail'].get('command_id')}": d for d in decisions
                  if d["action"] == "assign" and d["detail"].get("override")}
-    for rid, res in boardstore.resolution_seen(store, list(overrides)).items():
+    for rid, res in listings.resolution_seen(store, list(overrides)).items():
         overrides[rid]["detail"]["seen"] = res.get("seen", [])
-    claims = boardstore.claim_summaries(
+    claims = listings.claim_summaries(
         store, [cid for d in decisions for cid in d["detail"].get("seen", [])])
     for d in decisions:
         d["seen"] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.errors import SourceError
 
@@ -20,6 +20,10 @@ PROBLEM_KEY = "__problem__"
 """An adapter keeps a row it cannot read whole (a CSV line with the wrong number of fields, an
 HTTP proposal that is not an object) with a one-line reason under this key; the validator
 quarantines any row that carries it."""
+
+FAULTS_KEY = "__faults__"
+"""A row whose bytes held dirt (``N/A`` in a numeric field, an undecodable byte) carries, beside
+``PROBLEM_KEY``, a list of ``[field, raw bytes in hex, reason]``: one quarantine line each."""
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,14 @@ class Export:
     a large file is then read and validated in a second process (gateway.ingest.parallel)."""
     size: int = 0
     """The input's size in bytes, when known."""
+    total: int | None = None
+    """How many records the input holds (deleted ones included), when known ahead: the
+    progress bar's length."""
     problems: list[str] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    suspect: list[str] = field(default_factory=list)
+    """Why the input, though readable, looks wrong ("no records", a header that counts fewer
+    records than the file holds): the run is held for a person to accept, never applied."""
 
 
 class Adapter(Protocol):
@@ -66,6 +76,20 @@ class Adapter(Protocol):
 
     def done(self, export: Export) -> None:
         """Called once an export's run committed (move a drop aside, remember a cursor...)."""
+        ...
+
+
+@runtime_checkable
+class Holding(Protocol):
+    """An adapter whose held (suspect) inputs must be set aside: a CSV drop stays out of the
+    folder's queue until a person accepts it, or a later export replaces it."""
+
+    def hold(self, export: Export) -> str:
+        """Set the input aside; returns where it now is."""
+        ...
+
+    def held_export(self, location: str) -> Export | None:
+        """The input set aside at ``location``, read again (None when it is gone)."""
         ...
 
 

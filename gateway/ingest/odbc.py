@@ -1,6 +1,6 @@
 """An ODBC source: one query against a legacy database through pyodbc and unixODBC.
 
-Only this module and ``gateway.writeback_sql`` import pyodbc. ``exports()`` connects, runs the
+Only this module and ``gateway.writeback.odbc`` import pyodbc. ``exports()`` connects, runs the
 query and yields one ``Export`` whose rows stream from the cursor (``fetchmany(1000)``); the
 connection closes when the rows are exhausted (or the export is dropped).
 

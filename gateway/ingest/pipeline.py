@@ -22,21 +22,39 @@ from pathlib import Path
 
 from gateway.config import GatewayConfig, SourceSection
 from gateway.errors import ConfigError, GatewayError, NotReady, SourceError
-from gateway.ingest.base import Adapter, Export, RawRow
-from gateway.ingest.parallel import BATCH, batches, prepare, prepared_batches, worth_it
-from gateway.mapping import FIELDS, Mapping, load_mapping
-from gateway.runstore import BadRow, StagedRow, load_record
-from gateway.store import Store
-from gateway.validate import RowValidator, Valid
+from gateway.ingest.base import Adapter, Export, Holding, RawRow
+from gateway.ingest.mapping import Mapping, source_mapping
+from gateway.ingest.parallel import (
+    BATCH,
+    Faults,
+    batches,
+    merge_faults,
+    prepare,
+    prepared_batches,
+    worth_it,
+)
+from gateway.ingest.validate import RowValidator, Valid
+from gateway.store.core import Store
+from gateway.store.runs import (
+    BadRow,
+    HoldRule,
+    SourceRun,
+    StagedRow,
+    applied_fingerprint,
+    held,
+    load_record,
+)
 
-Progress = Callable[[str, int], None]
-"""Called with (phase, rows so far): ``read`` while streaming, ``diff`` while writing claims."""
+Progress = Callable[[str, int, int | None], None]
+"""Called with (phase, done so far, total or None): ``read`` (rows read and validated, of the
+input's records) while streaming, ``diff`` (staged rows diffed and committed, of those that
+differ) while writing claims."""
 
 
 @dataclass(frozen=True)
 class RunSummary:
     source: str
-    status: str  # ok | skipped | partial | failed | not-ready | idle
+    status: str  # ok | degraded | suspect | skipped | partial | failed | not-ready | idle
     location: str = ""
     rows_read: int = 0
     rows_changed: int = 0
@@ -45,30 +63,21 @@ class RunSummary:
     claims: int = 0
     error: str | None = None
     run_id: int | None = None
+    held: dict[str, object] | None = None
+    """For a ``suspect`` run: its hold (run_id, reason, rows_read, withdraw, live)."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-IDENTITY_FIELDS = {name: name for name in FIELDS}
-
-
-def source_mapping(cfg: GatewayConfig, src: SourceSection) -> Mapping:
-    """The source's mapping; an HTTP source without one reads crossdock's own field names."""
-    if src.mapping is not None:
-        return load_mapping(cfg.path(src.mapping))
-    return Mapping.model_validate({"columns": IDENTITY_FIELDS, "path": "(built in)",
-                                   "digest": "identity"})
-
-
 def make_adapter(cfg: GatewayConfig, src: SourceSection) -> Adapter:
     """The adapter a source's section configures (its library is imported only when used)."""
     if src.kind == "foxpro":
-        from gateway.ingest.foxpro import FoxProAdapter
+        from gateway.ingest.foxpro import FoxProAdapter  # dbfread (the gateway extra): +15 ms
 
         return FoxProAdapter(src.name, cfg.path(src.path or ""), encoding=src.encoding)
     if src.kind == "csv":
-        from gateway.ingest.csvdrop import CsvDropAdapter
+        from gateway.ingest.csvdrop import CsvDropAdapter  # +10 ms
 
         path = cfg.path(src.path or "")
         folder, pattern = (path, "*.csv") if path.is_dir() or not path.suffix else (
@@ -77,10 +86,10 @@ def make_adapter(cfg: GatewayConfig, src: SourceSection) -> Adapter:
                               delimiter=src.delimiter, settle_seconds=src.settle_s,
                               done_marker=src.done_marker)
     if src.kind == "odbc":
-        from gateway.ingest.odbc import OdbcAdapter
+        from gateway.ingest.odbc import OdbcAdapter  # pyodbc (the gateway extra): +8 ms
 
         return OdbcAdapter(src.name, src.connection or "", src.query or "")
-    from gateway.ingest.http import HttpAdapter
+    from gateway.ingest.http import HttpAdapter  # requests: +114 ms
 
     return HttpAdapter(src.name, src.url or "", endpoints=list(src.endpoints) or ["/proposals"],
                        token=src.token, timeout=src.timeout_s, rate=src.rate_per_s)
@@ -94,7 +103,7 @@ def known_drivers(cfg: GatewayConfig, mapping: Mapping) -> frozenset[str] | None
         base = Path(mapping.path).parent if mapping.path else Path(cfg.base_dir)
         path = Path(section.file) if Path(section.file).is_absolute() else base / section.file
         if path.suffix.lower() == ".dbf":
-            from gateway.ingest.foxpro import read_dbf
+            from gateway.ingest.dbf import read_dbf  # dbfread (the gateway extra): +16 ms
 
             export = read_dbf(path)
             rows: list[tuple[int, object]] = [
@@ -150,12 +159,20 @@ def ingest_source(
     progress: Progress | None = None,
     adapter: Adapter | None = None,
     parallel: bool | None = None,
+    accept: int | None = None,
+    actor: str | None = None,
 ) -> list[RunSummary]:
     """Run one source once; one summary per input it had ready (or one saying why none).
 
     ``parallel``: read and validate in a second process (None: for large files on a machine
-    with more than one core; see gateway.ingest.parallel)."""
+    with more than one core; see gateway.ingest.parallel). ``accept``: apply the source's held
+    (suspect) run with that id, as ``actor`` (audited), and nothing else."""
     started = now()
+    if accept is not None:  # a person's command: what stops it is an error to them, not a run
+        mapping = source_mapping(cfg, src)
+        validator = RowValidator(mapping, drivers=known_drivers(cfg, mapping))
+        return [_accept(store, src, mapping, validator, adapter or ADAPTERS.get(cfg, src),
+                        accept, actor or "unknown", now, progress, parallel)]
     try:
         mapping = source_mapping(cfg, src)
         # an HTTP source without a mapping sends proposals: each states only what it changes
@@ -166,8 +183,11 @@ def ingest_source(
         for export in adapter.exports():
             summaries.append(_run_export(store, src, mapping, validator, export, now, progress,
                                          parallel))
-            if summaries[-1].status in ("ok", "skipped", "partial"):
+            status = summaries[-1].status
+            if status in ("ok", "degraded", "skipped", "partial"):
                 adapter.done(export)
+            elif status == "suspect" and isinstance(adapter, Holding):
+                adapter.hold(export)
     except NotReady as exc:
         return [RunSummary(src.name, "not-ready", error=str(exc))]
     except GatewayError as exc:
@@ -184,6 +204,45 @@ def ingest_source(
     return summaries
 
 
+def _accept(
+    store: Store,
+    src: SourceSection,
+    mapping: Mapping,
+    validator: RowValidator,
+    adapter: Adapter,
+    run_id: int,
+    actor: str,
+    now: Callable[[], _dt.datetime],
+    progress: Progress | None,
+    parallel: bool | None,
+) -> RunSummary:
+    """Apply a held run: its input read again (it must still be byte-identical), no hold rule."""
+    hold = held(store, src.claim_source)
+    if hold is None or hold.run_id != run_id:
+        waiting = f"; run {hold.run_id} is the one held" if hold else ""
+        raise SourceError(f"source {src.name!r}: run {run_id} is not a held (suspect) run"
+                          + waiting)
+    exports: list[Export]
+    if isinstance(adapter, Holding):
+        found = adapter.held_export(hold.location)
+        exports = [found] if found is not None else []
+    else:
+        exports = list(adapter.exports())
+    for export in exports:
+        if _fingerprint(export, mapping) == hold.fingerprint:
+            summary = _run_export(store, src, mapping, validator, export, now, progress,
+                                  parallel, accepted_by=actor)
+            if summary.status in ("ok", "degraded"):
+                adapter.done(export)
+            return summary
+    raise SourceError(f"source {src.name!r}: the export held by run {run_id} "
+                      f"({hold.location}) is gone or has changed; nothing applied")
+
+
+def _fingerprint(export: Export, mapping: Mapping) -> str | None:
+    return f"{export.fingerprint}:{mapping.digest}" if export.fingerprint else None
+
+
 def _run_export(
     store: Store,
     src: SourceSection,
@@ -193,32 +252,45 @@ def _run_export(
     now: Callable[[], _dt.datetime],
     progress: Progress | None,
     parallel: bool | None = None,
+    *,
+    accepted_by: str | None = None,
 ) -> RunSummary:
     source = src.claim_source
     started = now()
-    fingerprint = f"{export.fingerprint}:{mapping.digest}" if export.fingerprint else None
-    if fingerprint is not None and store.fingerprint_seen(source, fingerprint):
+    fingerprint = _fingerprint(export, mapping)
+    hold = held(store, source)
+    if accepted_by is None and hold is not None and fingerprint == hold.fingerprint:
+        # the held export again: still held, nothing new to record
+        return RunSummary(src.name, "suspect", export.location, hold.rows_read,
+                          error=f"held by run {hold.run_id}: {hold.reason}",
+                          run_id=hold.run_id, held=hold.as_dict())
+    if (accepted_by is None and hold is None and fingerprint is not None
+            and fingerprint == applied_fingerprint(store, source, export.location)):
+        # what is applied now, byte for byte (a file equal to an older run is read again;
+        # with a hold waiting the file is read, so that restoring the good export clears it)
         with store.transaction():
             run_id = store.record_run(source, started_at=started, finished_at=now(),
                                       status="skipped", location=export.location,
                                       fingerprint=fingerprint)
         return RunSummary(src.name, "skipped", export.location, run_id=run_id)
-    run = store.begin_run(source, started_at=started, location=export.location,
-                          fingerprint=fingerprint)
+    run = SourceRun(store, source, started, export.location, fingerprint)
     if parallel is None:
         parallel = worth_it(export)
+    faults: Faults = {}
     try:
         if parallel and export.reopen is not None:
             prepared = prepared_batches(export, mapping, validator.drivers)
         else:
             prepared = (prepare(raws, validator) for raws in batches(export.rows, BATCH))
-        for staged, bad, refused in prepared:
+        for staged, bad, refused, batch_faults in prepared:
             run.stage_prepared(staged)
             run.reject(bad, distinct_rows=refused)
+            merge_faults(faults, batch_faults)
             if progress is not None:
-                progress("read", run.rows_read)
+                progress("read", run.rows_read, export.total)
         if progress is not None:
-            progress("read", run.rows_read)
+            progress("read", run.rows_read, run.rows_read)
+        _refuse_if_most_fail_alike(export, faults, run.rows_read, src)
         info = run.commit(
             now=now(),
             as_of=mapping.as_of(started),
@@ -228,7 +300,13 @@ def _run_export(
             problems=export.problems,
             proposals=src.mode if src.mode in ("shadow", "approve") else None,
             approval_window=_dt.timedelta(seconds=src.approval_window_s),
-            on_progress=None if progress is None else (lambda n: progress("diff", n)),
+            on_progress=None if progress is None else (
+                lambda n, total: progress("diff", n, total)),
+            # an export (file, query) lists every live order; an HTTP source's proposals are
+            # the optimizer's current plan, not an export a job can leave half-written
+            hold=None if accepted_by is not None or src.kind == "http" else HoldRule(
+                src.withdraw_share, tuple(export.suspect)),
+            accepted_by=accepted_by,
         )
     except SourceError as exc:
         run.abort()
@@ -237,10 +315,34 @@ def _run_export(
                                       status="failed", location=export.location,
                                       error=str(exc))
         return RunSummary(src.name, "failed", export.location, error=str(exc), run_id=run_id)
+    now_held = held(store, source) if info.status == "suspect" else None
     return RunSummary(
         src.name, info.status, export.location, info.rows_read, info.rows_changed,
         info.rows_quarantined, info.rows_deleted, info.claims, info.error, info.run_id,
+        now_held.as_dict() if now_held is not None else None,
     )
+
+
+def _refuse_if_most_fail_alike(export: Export, faults: Faults, rows_read: int,
+                               src: SourceSection) -> None:
+    """Most rows failing the same way at the byte level is the file, not dirt in it: refused
+    in one line, with the encoding its bytes most likely are."""
+    if not faults or not rows_read:
+        return
+    kind, (count, *samples) = max(faults.items(), key=lambda item: item[1][0])
+    if count <= src.refuse_share * rows_read:
+        return
+    name = Path(export.location).name or export.location
+    hint = ""
+    if kind == "undecodable bytes":
+        from gateway.ingest.dbf_header import likely_encoding
+
+        guess = likely_encoding(samples)
+        configured = src.encoding
+        hint = (f"; the file is likely {guess}: set the source's encoding = \"{guess}\""
+                if guess else f"; it is not {configured}: set the source's encoding")
+    raise SourceError(f"{name}: {count} of {rows_read} rows fail the same way ({kind}), "
+                      f"more than {100 * src.refuse_share:.0f} %: refused, nothing applied{hint}")
 
 
 def _retry_quarantine(
@@ -260,8 +362,7 @@ def _retry_quarantine(
     if not records:
         return []
     started = now()
-    run = store.begin_run(source, started_at=started, location="quarantine re-try",
-                          fingerprint=None)
+    run = SourceRun(store, source, started, "quarantine re-try", None)
     good: list[StagedRow] = []
     bad: list[BadRow] = []
     seen_rows: set[tuple[str, int]] = set()

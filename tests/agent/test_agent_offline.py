@@ -105,4 +105,4 @@ def test_the_ticker_may_run_before_the_session_is_online(tmp_path: Path) -> None
     transport = RecordingTransport(connected=True)
     with Agent(config, transport=lambda _settings, _agent: transport) as agent:
         agent.start()
-        agent._tick()  # was AttributeError: no _applied_dirty before session_online set it
+        agent._engine.tick()  # was AttributeError: no _applied_dirty before session_online set it

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -116,17 +117,17 @@ def test_a_batch_short_of_its_head_is_told_observers_with_the_next(agent: Agent)
     changes: list[Change] = []
     agent.subscribe(changes.append)
     _batch(agent, 4, _new("B4", "B5"), head=7)
-    assert changes == [] and agent._behind
+    assert changes == [] and agent._engine.state.behind
     _batch(agent, 6, _new("B6", "B7"), head=7)
-    assert len(changes) == 1 and not agent._behind
+    assert len(changes) == 1 and not agent._engine.state.behind
 
 
 def test_a_burst_is_told_observers_once_though_its_first_message_wakes_the_ticker(
-    agent: Agent, monkeypatch: pytest.MonkeyPatch
+    agent: Agent
 ) -> None:
     # the first message makes work pending and wakes the sleeping ticker: that may shorten its
     # sleep to TICK_S, not tell observers at once (per message, in a burst of many)
-    monkeypatch.setattr("agent.service.TICK_S", 5.0)
+    agent._engine.timing = replace(agent._engine.timing, tick_s=5.0)
     changes: list[Change] = []
     agent.subscribe(changes.append)
     _batch(agent, 4, _new("B4", "B5"), head=7)
@@ -172,10 +173,10 @@ def test_a_batch_after_a_gap_asks_for_resync_once_and_applies_nothing(
     assert _resyncs(transport) == [3]
     status = agent.sync_status()
     assert status.last_seq == 3 and status.counters.get("gaps") == 4  # as one by one
-    assert agent._behind
+    assert agent._engine.state.behind
     _batch(agent, 4, _new("B4", "B5", "B6", "B7", "B8", "B9"), head=9)  # the replay
     assert agent.sync_status().last_seq == 9
-    assert len(agent.route()) == 9 and not agent._behind
+    assert len(agent.route()) == 9 and not agent._engine.state.behind
 
 
 def test_a_batch_mixes_views_and_removals_in_stream_order(agent: Agent) -> None:

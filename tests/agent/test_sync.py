@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, load_config
+from agent.engine import Engine
 from agent.service import Agent
 from sync.codec import decode
 from sync.envelope import SourceFreshness, StatusMsg
@@ -241,15 +242,15 @@ def test_birth_and_goodbye_status_are_retained(
 
 @pytest.fixture
 def ticks(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The times every agent's ticker did its work (``Agent._tick``) during the test."""
+    """The times every agent's ticker did its work (``Engine.tick``) during the test."""
     out: list[float] = []
-    real_tick = Agent._tick
+    real_tick = Engine.tick
 
-    def counting_tick(self: Agent) -> None:
-        out.append(self._clock())
+    def counting_tick(self: Engine) -> None:
+        out.append(self.clock())
         real_tick(self)
 
-    monkeypatch.setattr(Agent, "_tick", counting_tick)
+    monkeypatch.setattr(Engine, "tick", counting_tick)
     return out
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from gateway import commands
-from gateway.accountstore import AccountStore
 from gateway.config import GatewayConfig, load_config
-from gateway.devicestore import DeviceStore
 from gateway.ingest.pipeline import ingest_source
-from gateway.store import Store
-from gateway.views import refresh, sync_driver
+from gateway.store.accounts import AccountStore
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
+from gateway.streams import commands
+from gateway.streams.views import refresh, sync_driver
 from sync.envelope import AssignCommand
 from tests.system.depot import MAPPING, write_orders
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.accountstore import AccountStore, check_password, hash_password
-from gateway.board import Board, Reply, create_app
+from gateway.board.app import Board, Reply, create_app
 from gateway.config import GatewayConfig
 from gateway.shadow import depot_zone
-from gateway.store import Store
+from gateway.store.accounts import AccountStore, check_password, hash_password
+from gateway.store.core import Store
 from tests.board.depotfiles import (
     PASSWORD,
     add_device,
@@ -211,7 +211,7 @@ def test_a_new_password_ends_the_old_sessions(cfg: GatewayConfig) -> None:
 
 
 def test_an_escalated_conflict_says_the_stop_is_on_hold_in_words(cfg: GatewayConfig) -> None:
-    from gateway.views import refresh
+    from gateway.streams.views import refresh
 
     dispatch_assign(cfg, "O-1", "D2", "c1")
     with Store(cfg.db_path) as store:  # past the deadline: escalated, as the tick does
@@ -238,7 +238,7 @@ def test_an_override_is_confirmed_with_the_driver_typed_and_sent_as_override(
 
 
 def test_refused_driver_actions_show_with_their_reason(cfg: GatewayConfig) -> None:
-    from gateway.devicestore import DeviceStore
+    from gateway.store.devices import DeviceStore
 
     add_device(cfg, "tab-1", "D1")
     add_device(cfg, "tab-2", "D2")
@@ -260,10 +260,10 @@ def test_refused_driver_actions_show_with_their_reason(cfg: GatewayConfig) -> No
 
 def test_the_board_serves_https_with_the_depots_certificate_beyond_loopback(
         tmp_path: Path) -> None:
-    from gateway.board import BoardServer
-    from gateway.broker import free_port
+    from gateway.board.server import BoardServer
+    from gateway.broker.tls import make_self_signed
     from gateway.config import load_config
-    from gateway.tls import make_self_signed
+    from tests.broker import free_port
 
     write_depot(tmp_path / "depot")
     files = make_self_signed(tmp_path / "depot", ["127.0.0.1"], common_name="board")
@@ -291,3 +291,23 @@ def test_after_five_wrong_passwords_even_the_right_one_waits(cfg: GatewayConfig)
     refused = login(client)
     assert refused.status_code == 429 and "Too many wrong passwords" in refused.text
     assert "crossdock_board" not in refused.cookies
+
+
+def test_a_source_held_as_suspect_says_so_with_the_accept_command(cfg: GatewayConfig) -> None:
+    from gateway.ingest.pipeline import ingest_source
+    from tests.system.depot import write_orders
+
+    client, _ = make_client(cfg)
+    login(client)
+    section = client.get("/").text.split('id="sources"')[1].split("</section>")[0]
+    assert '<span class="tag ok">ok</span>' in section and "held as suspect" not in section
+    write_orders(cfg.path(cfg.sources[0].path or ""), [])  # an empty export: would withdraw all
+    with Store(cfg.db_path) as store:
+        (run,) = ingest_source(store, cfg, cfg.sources[0], now=now)
+    assert run.status == "suspect"
+    section = client.get("/").text.split('id="sources"')[1].split("</section>")[0]
+    assert '<span class="tag hold">held as suspect: nothing applied</span>' in section
+    assert "would withdraw 3 of 3 live orders" in section
+    assert f"crossdock gateway ingest --accept {run.run_id}" in section
+    (row,) = client.get("/api/state").json()["sources"]
+    assert row["status"] == "suspect" and row["held"]["run_id"] == run.run_id

@@ -15,16 +15,17 @@ from typing import Any
 
 import pytest
 
-from gateway.accountstore import AccountStore
-from gateway.board import BoardServer
-from gateway.boardstore import proposals
-from gateway.broker import ManagedBroker, free_port
+from gateway.board.server import BoardServer
+from gateway.broker.process import ManagedBroker
 from gateway.config import load_config
 from gateway.ingest.pipeline import ingest_source
-from gateway.service import GatewayService
-from gateway.store import Store
+from gateway.store.accounts import AccountStore
+from gateway.store.core import Store
+from gateway.store.listings import proposals
+from gateway.streams.service import GatewayService
 from tests.board.conftest import Optimizer, Shots
 from tests.board.depotfiles import fetch
+from tests.broker import free_port
 from tests.system.depot import Depot, wait_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.board, pytest.mark.slow]

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from crossdock_cli import cli
-from gateway.accountstore import AccountStore
 from gateway.config import GatewayConfig, load_config
 from gateway.ingest.pipeline import ingest_source
-from gateway.store import Store
+from gateway.store.accounts import AccountStore
+from gateway.store.core import Store
 from tests.board.conftest import Optimizer
 from tests.board.depotfiles import now, write_depot
 
@@ -104,8 +104,8 @@ def test_board_without_a_board_table_says_what_to_add(tmp_path: Path) -> None:
 @pytest.mark.broker
 @pytest.mark.slow
 def test_gateway_run_serves_the_board_when_board_is_configured(tmp_path: Path) -> None:
-    from gateway.broker import free_port
     from tests.board.depotfiles import fetch
+    from tests.broker import free_port
     from tests.system.test_cli_depot import sample, spawn, stop, until
 
     config = sample(tmp_path, orders=10, drivers=2)

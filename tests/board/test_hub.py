@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.board.hub import Hub
-from gateway.store import Store
+from gateway.store.core import Store
 
 
 def frames(tablets: dict[str, str], header: str = "2 online") -> dict[str, str]:

@@ -14,13 +14,14 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.service import Agent
-from gateway.accountstore import AccountStore
-from gateway.board import BoardServer
-from gateway.broker import ManagedBroker, free_port
+from gateway.board.server import BoardServer
+from gateway.broker.process import ManagedBroker
 from gateway.config import load_config
-from gateway.store import Store
+from gateway.store.accounts import AccountStore
+from gateway.store.core import Store
 from tests.board.conftest import Optimizer, Shots
 from tests.board.depotfiles import now
+from tests.broker import free_port
 from tests.system.test_cli_depot import crossdock, sample, spawn, stop, until
 
 pytestmark = [pytest.mark.broker, pytest.mark.board, pytest.mark.slow]
@@ -71,7 +72,7 @@ def test_a_shadow_run_reports_the_conflicts_a_normal_run_opens_and_sends_nothing
                       "--config", str(shadow))
     assert added.returncode == 0, added.stderr
     with Store(load_config(shadow).db_path) as store:
-        from gateway.devicestore import DeviceStore
+        from gateway.store.devices import DeviceStore
 
         password = DeviceStore(store).get("tab-1").password  # type: ignore[union-attr]
     agent = Agent(AgentConfig.model_validate({

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import BrokerSettings, BrokerUser, ManagedBroker, free_port, write_config
+from gateway.broker.conf import BrokerSettings, BrokerUser, write_config
+from gateway.broker.process import ManagedBroker
 from gateway.errors import ConfigError, GatewayError
 from sync.topics import Topics
-from tests.broker import DEPOT, BrokerFactory, MqttProbe, connect_reason
+from tests.broker import DEPOT, BrokerFactory, MqttProbe, connect_reason, free_port
 
 pytestmark = pytest.mark.broker
 

@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.store import Store
+from gateway.store.core import Store
 from sync.merge import Merged, OneSet, merge_order
 from sync.model import Policy, Resolution
 

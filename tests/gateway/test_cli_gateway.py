@@ -93,7 +93,7 @@ def test_conflicts_json_lists_candidates_with_source_value_and_as_of(tmp_path: P
 
 def test_writeback_command_reports_json_and_writes_once(sample: Path) -> None:
     from gateway.config import load_config
-    from gateway.store import Store
+    from gateway.store.core import Store
 
     cfg = load_config(sample)
     with Store(cfg.db_path) as store, store.transaction():
@@ -136,3 +136,91 @@ def test_a_broken_config_is_one_line_and_exit_1(tmp_path: Path) -> None:
         assert result.exit_code == 1, command
         assert len(result.stderr.strip().splitlines()) == 1
         assert result.stderr.startswith("crossdock: config ")
+
+
+def test_an_empty_export_exits_3_held_and_accept_applies_it_with_who(sample: Path) -> None:
+    from gateway.sample import ORDER_COLUMNS
+
+    assert _invoke("gateway", "ingest", "--config", str(sample)).exit_code == 0
+    write_orders_dbf(sample.parent / "export" / "orders.dbf", [], spec=ORDER_COLUMNS)
+    held = _invoke("gateway", "ingest", "--config", str(sample), "--json")
+    assert held.exit_code == 3, held.output
+    (run,) = json.loads(held.stdout)["runs"]
+    assert run["status"] == "suspect"
+    assert (run["held"]["rows_read"], run["held"]["withdraw"], run["held"]["live"]) == (
+        0, 137, 137)
+    text = _invoke("gateway", "sources", "--config", str(sample))
+    assert "SUSPECT" in text.output and "would withdraw 137 of 137 live orders" in text.output
+    (src,) = json.loads(_invoke("gateway", "sources", "--config", str(sample), "--json").output)
+    assert src["status"] == "suspect" and src["held"]["run_id"] == run["run_id"]
+    assert src["orders"] == 137  # nothing withdrawn
+    wrong = CliRunner().invoke(cli, ["gateway", "ingest", "--config", str(sample), "--accept",
+                                     str(run["run_id"] + 5)])
+    assert wrong.exit_code == 1 and "is not a held (suspect) run" in wrong.output
+    accepted = _invoke("gateway", "ingest", "--config", str(sample), "--accept",
+                       str(run["run_id"]), "--by", "marta", "--json")
+    assert accepted.exit_code == 4, accepted.output  # applied; nothing read: degraded
+    (done,) = json.loads(accepted.stdout)["runs"]
+    assert (done["status"], done["rows_changed"]) == ("degraded", 137)
+    from gateway.config import load_config
+    from gateway.store.core import Store
+
+    with Store(load_config(sample).db_path) as store:
+        assert any(a["actor"] == "marta" and a["action"] == "accept-suspect"
+                   for a in store.audit_log())
+
+
+def test_all_rows_quarantined_exits_4_degraded(tmp_path: Path) -> None:
+    write_mapping(tmp_path / "legacy.mapping.toml")
+    mapping = tmp_path / "legacy.mapping.toml"
+    mapping.write_text(mapping.read_text(encoding="utf-8").replace('"ETA"', '"NO_SUCH"'),
+                       encoding="utf-8")
+    drop_csv(tmp_path / "drops", "o.csv", [order("O-1"), order("O-2")])
+    write_config(tmp_path, csv_source())
+    result = _invoke("gateway", "ingest", "--config", str(tmp_path / "gateway.toml"))
+    assert result.exit_code == 4, result.output
+    assert "legacy: degraded" in result.output
+    assert "most rows quarantined (2 of 2)" in result.output
+
+
+def _ingest_on_a_terminal(config: Path, *args: str) -> tuple[str, str]:
+    """``crossdock gateway ingest`` in its own process with stderr on a pseudo-terminal:
+    (stdout, what the terminal showed)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "crossdock_cli", "gateway", "ingest",
+                             "--config", str(config), *args], stdout=subprocess.PIPE,
+                            stderr=follower, cwd=Path(__file__).resolve().parents[2])
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the process closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    out, _ = proc.communicate(timeout=120)
+    os.close(leader)
+    return out.decode(), shown.decode(errors="replace")
+
+
+def test_progress_bars_per_phase_on_a_terminal_and_clean_json(tmp_path: Path) -> None:
+    made = _invoke("gateway", "sample", "--out", str(tmp_path / "s"), "--orders", "600",
+                   "--json")
+    config = Path(json.loads(made.output)["config"])
+    out, shown = _ingest_on_a_terminal(config)
+    for label, total in (("legacy: read+validate", "601/601"), ("legacy: diff+commit", "595/595"),
+                         ("views: merge", "595/595")):
+        assert label in shown and total in shown, shown[-500:]
+    assert "100%" in shown and "/s" in shown
+    assert "legacy: ok" in out and "[#" not in out
+    (tmp_path / "s" / "gateway.sqlite").unlink()
+    out, shown = _ingest_on_a_terminal(config, "--json")
+    assert json.loads(out)["runs"][0]["status"] == "ok"  # stdout is JSON alone
+    assert "read+validate" not in shown and "%" not in shown

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import NotReady, SourceError
-from gateway.ingest.base import Export
+from gateway.ingest.base import FAULTS_KEY, Export
 from gateway.ingest.csvdrop import EXTRA_KEY, PROBLEM_KEY, CsvDropAdapter
 
 NOW = 1_800_000_000.0
@@ -33,9 +33,21 @@ def ready(csv: CsvDropAdapter) -> list[Export]:
     return list(csv.exports())
 
 
-def test_a_drop_seen_for_the_first_time_is_not_ready(tmp_path: Path) -> None:
-    path = write(tmp_path, "orders.csv", "order_id,status\nA1,planned\n")
-    csv = adapter(tmp_path)
+def test_a_drop_seen_for_the_first_time_is_ready_once_older_than_settle_seconds(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "orders.csv", "order_id,status\nA1,planned\n", age=60.0)
+    young = write(tmp_path, "young.csv", "order_id,status\nA2,planned\n", age=1.0)
+    csv = adapter(tmp_path, settle_seconds=30.0)
+    assert [e.location for e in csv.exports()] == [str(path)]
+    assert csv.skipped_not_ready == [str(young)]
+
+
+def test_a_drop_that_changed_since_the_last_look_is_not_ready(tmp_path: Path) -> None:
+    path = write(tmp_path, "orders.csv", "order_id\nA1\n", age=60.0)
+    csv = adapter(tmp_path, settle_seconds=2.0)
+    list(csv.exports())
+    write(tmp_path, "orders.csv", "order_id\nA1\nA2\n", age=50.0)
     assert list(csv.exports()) == []
     assert csv.skipped_not_ready == [str(path)]
 
@@ -129,21 +141,40 @@ def test_a_row_with_too_many_fields_keeps_the_extra_values(tmp_path: Path) -> No
     assert row.values["status"] == "planned"
 
 
-def test_undecodable_bytes_raise_a_one_line_source_error_naming_file_row_and_field(
+def test_undecodable_bytes_quarantine_their_row_with_field_hex_and_reason(
     tmp_path: Path,
 ) -> None:
-    path = write(tmp_path, "orders.csv", b"order_id,note\nA1,ok\nA2,caf\xe9\n")
+    write(tmp_path, "orders.csv", b"order_id,note\nA1,ok\nA2,caf\xe9\nA3,fine\n")
     (export,) = ready(adapter(tmp_path))
-    rows = iter(export.rows)
-    assert next(rows).row == 1
-    with pytest.raises(SourceError) as caught:
-        next(rows)
-    message = str(caught.value)
-    assert "\n" not in message
-    assert str(path) in message
-    assert "row 2" in message
-    assert "'note'" in message
-    assert not isinstance(caught.value, NotReady)
+    rows = list(export.rows)
+    assert [r.row for r in rows] == [1, 2, 3]
+    assert rows[1].values[FAULTS_KEY] == [
+        ["note", "63 61 66 e9", "note: byte 0xe9 cannot be decoded as utf-8"]]
+    assert rows[1].values["order_id"] == "A2" and "note" not in rows[1].values
+    assert FAULTS_KEY not in rows[2].values
+
+
+@pytest.mark.parametrize(("bom", "encoding", "name"), [
+    (b"\xef\xbb\xbf", "utf-8", "UTF-8"),
+    (b"\xff\xfe", "utf-16-le", "UTF-16 LE"),
+])
+def test_a_byte_order_mark_is_detected_named_and_decides_the_encoding(
+    tmp_path: Path, bom: bytes, encoding: str, name: str
+) -> None:
+    text = "order_id,note\nA1,Köln\n"
+    write(tmp_path, "orders.csv", bom + text.encode(encoding))
+    (export,) = ready(adapter(tmp_path, encoding="cp1252"))
+    assert [dict(r.values) for r in export.rows] == [{"order_id": "A1", "note": "Köln"}]
+    assert export.problems == [f"orders.csv: starts with a {name} byte order mark; read as "
+                               f"{'utf-8-sig' if name == 'UTF-8' else 'utf-16'}, not the "
+                               "configured cp1252"]
+
+
+def test_a_utf8_bom_under_a_configured_utf8_is_no_problem(tmp_path: Path) -> None:
+    write(tmp_path, "orders.csv", b"\xef\xbb\xbforder_id\nA1\n")
+    (export,) = ready(adapter(tmp_path, encoding="utf-8"))
+    assert [dict(r.values) for r in export.rows] == [{"order_id": "A1"}]
+    assert export.problems == []
 
 
 def test_a_configured_encoding_and_delimiter_are_used(tmp_path: Path) -> None:

@@ -12,7 +12,10 @@ import dbf
 import pytest
 
 from gateway.errors import SourceError
-from gateway.ingest.foxpro import FoxProAdapter, read_dbf, read_header
+from gateway.ingest.base import FAULTS_KEY, PROBLEM_KEY
+from gateway.ingest.dbf import read_dbf
+from gateway.ingest.dbf_header import read_header
+from gateway.ingest.foxpro import FoxProAdapter
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dbf-public"
 ALL_FIXTURES = sorted(p for p in FIXTURES.rglob("*") if p.is_file())
@@ -31,8 +34,11 @@ REFUSED = {
     "dbase_02.dbf": "not supported",
     "dbase_8c.dbf": "not supported",
     "dbase_83_missing_memo.dbf": "memo file dbase_83_missing_memo.dbt is missing",
-    "dbase_03_cyrillic.dbf": "cannot be decoded as cp1252",
-    "dbase_f5.dbf": "row 258 field DRIB",
+    "dbase_03_cyrillic.dbf": "field names: byte 0x90 cannot be decoded as cp1252; likely utf-8",
+}
+# Files read with dirt in them: (a record that carries a fault, its field, words of its reason).
+FAULTED = {
+    "dbase_f5.dbf": (258, "DRIB", "cannot be decoded as cp1252"),
 }
 
 
@@ -54,6 +60,14 @@ def test_every_public_fixture_is_read_fully_or_refused_in_one_line(path: Path) -
         assert REFUSED[path.name] in message
     else:
         assert path.name not in REFUSED, "expected a refusal"
+        faulted = {r.row: r.values[FAULTS_KEY] for r in rows if FAULTS_KEY in r.values}
+        if path.name in FAULTED:
+            row, field, words = FAULTED[path.name]
+            assert row in faulted
+            assert field in [f[0] for f in faulted[row]] if field else faulted[row]
+            assert all(words in f[2] for f in faulted[row])
+        else:
+            assert not faulted
         header = read_header(path)
         assert len(rows) + counters["deleted"] == header.record_count
         numbers = [r.row for r in rows]
@@ -199,11 +213,62 @@ def test_file_without_code_page_mark_uses_configured_encoding(tmp_path: Path) ->
     assert (header.encoding, header.encoding_source) == ("cp850", "configured")
 
 
-def test_undecodable_byte_names_file_row_and_field(tmp_path: Path) -> None:
+def test_undecodable_byte_faults_its_row_with_field_hex_and_reason(tmp_path: Path) -> None:
     fields = [("ID", "C", 2, 0, 0), ("CITY", "C", 3, 0, 0)]
-    path = _vfp_table(tmp_path / "bad.dbf", fields, [b" okabc", b" ok\x81bc"], codepage=0)
-    with pytest.raises(SourceError, match=r"bad\.dbf row 2 field CITY: byte 0x81 .* cp1252"):
-        _read_all(path)
+    path = _vfp_table(tmp_path / "bad.dbf", fields, [b" okabc", b" ok\x81bc", b" k3xyz"],
+                      codepage=0)
+    rows, _, _ = _read_all(path)
+    assert [r.row for r in rows] == [1, 2, 3]
+    assert rows[1].values[FAULTS_KEY] == [["CITY", "81 62 63",
+                                           "CITY: byte 0x81 cannot be decoded as cp1252"]]
+    assert rows[1].values["ID"] == "ok" and "CITY" not in rows[1].values
+    assert PROBLEM_KEY not in rows[0].values and rows[2].values["CITY"] == "xyz"
+
+
+@pytest.mark.parametrize(
+    ("ftype", "length", "dirt", "why"),
+    [
+        ("N", 8, b"     N/A", "invalid number"),
+        ("F", 8, b"   ab.c ", "could not convert"),
+        ("N", 8, b"     NaN", "invalid number"),
+        ("D", 8, b"20x4-1-9", "invalid date"),
+        ("L", 1, b"X", "Illegal value for logical"),
+        ("T", 8, struct.pack("<LL", 0xFFFFFFF0, 5), ""),
+        ("C", 4, b"a\x90bc", "byte 0x90 cannot be decoded as cp1252"),
+    ],
+)
+def test_dirt_in_each_field_type_faults_one_row_and_reads_the_rest(
+    tmp_path: Path, ftype: str, length: int, dirt: bytes, why: str
+) -> None:
+    fields = [("ID", "C", 2, 0, 0), ("VAL", ftype, length, 0, 0)]
+    good = {"N": b"      12", "F": b"   1.500", "D": b"20240229", "L": b"T",
+            "T": struct.pack("<LL", 2460370, 3600_000), "C": b"abcd"}[ftype]
+    path = _vfp_table(tmp_path / "dirt.dbf", fields, [b" a1" + good, b" a2" + dirt,
+                                                      b" a3" + good], codepage=0)
+    rows, _, _ = _read_all(path)
+    assert [r.values["ID"] for r in rows] == ["a1", "a2", "a3"]
+    assert FAULTS_KEY not in rows[0].values and FAULTS_KEY not in rows[2].values
+    ((field, raw, reason),) = rows[1].values[FAULTS_KEY]
+    assert (field, raw) == ("VAL", dirt.hex(" "))
+    assert reason.startswith("VAL: ") and why in reason
+
+
+def test_memo_pointer_past_the_memo_file_faults_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "memo.dbf"
+    table = dbf.Table(str(path), "ID C(2); M1 M", dbf_type="vfp", codepage="cp1252")
+    table.open(dbf.READ_WRITE)
+    for i in range(3):
+        table.append({"id": f"m{i}", "m1": f"memo {i}"})
+    table.close()
+    header = read_header(path)
+    data = bytearray(path.read_bytes())
+    offset = header.header_length + header.record_length + header.fields[1].offset
+    data[offset : offset + 4] = struct.pack("<I", 10_000_000)
+    path.write_bytes(bytes(data))
+    rows, _, _ = _read_all(path)
+    assert [r.values["ID"] for r in rows] == ["m0", "m1", "m2"]
+    assert rows[0].values["M1"] == "memo 0" and rows[2].values["M1"] == "memo 2"
+    assert [f[0] for f in rows[1].values[FAULTS_KEY]] == ["M1"]
 
 
 def test_every_listed_type_decodes_to_python_values(tmp_path: Path) -> None:

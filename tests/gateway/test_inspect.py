@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import SourceError
-from gateway.inspect import inspect_file
+from gateway.ingest.inspect import inspect_file
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dbf-public"
 

@@ -9,7 +9,7 @@ import pytest
 from legacy import write_mapping
 
 from gateway.errors import ConfigError
-from gateway.mapping import load_mapping
+from gateway.ingest.mapping import load_mapping
 
 
 def test_vocabulary_maps_every_spelling_trimmed_and_case_folded(tmp_path: Path) -> None:

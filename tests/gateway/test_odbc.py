@@ -10,8 +10,8 @@ import pytest
 
 from gateway.errors import ConfigError, SourceError
 from gateway.ingest.odbc import OdbcAdapter, mask_connection
-from gateway.writeback_csv import DriverResult
-from gateway.writeback_sql import insert_results_odbc
+from gateway.writeback.csvfile import DriverResult
+from gateway.writeback.odbc import insert_results_odbc
 
 pytestmark = pytest.mark.odbc
 

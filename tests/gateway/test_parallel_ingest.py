@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_config
-from gateway.ingest.foxpro import read_header
+from gateway.ingest.dbf_header import read_header
 from gateway.ingest.pipeline import ingest_source
 from gateway.setup import write_sample_config
-from gateway.store import Store
+from gateway.store.core import Store
 
 NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC)
 
@@ -48,14 +48,13 @@ def test_a_failure_in_the_reading_process_fails_the_run_and_changes_nothing(tmp_
     cfg = load_config(config)
     table = cfg.path(cfg.sources[0].path or "")
     header = read_header(table)
-    lat = next(f for f in header.fields if f.name == "LAT")
-    with table.open("r+b") as fh:  # record 7's latitude becomes bytes no N field can hold
-        fh.seek(header.header_length + 6 * header.record_length + lat.offset)
-        fh.write(b"12x.4".rjust(lat.length))
+    with table.open("r+b") as fh:  # record 7 becomes an end-of-file mark: broken structure
+        fh.seek(header.header_length + 6 * header.record_length)
+        fh.write(b"\x1a")
     with Store(cfg.db_path) as store:
         (summary,) = ingest_source(store, cfg, cfg.sources[0], now=lambda: NOW, parallel=True)
         assert summary.status == "failed"
-        assert "row 7" in (summary.error or "") and "LAT" in (summary.error or "")
+        assert "end-of-file mark at record 7" in (summary.error or "")
         assert "\n" not in (summary.error or "")
         assert store.conn.execute("SELECT count(*) FROM claim_sets").fetchone()[0] == 0
         assert store.quarantine() == []

@@ -9,10 +9,10 @@ import pytest
 from httpserver import ScriptedServer, proposals
 from legacy import Clock, write_config
 
-from gateway import commands
 from gateway.errors import CommandError
 from gateway.ingest.pipeline import ingest_source
-from gateway.store import Store
+from gateway.store.core import Store
+from gateway.streams import commands
 from sync.envelope import ApproveCommand, RejectCommand
 from sync.model import Policy
 

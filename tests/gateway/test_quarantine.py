@@ -8,7 +8,7 @@ from pathlib import Path
 from legacy import Clock, csv_source, drop_csv, order, write_config, write_mapping
 
 from gateway.ingest.pipeline import ingest_source
-from gateway.store import Store
+from gateway.store.core import Store
 
 
 def test_a_fixed_row_in_the_next_export_closes_its_quarantine_entry(tmp_path: Path) -> None:

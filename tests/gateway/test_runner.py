@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import free_port
 from gateway.config import load_config
 from gateway.runner import GatewayRunner
 from gateway.setup import init_dir
+from tests.broker import free_port
 
 pytestmark = pytest.mark.broker
 

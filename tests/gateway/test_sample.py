@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.ingest.foxpro import read_dbf, read_header
+from gateway.ingest.dbf import read_dbf
+from gateway.ingest.dbf_header import read_header
 from gateway.sample import write_sample
 
 

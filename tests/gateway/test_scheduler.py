@@ -32,7 +32,7 @@ from gateway.scheduler import (
     build_scheduler,
     source_job_id,
 )
-from gateway.store import Store
+from gateway.store.core import Store
 
 WAIT = 10.0
 

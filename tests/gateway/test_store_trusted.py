@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from gateway.store import Store
+from gateway.store.core import Store
 from sync.model import Claim
 
 T = dt.datetime(2024, 6, 3, 6, 0, tzinfo=dt.UTC)

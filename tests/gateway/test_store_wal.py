@@ -9,7 +9,8 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from gateway.store import Checkpointer, Store
+from gateway.store.checkpointer import Checkpointer
+from gateway.store.core import Store
 
 T = dt.datetime(2024, 6, 3, 6, 0, tzinfo=dt.UTC)
 

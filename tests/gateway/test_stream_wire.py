@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.devicestore import Entry
-from gateway.service import batches, snapshot_bytes, view_change_bytes, view_changes_bytes
+from gateway.store.devices import Entry
+from gateway.streams.wire import batches, snapshot_bytes, view_change_bytes, view_changes_bytes
 from sync.codec import decode, encode
 from sync.envelope import (
     Snapshot,
@@ -91,17 +91,17 @@ def test_batches_cut_at_the_entry_and_byte_limits_and_at_a_seq_jump():
 
 
 def test_a_tablet_too_old_for_view_changes_is_told_by_its_version():
-    from gateway.service import READS_VIEW_CHANGES, _older_than
+    from gateway.streams.wire import READS_VIEW_CHANGES, older_than
 
     assert READS_VIEW_CHANGES == (0, 2)
-    assert _older_than("0.1.0", (0, 2)) and _older_than("0.1", (0, 2))
-    assert not _older_than("0.2.0", (0, 2)) and not _older_than("1.0.0", (0, 2))
+    assert older_than("0.1.0", (0, 2)) and older_than("0.1", (0, 2))
+    assert not older_than("0.2.0", (0, 2)) and not older_than("1.0.0", (0, 2))
     for unreadable in ("0+unknown", "", "dev", "0"):  # not flagged: we cannot tell
-        assert not _older_than(unreadable, (0, 2)), unreadable
+        assert not older_than(unreadable, (0, 2)), unreadable
 
 
 def test_a_snapshot_in_parts_decodes_to_the_encoded_envelopes():
-    from gateway.service import snapshot_parts
+    from gateway.streams.wire import snapshot_parts
 
     views = _views()
     bodies = [_stored(v) for v in views]

@@ -15,16 +15,17 @@ from pathlib import Path
 
 import pytest
 
-import gateway.broker
+import gateway.broker.binaries
 from agent.config import AgentConfig
 from agent.service import Agent
-from gateway.broker import BrokerSettings, BrokerUser, ManagedBroker, free_port, write_config
+from gateway.broker.conf import BrokerSettings, BrokerUser, write_config
+from gateway.broker.process import ManagedBroker
+from gateway.broker.tls import TlsFiles, make_self_signed, san_entry
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError, GatewayError
 from gateway.setup import init_dir, write_agent_config
-from gateway.tls import TlsFiles, make_self_signed, san_entry
 from sync.topics import Topics
-from tests.broker import DEPOT, WAIT, BrokerFactory, MqttProbe
+from tests.broker import DEPOT, WAIT, BrokerFactory, MqttProbe, free_port
 
 GATEWAY = BrokerUser(username="gateway", password="gw-secret", role="gateway")
 TABLET = BrokerUser(username="tab-1", password="tab-secret", role="device", device="tab-1")
@@ -90,7 +91,7 @@ def test_missing_openssl_is_one_line_saying_how_to_install_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(gateway.broker, "_BINARY_FOLDERS", ())
+    monkeypatch.setattr(gateway.broker.binaries, "_BINARY_FOLDERS", ())
     with pytest.raises(GatewayError) as caught:
         make_self_signed(tmp_path, ["127.0.0.1"])
     assert str(caught.value) == "openssl is not installed: apt-get install openssl"
@@ -264,8 +265,8 @@ def test_devices_add_refuses_before_registering_when_tls_lacks_a_public_host(
     from click.testing import CliRunner
 
     from crossdock_cli import cli
-    from gateway.devicestore import DeviceStore
-    from gateway.store import Store
+    from gateway.store.core import Store
+    from gateway.store.devices import DeviceStore
 
     (tmp_path / "gateway.toml").write_text(
         'depot = "d"\ndb = "g.sqlite"\n[broker]\ntls_port = 8883\n'
@@ -286,8 +287,8 @@ def test_devices_add_refuses_before_registering_when_the_certificate_cannot_be_r
     from click.testing import CliRunner
 
     from crossdock_cli import cli
-    from gateway.devicestore import DeviceStore
-    from gateway.store import Store
+    from gateway.store.core import Store
+    from gateway.store.devices import DeviceStore
 
     (tmp_path / "gateway.toml").write_text(
         'depot = "d"\ndb = "g.sqlite"\n[broker]\ntls_port = 8883\npublic_host = "localhost"\n'

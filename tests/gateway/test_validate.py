@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from legacy import order, write_mapping
 
-from gateway.ingest.base import RawRow
-from gateway.mapping import load_mapping
-from gateway.validate import PROBLEM_KEY, Invalid, RowValidator, Valid
+from gateway.ingest.base import FAULTS_KEY, RawRow
+from gateway.ingest.mapping import load_mapping
+from gateway.ingest.validate import PROBLEM_KEY, Invalid, RowValidator, Valid
 
 
 @pytest.fixture
@@ -47,13 +47,25 @@ def test_every_problem_of_a_row_is_reported(validator: RowValidator) -> None:
         ("status", "ZZZ"), ("lat", "N/A"), ("driver", "D9")]
 
 
-def test_adapter_problem_and_missing_column_are_reported(validator: RowValidator) -> None:
-    raw = {k: v for k, v in order("O-1").items() if k != "ETA"}
-    raw[PROBLEM_KEY] = "row has 6 fields, header has 7"
+def test_a_ragged_row_gets_one_reason_not_one_per_absent_column(
+    validator: RowValidator,
+) -> None:
+    raw = {k: v for k, v in order("O-1").items() if k not in ("ETA", "NOTES", "LON")}
+    raw[PROBLEM_KEY] = "row has 4 fields, header has 7"
     result = validator.validate(RawRow(3, raw))
-    assert isinstance(result, Invalid)
-    assert result.problems[0].reason == "row has 6 fields, header has 7"
-    assert any(p.reason == "column ETA is missing" for p in result.problems)
+    assert isinstance(result, Invalid) and result.order_id == "O-1"
+    assert [(p.field, p.reason) for p in result.problems] == [
+        ("row", "row has 4 fields, header has 7")]
+
+
+def test_byte_faults_become_one_problem_each_with_hex_raw(validator: RowValidator) -> None:
+    raw: dict[str, object] = {k: v for k, v in order("O-2").items() if k != "LAT"}
+    raw[PROBLEM_KEY] = "LAT: invalid number b'N/A'"
+    raw[FAULTS_KEY] = [["LAT", "4e 2f 41", "LAT: invalid number b'N/A'"]]
+    result = validator.validate(RawRow(4, raw))
+    assert isinstance(result, Invalid) and result.order_id == "O-2"
+    assert [(p.field, p.raw, p.reason) for p in result.problems] == [
+        ("LAT", "4e 2f 41", "LAT: invalid number b'N/A'")]
 
 
 def test_empty_order_id_is_refused(validator: RowValidator) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gateway.devicestore import DeviceStore
-from gateway.store import Store, text_digest
-from gateway.views import refresh, sync_driver
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
+from gateway.store.sql import text_digest
+from gateway.streams.views import kept_route_checks, refresh, sync_driver
 from sync.model import OrderView, Policy
 from sync.rules import check_route, with_warnings
 from tests.sync.factories import T0, at
@@ -125,7 +126,7 @@ def test_kept_route_checks_are_dropped_when_another_store_wrote_routes(tmp_path)
                                     ("O1", "legacy", _eta(0))], start=1):
             _put(a, n, change)
         refresh(a, POLICY, at(5))
-        assert "7" in a.route_checks and set(DeviceStore(a).route_warnings("7")) == {"O0"}
+        assert "7" in kept_route_checks(a) and set(DeviceStore(a).route_warnings("7")) == {"O0"}
         _put(b, 6, ("O1", "legacy", _eta(200)))  # the shift starts later: O0 loses its warning
         refresh(b, POLICY, at(6))
         assert DeviceStore(b).route_warnings("7") == {}

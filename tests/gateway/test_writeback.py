@@ -22,9 +22,9 @@ from legacy import (
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError, WritebackError
 from gateway.ingest.pipeline import ingest_source
-from gateway.store import Store
-from gateway.views import refresh
-from gateway.writeback import flush_writeback
+from gateway.store.core import Store
+from gateway.streams.views import refresh
+from gateway.writeback.flush import flush_writeback
 from sync.model import Claim
 
 ARRIVED = dt.datetime(2026, 11, 27, 8, 14, tzinfo=dt.UTC)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError, SourceError
-from gateway.writeback_csv import RESULT_COLUMNS, DriverResult, append_results_csv
+from gateway.writeback.csvfile import RESULT_COLUMNS, DriverResult, append_results_csv
 
 CET = timezone(timedelta(hours=1))
 

@@ -9,8 +9,9 @@ import pytest
 from dbfread import DBF
 
 from gateway.errors import GatewayError
-from gateway.ingest.foxpro import read_dbf, read_header
-from gateway.writeback_dbf import append_results_dbf
+from gateway.ingest.dbf import read_dbf
+from gateway.ingest.dbf_header import read_header
+from gateway.writeback.dbffile import append_results_dbf
 
 ARRIVED = dt.datetime(2024, 6, 3, 9, 14, 5)
 DONE = dt.datetime(2024, 6, 3, 9, 21, 40)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import ManagedBroker
+from gateway.broker.process import ManagedBroker
 from tests.system.depot import Depot
 
 

@@ -13,13 +13,13 @@ from typing import Any
 from agent.config import AgentConfig
 from agent.service import Agent
 from gateway.config import GatewayConfig, load_config
-from gateway.devicestore import DeviceStore
 from gateway.dispatch import DispatchConfig, send_command
 from gateway.ingest.pipeline import ingest_source, make_adapter
 from gateway.sample import write_vfp_table
-from gateway.service import GatewayService
-from gateway.store import Store
-from gateway.views import sync_driver
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
+from gateway.streams.service import GatewayService
+from gateway.streams.views import sync_driver
 from sync.envelope import DispatchReplyMsg
 from sync.model import OrderView
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from agent.service import Agent
-from gateway.broker import ManagedBroker
-from gateway.devicestore import DeviceStore
+from gateway.broker.process import ManagedBroker
+from gateway.store.devices import DeviceStore
 from sync.codec import decode, encode
 from sync.envelope import AckMsg, DriverEvent, DriverEventMsg, StatusMsg
 from sync.topics import Topics
@@ -188,7 +188,7 @@ def test_an_identical_view_produces_no_stream_entry(depot: Depot, tab: Agent) ->
 def test_a_command_the_gateway_fails_to_apply_is_answered_and_changes_nothing(
         depot: Depot, tab: Agent, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    from gateway import commands
+    from gateway.streams import commands
 
     real_cancel = commands.cancel
 
@@ -198,7 +198,7 @@ def test_a_command_the_gateway_fails_to_apply_is_answered_and_changes_nothing(
 
     seq = last_seq(depot, "tab-7")
     monkeypatch.setattr(commands, "cancel", broken_cancel)
-    with caplog.at_level(logging.ERROR, logger="gateway.service"):
+    with caplog.at_level(logging.ERROR, logger="gateway.streams.service"):
         reply = depot.dispatch(action="cancel", order_id="X", reason="customer cancelled")
     assert not reply.body.ok
     assert "could not apply it (RuntimeError" in reply.body.reason
@@ -219,8 +219,8 @@ def test_a_command_is_answered_even_when_the_store_is_what_fails(
         depot: Depot, tab: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlite3
 
-    from gateway import commands
-    from gateway.service import GatewayService
+    from gateway.streams import commands
+    from gateway.streams.service import GatewayService
 
     def failing(*_args: object, **_kwargs: object) -> object:
         raise sqlite3.OperationalError("disk I/O error")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import free_port
+from tests.broker import free_port
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -131,7 +131,7 @@ def test_gateway_run_reads_each_source_at_start_not_first_at_its_cron_time(tmp_p
 
 
 def test_operator_turns_on_tls_and_a_tablet_syncs_over_it(tmp_path: Path):
-    config = sample(tmp_path, orders=10, drivers=2)
+    config = sample(tmp_path, orders=20, drivers=2)  # 6 dirty on purpose: 10 would be degraded
     depot, tls_port = config.parent, free_port()
     made = crossdock("gateway", "tls-cert", "--config", str(config), "--host", "localhost",
                      "--host", "127.0.0.1", "--port", str(tls_port), "--days", "2")

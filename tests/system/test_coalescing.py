@@ -55,7 +55,7 @@ def test_a_burst_for_one_tablet_goes_out_as_one_message_after_the_interval(
 
 def test_entries_held_when_the_gateway_dies_reach_the_tablet_when_it_is_back(
         depot: Depot, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.service import GatewayService
+    from gateway.streams.service import GatewayService
     from tests.system.depot import pause_gateway, resume_gateway
 
     depot.export([(o, "7", n + 1, "PLANNED") for n, o in enumerate(ORDERS)])
@@ -78,7 +78,7 @@ def test_entries_held_when_the_gateway_dies_reach_the_tablet_when_it_is_back(
 
 def test_an_ingest_handing_in_batch_after_batch_is_merged_once_it_settles(
         depot: Depot, monkeypatch: pytest.MonkeyPatch) -> None:
-    import gateway.service
+    import gateway.streams.service
 
     depot.export([(o, "7", n + 1, "PLANNED") for n, o in enumerate(ORDERS)])
     tab = depot.add_device("tab-7", "7")
@@ -86,13 +86,13 @@ def test_an_ingest_handing_in_batch_after_batch_is_merged_once_it_settles(
     service = depot.service
     service.ingest_settle_s = 1.0
     refreshes: list[float] = []
-    merge = gateway.service.refresh
+    merge = gateway.streams.service.refresh
 
     def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
         refreshes.append(time.monotonic())
         return merge(*args, **kwargs)
 
-    monkeypatch.setattr(gateway.service, "refresh", counted)
+    monkeypatch.setattr(gateway.streams.service, "refresh", counted)
     t0 = time.monotonic()
     for n, order_id in enumerate(ORDERS[:3]):  # as an ingest job: its own store, then a request
         with depot.store() as store, store.transaction():

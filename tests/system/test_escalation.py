@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.model import RouteStop
-from gateway.broker import ManagedBroker
+from gateway.broker.process import ManagedBroker
 from gateway.cli import gateway as gateway_cli
 from sync.model import Conflict
 from tests.system.depot import Depot, SteppedClock, last_seq, wait_for
@@ -102,7 +102,7 @@ def test_the_deadline_escalates_while_messages_keep_the_gateway_busy(
     goes quiet: 200 tablets reporting keep it from ever being quiet for a tick's length."""
     import threading
 
-    from gateway.service import _Message
+    from gateway.streams.service import _Message
 
     depot.export([("X", "7", 1, "PLANNED")])
     tab = depot.add_device("tab-7", "7")

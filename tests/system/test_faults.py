@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from agent.service import Agent
-from gateway.broker import ManagedBroker
-from gateway.devicestore import DeviceStore
+from gateway.broker.process import ManagedBroker
+from gateway.store.devices import DeviceStore
 from sync.codec import decode
 from sync.envelope import DriverEventMsg
 from sync.topics import Topics

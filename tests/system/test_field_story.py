@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.writeback import flush_writeback
+from gateway.writeback.flush import flush_writeback
 from tests.system.depot import Depot, wait_for
 
 pytestmark = pytest.mark.broker

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agent.store import Store as TabletStore
-from gateway.devicestore import DeviceStore
+from gateway.store.devices import DeviceStore
 from sync.envelope import ViewChange
 from tests.system.depot import Depot, in_step, reopen, values, wait_for
 

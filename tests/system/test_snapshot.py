@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.devicestore import DeviceStore
-from gateway.store import Store
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
 from sync.codec import decode
 from sync.envelope import SnapshotMsg
 from tests.system.depot import Depot, in_step, reopen, values, wait_for

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.broker import find_binary
+from gateway.broker.binaries import find_binary
 from gateway.errors import ConfigError, GatewayError
 
 __all__ = ["CERT_NAME", "KEY_NAME", "TlsFiles", "find_openssl", "make_self_signed", "san_entry"]

@@ -17,7 +17,7 @@ import click
 
 from gateway.config import load_config
 from gateway.errors import ConfigError
-from gateway.store import Store
+from gateway.store.core import Store
 
 
 def _now() -> _dt.datetime:
@@ -48,7 +48,7 @@ def users() -> None:
               help="Change the password of an existing login (its sessions end).")
 def users_add(name: str, config_path: Path, password_file: Path | None, replace: bool) -> None:
     """Add a login NAME for the board (its password is asked for, or read from a file)."""
-    from gateway.accountstore import USER_NAME, AccountStore
+    from gateway.store.accounts import USER_NAME, AccountStore
 
     if not USER_NAME.match(name):  # before asking for a password
         raise ConfigError(f"user name {name!r}: want a lower-case letter, then letters, "
@@ -77,7 +77,7 @@ def users_add(name: str, config_path: Path, password_file: Path | None, replace:
 @json_option
 def users_list(config_path: Path, as_json: bool) -> None:
     """The board's logins."""
-    from gateway.accountstore import AccountStore
+    from gateway.store.accounts import AccountStore
 
     cfg = load_config(config_path)
     with Store(cfg.db_path) as store:
@@ -99,8 +99,8 @@ def proposals(config_path: Path, include_decided: bool, as_json: bool) -> None:
 
     An id is SOURCE:RUN:ORDER (the run that read the proposal), e.g. optimizer:12:O-1001.
     """
-    from gateway.boardstore import PROPOSAL_STATES
-    from gateway.boardstore import proposals as listing
+    from gateway.store.listings import PROPOSAL_STATES
+    from gateway.store.listings import proposals as listing
 
     cfg = load_config(config_path)
     with Store(cfg.db_path) as store:
@@ -146,7 +146,7 @@ def report(config_path: Path, as_json: bool) -> None:
 @click.option("--port", type=int, default=None, help="Instead of [board] port.")
 def board(config_path: Path, port: int | None) -> None:
     """The dispatch board alone, on [board] host:port (`gateway run` also serves it)."""
-    from gateway.board import BoardServer
+    from gateway.board.server import BoardServer
 
     cfg = load_config(config_path)
     if cfg.board is None:

@@ -1,9 +1,9 @@
 """Write-back of driver results as CSV drops the legacy system imports.
 
 ``DriverResult`` (one driver's outcome at one stop) and ``RESULT_COLUMNS`` are shared with
-``gateway.writeback_sql``: both writers emit the same columns in the same order. Both accept
+``gateway.writeback.odbc``: both writers emit the same columns in the same order. Both accept
 ``DriverResult``s or plain mappings keyed by those column names (any case), like
-``gateway.writeback_dbf`` does; times should already be in the legacy system's local time.
+``gateway.writeback.dbffile`` does; times should already be in the legacy system's local time.
 
 Rules of this module:
 

@@ -24,8 +24,8 @@ from pydantic import Field, TypeAdapter, ValidationError
 from pydantic import JsonValue as _Json
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
-from gateway.ingest.base import PROBLEM_KEY, RawRow
-from gateway.mapping import Mapping
+from gateway.ingest.base import FAULTS_KEY, PROBLEM_KEY, RawRow
+from gateway.ingest.mapping import Mapping
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,13 @@ class _Times:
             raise _Bad("is not a time this mapping can read") from None
 
 
+def _adapter_problems(values: Any) -> tuple[Problem, ...]:
+    faults = values.get(FAULTS_KEY)
+    if isinstance(faults, list) and faults:
+        return tuple(Problem(str(f[0]), str(f[1]), str(f[2])) for f in faults)
+    return (Problem("row", "", str(values[PROBLEM_KEY])),)
+
+
 _MISSING = object()
 _NUMBER_TYPES = (int, float, Decimal)
 
@@ -274,7 +281,9 @@ class RowValidator:
         values = raw.values
         problems: list[Problem] = []
         if PROBLEM_KEY in values:
-            problems.append(Problem("row", "", str(values[PROBLEM_KEY])))
+            # a row the adapter could not read whole: its own reason(s), not one per column
+            return Invalid(raw.row, _text(values.get(self.columns["order_id"])),
+                           _adapter_problems(values))
         col = self.columns
         out: dict[str, Any] = {}
 

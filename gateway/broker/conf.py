@@ -1,8 +1,5 @@
-"""Mosquitto as a managed child of the gateway (DESIGN.md §2, §4, §6).
-
-The gateway either connects to a broker that is already running or runs its own: this module
-renders the broker's config from the templates in ``packaging/mosquitto/`` and supervises the
-``mosquitto`` process.
+"""The managed Mosquitto's files, rendered (DESIGN.md §4, §6): settings, identities, config,
+password file and ACL, from the templates in ``gateway/broker/templates/`` (package data).
 
 * ``BrokerSettings`` -- one frozen, validated settings object (the ``[broker]`` table): a
   plain listener on ``host`` (loopback: the gateway and dispatch on this box) and, with
@@ -12,11 +9,11 @@ renders the broker's config from the templates in ``packaging/mosquitto/`` and s
 * ``write_config(settings, users, depot)`` -- ``mosquitto.conf``, a hashed password file
   (made by ``mosquitto_passwd``; plain passwords never reach the disk for longer than the
   hashing takes, and never the config) and the ACL, all in ``settings.data_dir``.
-* ``ManagedBroker`` -- start / stop / kill / restart / supervise one ``mosquitto`` child.
 
-The templates are read from the source tree (``<repo>/packaging/mosquitto``): the gateway runs
-from a checkout or an editable install. A wheel would have to ship that directory beside the
-packages for ``TEMPLATE_DIR`` to find it.
+The process itself is ``gateway.broker.process.ManagedBroker``.
+
+The templates are package data (``importlib.resources``): a checkout, an editable install and a
+wheel read the same files. ``packaging/mosquitto/README.md`` describes them.
 
 Every failure is a ``GatewayError`` with a one-line message (``ConfigError`` for settings or
 identities that cannot work).
@@ -24,21 +21,15 @@ identities that cannot work).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pwd
 import re
-import shutil
-import signal
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from string import Template
-from types import TracebackType
 from typing import Literal, Self
 
 from pydantic import (
@@ -51,6 +42,8 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.broker.binaries import find_binary
+from gateway.config import check_tls_listener
 from gateway.errors import ConfigError, GatewayError
 from sync.codec import DEFAULT_MAX_BYTES
 from sync.errors import SyncError
@@ -60,11 +53,7 @@ __all__ = [
     "TEMPLATE_DIR",
     "BrokerSettings",
     "BrokerUser",
-    "ManagedBroker",
-    "check_tls_listener",
-    "find_binary",
-    "find_mosquitto",
-    "free_port",
+    "depot_topics",
     "render_acl",
     "render_tls_listener",
     "write_config",
@@ -72,7 +61,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "packaging" / "mosquitto"
+TEMPLATE_DIR = resources.files("gateway.broker") / "templates"
 """Where ``mosquitto.conf.tmpl`` and ``acl.tmpl`` live (a checkout or an editable install)."""
 
 Role = Literal["gateway", "dispatch", "device"]
@@ -84,23 +73,7 @@ _PACKET_HEADROOM = 64 * 1024 + 1024
 _EXPIRATION = re.compile(r"^[1-9][0-9]*[hdwmy]$")
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _HOST = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
-_RUNNING = re.compile(rb"mosquitto version \S+ running")
-_LOG_STAMP = re.compile(r"^\d+: ")
 _SECTION = re.compile(r"^## role: (\w+)\s*$")
-
-
-def check_tls_listener(port: int, tls_port: int | None, certfile: object, keyfile: object
-                       ) -> None:
-    """ValueError unless the TLS listener is all of ``tls_port``, ``certfile`` and ``keyfile``
-    or none, on a port of its own (``BrokerSettings`` and gateway.toml's ``[broker]``)."""
-    given = {"tls_port": tls_port, "certfile": certfile, "keyfile": keyfile}
-    missing = [name for name, value in given.items() if value is None]
-    if missing and len(missing) < len(given):
-        raise ValueError(
-            f"a TLS listener needs tls_port, certfile and keyfile; missing: {', '.join(missing)}"
-        )
-    if tls_port is not None and tls_port == port:
-        raise ValueError(f"tls_port and port are both {port}; give TLS its own port")
 
 
 class BrokerSettings(BaseModel):
@@ -228,35 +201,6 @@ class BrokerUser(BaseModel):
 # --- binaries and ports --------------------------------------------------------------------
 
 
-_BINARY_FOLDERS: tuple[str, ...] = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")
-"""Where a binary is looked for when it is not on PATH (a gateway started by systemd or cron)."""
-
-
-def find_binary(name: str, package: str = "mosquitto") -> Path:
-    """``name`` on PATH, then in the sbin/bin folders; GatewayError naming the Debian package."""
-    found = shutil.which(name)
-    if found:
-        return Path(found)
-    for folder in _BINARY_FOLDERS:
-        candidate = Path(folder) / name
-        if os.access(candidate, os.X_OK):
-            return candidate
-    raise GatewayError(f"{name} is not installed: apt-get install {package}")
-
-
-def find_mosquitto() -> Path:
-    """The ``mosquitto`` binary (PATH, then /usr/sbin); GatewayError if it is not installed."""
-    return find_binary("mosquitto")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host`` (for tests and ``gateway init``)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 # --- config files --------------------------------------------------------------------------
 
 
@@ -267,7 +211,7 @@ def _template(name: str) -> str:
     except OSError as exc:
         raise GatewayError(
             f"cannot read broker template {path}: {exc.strerror}; "
-            "run the gateway from a checkout or an editable install"
+            "reinstall crossdock (the templates are part of the gateway package)"
         ) from exc
 
 
@@ -278,7 +222,8 @@ def _substitute(template: str, values: Mapping[str, object], name: str) -> str:
         raise GatewayError(f"broker template {name} has an unknown placeholder: {exc}") from exc
 
 
-def _topics(depot: str) -> Topics:
+def depot_topics(depot: str) -> Topics:
+    """The depot's topics; ConfigError if ``depot`` cannot be one topic segment."""
     try:
         return Topics(depot)
     except SyncError as exc:
@@ -287,7 +232,7 @@ def _topics(depot: str) -> Topics:
 
 def render_acl(users: Sequence[BrokerUser], depot: str) -> str:
     """The ACL text for ``users`` from ``acl.tmpl``: one block per identity, gateway first."""
-    topics = _topics(depot)
+    topics = depot_topics(depot)
     header: list[str] = []
     sections: dict[str, list[str]] = {}
     current = header
@@ -392,7 +337,7 @@ def write_config(settings: BrokerSettings, users: Sequence[BrokerUser], depot: s
     Returns the path of ``mosquitto.conf``. Files are rewritten on every call. With TLS, the
     certificate and key must be readable files (ConfigError naming the file otherwise).
     """
-    topics = _topics(depot)
+    topics = depot_topics(depot)
     if settings.certfile is not None:
         _check_readable(settings.certfile, "certfile")
     if settings.keyfile is not None:
@@ -444,216 +389,3 @@ def write_config(settings: BrokerSettings, users: Sequence[BrokerUser], depot: s
     conf = _substitute(_template("mosquitto.conf.tmpl"), values, "mosquitto.conf.tmpl")
     _write_private(settings.conf_file, conf)
     return settings.conf_file
-
-
-# --- the process ---------------------------------------------------------------------------
-
-
-class ManagedBroker:
-    """One ``mosquitto`` child process with a generated config.
-
-    ``start`` returns once the broker accepts TCP connections; ``stop`` is a clean shutdown
-    (SIGTERM: the broker saves its database), ``kill`` a crash (SIGKILL, for fault tests).
-    ``supervise`` restarts a broker that died unless it was stopped on purpose; the gateway's
-    scheduler calls it periodically. All methods are safe to call from several threads.
-    """
-
-    def __init__(self, settings: BrokerSettings, users: Sequence[BrokerUser], depot: str) -> None:
-        _topics(depot)
-        self.settings = settings
-        self.users = tuple(users)
-        self.depot = depot
-        self.restarts = 0
-        """How many times ``supervise`` has restarted a dead broker."""
-        self._lock = threading.RLock()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._wanted = False
-
-    # -- where it is --
-
-    @property
-    def host(self) -> str:
-        return self.settings.host
-
-    @property
-    def port(self) -> int:
-        return self.settings.port
-
-    @property
-    def url(self) -> str:
-        """``mqtt://HOST:PORT``: the plain listener."""
-        return f"mqtt://{self.host}:{self.port}"
-
-    @property
-    def tls_url(self) -> str | None:
-        """``mqtts://TLS_HOST:TLS_PORT``, or None without a TLS listener."""
-        if self.settings.tls_port is None:
-            return None
-        return f"mqtts://{self.settings.tls_host}:{self.settings.tls_port}"
-
-    @property
-    def alive(self) -> bool:
-        """True while the child process is running."""
-        process = self._process
-        return process is not None and process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        process = self._process
-        return process.pid if process is not None and process.poll() is None else None
-
-    # -- lifecycle --
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Write the config, start ``mosquitto`` and wait until it listens.
-
-        Does nothing if the broker is already running. Raises GatewayError (one line, with the
-        end of Mosquitto's log) if the process exits or does not listen within ``timeout``.
-        """
-        with self._lock:
-            self._wanted = True
-            if self.alive:
-                return
-            binary = find_mosquitto()
-            conf = write_config(self.settings, self.users, self.depot)
-            log_file = self.settings.log_file
-            offset = log_file.stat().st_size if log_file.exists() else 0
-            with open(log_file, "ab") as log_handle:
-                # Own session and process group: a Ctrl-C meant for the gateway does not reach
-                # the broker; the gateway stops it cleanly instead.
-                self._process = subprocess.Popen(
-                    [str(binary), "-c", str(conf)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_handle,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            self._wait_until_listening(self._process, offset, timeout)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the broker cleanly (SIGTERM, SIGKILL after ``timeout``); supervise leaves it."""
-        with self._lock:
-            self._wanted = False
-            self._end(signal.SIGTERM, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the broker, as a crash would: unsaved state is lost; supervise restarts it."""
-        with self._lock:
-            self._end(signal.SIGKILL, 5.0)
-
-    def restart(self, timeout: float = 10.0) -> None:
-        """A clean stop, then a start (the config is rewritten)."""
-        with self._lock:
-            self.stop()
-            self.start(timeout)
-
-    def supervise(self, timeout: float = 10.0) -> bool:
-        """Restart the broker if it died while wanted; True if it was restarted.
-
-        Raises GatewayError if the restart fails; the next call tries again.
-        """
-        with self._lock:
-            if not self._wanted or self.alive:
-                return False
-            process = self._process
-            code = process.returncode if process is not None else None
-            log.warning(
-                "mosquitto on %s exited (status %s); restarting: %s",
-                self.url,
-                code,
-                self._log_tail(0),
-            )
-            self.restarts += 1
-            self.start(timeout)
-            return True
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "alive" if self.alive else "stopped"
-        return f"<ManagedBroker {self.url} depot={self.depot} {state}>"
-
-    # -- helpers --
-
-    def _end(self, sig: signal.Signals, timeout: float) -> None:
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            self._signal(process, sig)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._signal(process, signal.SIGKILL)
-                process.wait()
-
-    @staticmethod
-    def _signal(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-
-    def _wait_until_listening(
-        self, process: subprocess.Popen[bytes], offset: int, timeout: float
-    ) -> None:
-        deadline = time.monotonic() + timeout
-        where = f"{self.host}:{self.port}"
-        if self.settings.tls_port is not None:
-            where += f" and {self.settings.tls_host}:{self.settings.tls_port} (TLS)"
-        while True:
-            code = process.poll()
-            if code is not None:
-                raise GatewayError(
-                    f"mosquitto exited with status {code} while starting on {where}: "
-                    f"{self._log_tail(offset)}"
-                )
-            if self._log_says_running(offset) and self._accepts_connections():
-                return
-            if time.monotonic() >= deadline:
-                self._end(signal.SIGKILL, 5.0)
-                raise GatewayError(
-                    f"mosquitto did not listen on {where} within {timeout:g} s: "
-                    f"{self._log_tail(offset)}"
-                )
-            time.sleep(0.02)
-
-    def _log_says_running(self, offset: int) -> bool:
-        try:
-            with open(self.settings.log_file, "rb") as handle:
-                handle.seek(offset)
-                return _RUNNING.search(handle.read()) is not None
-        except OSError:
-            return False
-
-    def _accepts_connections(self) -> bool:
-        # Only the plain listener: Mosquitto logs "running" once every listener is open (it
-        # exits if one cannot bind), and a bare TCP probe of the TLS port is logged as a failed
-        # TLS connection.
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
-        try:
-            with socket.create_connection((host, self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    def _log_tail(self, offset: int, lines: int = 4) -> str:
-        """The last ``lines`` lines of Mosquitto's log after ``offset``, joined on one line."""
-        try:
-            with open(self.settings.log_file, "rb") as handle:
-                size = handle.seek(0, os.SEEK_END)
-                handle.seek(max(offset, size - 8192))
-                text = handle.read().decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
-        kept = [_LOG_STAMP.sub("", line).strip() for line in text.splitlines()]
-        kept = [line for line in kept if line]
-        return " | ".join(kept[-lines:]) if kept else "(log is empty)"

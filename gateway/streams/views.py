@@ -12,34 +12,54 @@ view did not change and its warnings are the ones recorded as sent (``route_warn
 ``sync_driver`` (a device newly bound) offers the whole route.
 
 The rule check itself is incremental too: each driver's last check (``sync.rules.RouteCheck``)
-is kept on the Store, and a batch re-reads and re-checks only the orders it changed, unless a
-change moves a route-level aggregate (the first planned arrival), when the whole route is
-checked as on a cache miss (a new Store, or another Store wrote routes since: the meta key
-``route_checks`` names the last writer's generation). Only the orders whose warnings changed
-are compared with ``route_warnings``.
+is kept per Store (``kept_route_checks``), and a batch re-reads and re-checks only the orders
+it changed, unless a change moves a route-level aggregate (the first planned arrival), when
+the whole route is checked as on a cache miss (a new Store, or another Store wrote routes
+since: the meta key ``route_checks`` names the last writer's generation). Only the orders
+whose warnings changed are compared with ``route_warnings``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import time
 import uuid
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import JsonValue
 
-from gateway.devicestore import Device, DeviceStore, Entry, body_with_warnings
-from gateway.store import Store
+from gateway.store.core import Store
+from gateway.store.devices import Device, DeviceStore, Entry, body_with_warnings
 from sync.merge import Merged, OneSet, merge_order
 from sync.model import Policy, Warning
 from sync.rules import RouteCheck, RuleInputs, check_inputs
 
+REFRESH_PARTS = ("claims", "merge", "put_view", "route sync", "COMMIT")
+
+
+@dataclass
+class RefreshTimer:
+    """Wall seconds a refresh spent in each of its steps (``REFRESH_PARTS``), summed over the
+    refreshes it is handed to: claims read, merge (serialising included), ``put_views``, the
+    route syncs (rule check + stream append), and the COMMITs. A benchmark's public hook."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(REFRESH_PARTS, 0.0))
+
+    def add(self, part: str, since: float) -> float:
+        """Add the time from ``since`` (``time.perf_counter()``) to now to ``part``; now."""
+        now = time.perf_counter()
+        self.seconds[part] += now - since
+        return now
+
 
 def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 2000,
-            on_batch: Callable[[dict[str, list[Entry]]], None] | None = None
-            ) -> dict[str, list[Entry]]:
+            on_batch: Callable[[dict[str, list[Entry]]], None] | None = None,
+            on_progress: Callable[[int, int], None] | None = None,
+            timer: RefreshTimer | None = None) -> dict[str, list[Entry]]:
     """Merge the dirty orders; returns the new stream entries per device, to publish.
 
     Dirty orders are taken ``batch`` at a time, one transaction each, with one route sync per
@@ -49,13 +69,16 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
     go out while the rest is merged), from within the next batch's transaction: the write
     lock passes from batch to batch, so an ingest writing meanwhile does not cut a big
     refresh into small ones (it writes after). Those entries are not in the returned
-    mapping."""
+    mapping. ``on_progress(merged, total)`` follows each batch (a progress bar). ``timer``, if
+    given, sums the time of each step (``RefreshTimer``)."""
     devices = DeviceStore(store)
     out: dict[str, list[Entry]] = defaultdict(list)
     store.mark_due(now)
     if store.meta("route_warnings") == "unknown":
         _record_warnings(store, devices, policy)
-    left = store.dirty_count()
+    left = total = store.dirty_count()
+    if on_progress is not None:
+        on_progress(0, total)
     done: dict[str, list[Entry]] = {}  # committed, not yet handed to on_batch
     try:
         while left > 0:
@@ -63,15 +86,20 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
                 if done and on_batch is not None:
                     on_batch(done)
                     done = {}
-                taken = _refresh_batch(store, devices, policy, now, batch, out)
+                taken = _refresh_batch(store, devices, policy, now, batch, out, timer)
+                committing = time.perf_counter()
+            if timer is not None:
+                timer.add("COMMIT", committing)
             left -= taken
+            if on_progress is not None:
+                on_progress(min(total, total - left), total)
             if not taken:
                 break
             if on_batch is not None and out:
                 done = dict(out)
                 out.clear()
     except BaseException:
-        store.route_checks.clear()  # checks of routes the rollback put back
+        _kept(store).checks.clear()  # checks of routes the rollback put back
         raise
     if done and on_batch is not None:
         on_batch(done)
@@ -79,16 +107,19 @@ def refresh(store: Store, policy: Policy, now: _dt.datetime, *, batch: int = 200
 
 
 def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.datetime,
-                   batch: int, out: dict[str, list[Entry]]) -> int:
+                   batch: int, out: dict[str, list[Entry]], timer: RefreshTimer | None) -> int:
     """One batch of ``refresh``, in the caller's transaction; the orders it took (0: none
     was dirty)."""
     _route_checks(store)
     ids = store.take_dirty(batch)
     if not ids:
         return 0
+    t = time.perf_counter()
     inputs = store.merge_inputs(ids)
     resolutions = store.resolutions_for(ids)
     states = store.view_states(ids)
+    if timer is not None:
+        t = timer.add("claims", t)
     changed: dict[str, set[str]] = defaultdict(set)
     written: dict[str, _Written] = {}
     views: list[tuple[Merged, tuple[str, str, str | None] | None]] = []
@@ -99,6 +130,9 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
             Merged.of(merge_order(order_id, found, resolutions.get(order_id, []), policy,
                                   now)),
             states.get(order_id)))
+    if timer is not None:
+        t = timer.add("merge", t)
+    moved: list[tuple[str, list[str], list[str]]] = []
     for (merged, state), stored in zip(views, store.put_views(views), strict=True):
         if stored:
             order_id, new = merged.order_id, merged.drivers
@@ -107,10 +141,16 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
             for driver in {*old, *new}:
                 changed[driver].add(order_id)
             if old != new:  # usually the same drivers: nothing to write
-                devices.set_route_members(order_id, old, new)
+                moved.append((order_id, old, new))
+    if moved:
+        devices.set_routes_members(moved)
+    if timer is not None:
+        t = timer.add("put_view", t)
     for device, entries in _sync_drivers(store, devices, changed, policy, now,
                                          written).items():
         out[device].extend(entries)
+    if timer is not None:
+        timer.add("route sync", t)
     if changed:
         _routes_written(store)
     return len(ids)
@@ -135,24 +175,49 @@ def sync_driver(store: Store, driver: str, policy: Policy, now: _dt.datetime
             _routes_written(store)
             return synced
     except BaseException:
-        store.route_checks.clear()
+        _kept(store).checks.clear()
         raise
+
+
+@dataclass
+class _KeptChecks:
+    """One Store's route checks (driver -> its route's last rule check), while that Store is
+    the last to have written routes (``gen``: the meta key ``route_checks`` it last saw)."""
+
+    gen: str | None = None
+    checks: dict[str, RouteCheck] = field(default_factory=dict)
+
+
+_KEPT: weakref.WeakKeyDictionary[Store, _KeptChecks] = weakref.WeakKeyDictionary()
+
+
+def _kept(store: Store) -> _KeptChecks:
+    kept = _KEPT.get(store)
+    if kept is None:
+        kept = _KEPT[store] = _KeptChecks()
+    return kept
+
+
+def kept_route_checks(store: Store) -> dict[str, RouteCheck]:
+    """The route checks kept for this Store (driver -> check), as its last refresh left them."""
+    return _kept(store).checks
 
 
 def _route_checks(store: Store) -> dict[str, RouteCheck]:
     """The Store's kept route checks; dropped when another Store wrote routes since."""
     gen = store.meta("route_checks")
-    if gen != store.route_checks_gen:
-        store.route_checks.clear()
-        store.route_checks_gen = gen
-    return store.route_checks
+    kept = _kept(store)
+    if gen != kept.gen:
+        kept.checks.clear()
+        kept.gen = gen
+    return kept.checks
 
 
 def _routes_written(store: Store) -> None:
     """Name a new generation of routes, of which this Store's checks are (in its transaction)."""
     gen = uuid.uuid4().hex
     store.set_meta("route_checks", gen)
-    store.route_checks_gen = gen
+    _kept(store).gen = gen
 
 
 def _sync_drivers(store: Store, devices: DeviceStore,
@@ -179,15 +244,15 @@ def _plan_driver(store: Store, devices: DeviceStore, driver: str, policy: Policy
                  ) -> list[tuple[str, list[tuple[str, str | None]]]]:
     """One driver's part of ``_sync_drivers``: (device, changes to append) per bound device."""
     if not bound:
-        store.route_checks.pop(driver, None)  # not checked as its route changes
+        _kept(store).checks.pop(driver, None)  # not checked as its route changes
         return []
-    if changed is None or (kept := store.route_checks.get(driver)) is None:
+    if changed is None or (kept := _kept(store).checks.get(driver)) is None:
         check = RouteCheck.full(devices.route_rules(driver), policy)
         moved = _record(devices, driver, check.warnings)
     else:
         check, maybe = kept.update(_route_inputs(devices, driver, changed, written), policy)
         moved = _record(devices, driver, check.warnings, maybe)
-    store.route_checks[driver] = check
+    _kept(store).checks[driver] = check
     warnings = check.warnings
     on_route = check.inputs
     wanted = set(moved) if changed is None else {*changed, *moved}
@@ -271,7 +336,7 @@ def _record(devices: DeviceStore, driver: str, warnings: Mapping[str, tuple[Warn
 def _record_warnings(store: Store, devices: DeviceStore, policy: Policy) -> None:
     """A store from an older gateway: its devices hold the warnings the rules give now (it
     re-sent whole routes); record them as sent, sending nothing."""
-    store.route_checks.clear()
+    _kept(store).checks.clear()
     with store.transaction():
         for driver in devices.drivers_with_routes():
             _record(devices, driver, check_inputs(devices.route_rules(driver), policy))

@@ -15,8 +15,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from gateway.devicestore import DeviceStore
-from gateway.store import Store
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
 from sync.model import OrderView
 
 _IN_CONFLICT = "body LIKE '%\"state\":\"conflict\"%'"

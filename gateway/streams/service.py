@@ -24,18 +24,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import commands
 from gateway.config import GatewayConfig
-from gateway.devicestore import DeviceStore, Entry
 from gateway.errors import CommandError
-from gateway.mqtt import LinkSettings, MqttLink
-from gateway.status import source_freshness
-from gateway.store import Checkpointer, Store
-from gateway.views import refresh
+from gateway.store.checkpointer import Checkpointer
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore, Entry
+from gateway.streams import commands
+from gateway.streams.mqtt import LinkSettings, MqttLink
+from gateway.streams.status import source_freshness
+from gateway.streams.views import refresh
+from gateway.streams.watch import Handed, Repaired, Watcher
+from gateway.streams.wire import (
+    READS_VIEW_CHANGES,
+    SNAPSHOT_PART_CHARS,
+    batches,
+    older_than,
+    snapshot_bytes,
+    snapshot_parts,
+    view_change_bytes,
+    view_changes_bytes,
+)
 from sync.codec import decode, encode
 from sync.envelope import (
     ENVELOPE,
-    MAX_BATCH,
     Ack,
     AckMsg,
     AppliedMsg,
@@ -78,6 +89,15 @@ time to 200 tablets: 0.25 s -> 4,933 changes/s, 0.5 s -> 5,469. A driver event, 
 command or the tick merges at once, and takes everything dirty with it."""
 
 
+WATCH_S = 0.25
+"""How often the worker looks whether another process wrote the store (SQLite's
+``PRAGMA data_version``): a hand-run ``crossdock gateway ingest`` or anything else writing the
+same file while the gateway runs. Its dirty orders are then merged here (``INGEST_SETTLE_S``
+later, as an ingest's refresh request is), and stream entries it wrote itself (its own merge)
+are published: they reach the tablets within a second instead of at their next quiet
+resync."""
+
+
 def utc_now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
@@ -91,6 +111,9 @@ class _Message:
 @dataclass(frozen=True)
 class _Refresh:
     reason: str
+
+
+_WATCH = _Refresh("watch")  # the queue was quiet until a look at the store was due
 
 
 @dataclass(frozen=True)
@@ -127,6 +150,10 @@ class GatewayService:
         self.ingest_settle_s = ingest_settle_s
         self._refresh_at: float | None = None  # monotonic: an ingest's refresh is due then
         self._next_tick = 0.0  # monotonic: a refresh is due then (escalations), at the latest
+        self.watch_s = WATCH_S
+        self._next_watch = 0.0  # monotonic
+        self._data_version: int | None = None
+        self._published: dict[str, int] = {}  # device -> highest seq published (or known)
         self.snapshot_part_chars = SNAPSHOT_PART_CHARS
         self._held: dict[str, list[Entry]] = {}  # device -> entries waiting for its interval
         self._sent_at: dict[str, float] = {}  # device -> monotonic time of its last stream send
@@ -138,6 +165,8 @@ class GatewayService:
         self.published = 0  # messages
         self.stream_messages = 0  # of them view_change(s)
         self.published_entries = 0  # stream entries in those
+        self._watchers: list[Watcher] = []
+        self._repairing = False  # in _resync: what is handed is a repair
         self.ready = threading.Event()
         will = encode(self._status_msg(online=False, counters={}, sources=()))
         self.link = MqttLink(
@@ -167,6 +196,15 @@ class GatewayService:
     def request_refresh(self, reason: str = "ingest") -> None:
         self._queue.put(_Refresh(reason))
 
+    def watch(self, watcher: Watcher) -> None:
+        """Tell ``watcher`` (on the worker thread) of every stream message handed to the link
+        (``Handed``) and every resync served (``Repaired``). Call before ``start()``."""
+        self._watchers.append(watcher)
+
+    def _tell(self, event: Handed | Repaired) -> None:
+        for watcher in self._watchers:
+            watcher(event)
+
     def call(self, fn: Callable[[Store], Any], timeout: float = 30.0) -> Any:
         """Run ``fn(store)`` on the worker thread, in order with messages and refresh requests
         (one asked for before is served first), and return its result."""
@@ -185,17 +223,23 @@ class GatewayService:
         store.defer_checkpoints()
         checkpointer = Checkpointer(self.cfg.db_path)
         checkpointer.start()
+        self._data_version = store.data_version()
+        devices = DeviceStore(store)
+        # what is in the changelog at start is the tablets' to ask for (resync), not news
+        self._published = {d: last for d, (_first, last)
+                           in devices.bounds_of(d.device for d in devices.all()).items()}
         self.ready.set()
         try:
             while True:
                 try:
                     item = self._queue.get(timeout=self._wait_s())
                 except queue.Empty:
-                    item = _Refresh("tick")
+                    item = _Refresh("tick") if self._tick_due() else _WATCH
                 if item is None:
                     break
                 try:
-                    self._handle(store, item)
+                    if item is not _WATCH:
+                        self._handle(store, item)
                     now = time.monotonic()
                     if self._refresh_at is not None and now >= self._refresh_at:
                         self._refresh_and_publish(store)
@@ -206,6 +250,7 @@ class GatewayService:
                         self._next_tick = now + self.tick_s
                         if store.mark_due(self.clock()):
                             self._refresh_and_publish(store)
+                    self._watch(store)
                     self._flush(store, self._due())
                 except Exception:  # the worker must outlive any one bad input
                     log.exception("gateway worker: %r failed", item)
@@ -295,7 +340,7 @@ class GatewayService:
             with store.transaction():
                 DeviceStore(store).set_status(device, env.body.online,
                                               env.body.model_dump_json(), self.clock())
-            if env.body.online and _older_than(env.body.app_version, READS_VIEW_CHANGES):
+            if env.body.online and older_than(env.body.app_version, READS_VIEW_CHANGES):
                 log.warning("device %s runs crossdock %s, which cannot read view_changes "
                             "(needs %s): upgrade the tablet", device, env.body.app_version,
                             ".".join(map(str, READS_VIEW_CHANGES)))
@@ -427,6 +472,47 @@ class GatewayService:
 
         hold(refresh(store, self.policy, self.clock(), on_batch=hold))
 
+    def _tick_due(self) -> bool:
+        due = self._next_tick if self._refresh_at is None else self._refresh_at
+        return time.monotonic() >= due
+
+    def _watch(self, store: Store) -> None:
+        """Every ``watch_s``: when another process committed to the store since the last look,
+        merge what it left dirty and publish the stream entries it wrote (``WATCH_S``)."""
+        now = time.monotonic()
+        if now < self._next_watch:
+            return
+        self._next_watch = now + self.watch_s
+        version = store.data_version()
+        if version == self._data_version:
+            return
+        self._data_version = version
+        if store.dirty_count():  # merged as an ingest's refresh request is: once it settles
+            if self.ingest_settle_s <= 0:
+                self._refresh_and_publish(store)
+            elif self._refresh_at is None:
+                self._refresh_at = now + self.ingest_settle_s
+        self._catch_up(store)
+
+    def _catch_up(self, store: Store) -> None:
+        """Hold, for publishing, the changelog entries no one here published or holds: those
+        another process (a hand-run ingest's merge) appended."""
+        devices = DeviceStore(store)
+        for device, (first, last) in devices.bounds_of(d.device for d in devices.all()).items():
+            published = self._published.get(device, 0)
+            if last <= published:
+                continue
+            held = self._held.get(device, [])
+            have = {e.seq for e in held}
+            missing = [q for q in range(max(first, published + 1), last + 1) if q not in have]
+            if not missing:
+                continue
+            wanted = set(missing)
+            found = [e for e in devices.entries(device, missing[0], missing[-1])
+                     if e.seq in wanted]
+            if found:
+                self._held[device] = sorted([*held, *found], key=lambda e: e.seq)
+
     def _due(self) -> list[str]:
         """The devices whose held entries may go out now."""
         now = time.monotonic()
@@ -436,7 +522,8 @@ class GatewayService:
     def _wait_s(self) -> float:
         """How long the worker may wait for input: until the next tick, an ingest's refresh
         is due (it then runs as a tick), or the first held entries' device may be sent to."""
-        due = [self._next_tick if self._refresh_at is None else self._refresh_at]
+        due = [self._next_tick if self._refresh_at is None else self._refresh_at,
+               self._next_watch]
         if self._held:
             due.append(min(self._sent_at.get(d, float("-inf")) for d in self._held)
                        + self.coalesce_s)
@@ -467,6 +554,7 @@ class GatewayService:
             hlc = self._hlc(store)
         if head is None:
             head = DeviceStore(store).bounds(device)[1]
+        self._published[device] = max(self._published.get(device, 0), entries[-1].seq)
         for group in batches(entries):
             if len(group) == 1:
                 payload = view_change_bytes(device, group[0], hlc=hlc, head=head)
@@ -476,8 +564,20 @@ class GatewayService:
             self.published += 1
             self.stream_messages += 1
             self.published_entries += len(group)
+            if self._watchers:
+                self._tell(Handed(device, topic, len(payload), len(group), self._repairing))
 
     def _resync(self, store: Store, device: str, after: int) -> None:
+        started = time.perf_counter()
+        self._repairing = True
+        try:
+            plan = self._repair(store, device, after)
+        finally:
+            self._repairing = False
+        if self._watchers:
+            self._tell(Repaired(device, after, plan, time.perf_counter() - started))
+
+    def _repair(self, store: Store, device: str, after: int) -> str:
         self._held.pop(device, None)  # in the changelog: the repair below sends what is due
         devices = DeviceStore(store)
         first, last = devices.bounds(device)
@@ -485,16 +585,23 @@ class GatewayService:
         if isinstance(plan, Replay):
             self._publish_entries(store, device, devices.entries(device, plan.first, plan.last))
             self._sent_at[device] = time.monotonic()
-        elif isinstance(plan, SendSnapshot):
+            return "replay"
+        if isinstance(plan, SendSnapshot):
             with store.transaction():
                 seq, bodies = devices.snapshot(device)
+            self._published[device] = max(self._published.get(device, 0), seq)
             hlc = self._hlc(store)
             parts = snapshot_parts(bodies, self.snapshot_part_chars)
             for part, chunk in enumerate(parts, start=1):
-                self.link.publish(self.topics.inbox(device), snapshot_bytes(
-                    device, seq, chunk, hlc=hlc, part=part, parts=len(parts)))
+                payload = snapshot_bytes(device, seq, chunk, hlc=hlc, part=part,
+                                         parts=len(parts))
+                self.link.publish(self.topics.inbox(device), payload)
                 self.published += 1
+                if self._watchers:
+                    self._tell(Handed(device, self.topics.inbox(device), len(payload), 0, True))
             self._sent_at[device] = time.monotonic()
+            return "snapshot"
+        return "up to date"
 
     def _publish(self, topic: str, msg: Any) -> None:
         self.link.publish(topic, encode(msg))
@@ -551,113 +658,3 @@ class GatewayService:
                 devices = DeviceStore(store)
                 for device in devices.all():
                     devices.compact(device.device, self.cfg.policy.changelog_keep)
-
-
-# --- stream messages, composed around the stored bodies ---------------------------------------
-#
-# A stored view body (``Store.put_views``, ``DeviceStore.append``) is already an OrderView's JSON
-# in the wire's compact form, so a ``view_change`` or ``snapshot`` is the envelope text around
-# it: the same message ``sync.codec.encode`` makes of the models (tests/gateway/test_stream_wire
-# decodes both and compares), without parsing and re-encoding the view per entry. Key order and
-# left-out defaults follow ``encode``; the scalar parts go through ``json.dumps``.
-
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def view_change_bytes(device: str, entry: Entry, *, hlc: str, head: int | None) -> bytes:
-    """Stream entry ``entry`` of ``device`` as a ``view_change`` envelope (as ``encode``)."""
-    view = "" if entry.body is None else f',"view":{entry.body}'
-    tail = "" if head is None else f',"head":{int(head)}'
-    return (f'{{"v":1,"id":{_json(f"{device}:{entry.seq}")},"origin":"gateway",'
-            f'"hlc":{_json(hlc)},"kind":"view_change","body":{{"seq":{int(entry.seq)},'
-            f'"order_id":{_json(entry.order_id)}{view}{tail}}}}}').encode()
-
-
-READS_VIEW_CHANGES = (0, 2)
-"""The first tablet version that reads ``view_changes`` (docs/PROTOCOL.md, Compatibility)."""
-
-
-def _older_than(version: str, wanted: tuple[int, ...]) -> bool:
-    """True for a version like ``0.1.0`` below ``wanted``; False when it cannot be read."""
-    try:
-        parts = tuple(int(p) for p in version.split("+")[0].split(".")[:len(wanted)])
-    except ValueError:
-        return False
-    return len(parts) == len(wanted) and parts < wanted
-
-
-BATCH_BYTES = 64 * 1024
-"""A ``view_changes`` message stops growing at this many bytes of view bodies (~35 stops): a
-tablet gets a burst in pieces it commits one by one, and decoding one never builds so many
-objects that Python runs a full collection of the tablet's heap. At 256 KiB it did (one gen-2
-collection per tablet per big export): bench_fanout, one 50,000-change run to 200 tablets,
-agents' CPU 13.3 s at 256 KiB, 5.2 s at 64 KiB."""
-
-
-def batches(entries: list[Entry], *, max_entries: int = MAX_BATCH,
-            max_bytes: int = BATCH_BYTES) -> list[list[Entry]]:
-    """Consecutive entries cut into messages of at most ``max_entries`` entries and about
-    ``max_bytes`` of bodies (a single larger entry goes alone)."""
-    out: list[list[Entry]] = []
-    group: list[Entry] = []
-    size = 0
-    for entry in entries:
-        length = 0 if entry.body is None else len(entry.body)
-        if group and (len(group) >= max_entries or size + length > max_bytes
-                      or entry.seq != group[-1].seq + 1):
-            out.append(group)
-            group, size = [], 0
-        group.append(entry)
-        size += length
-    if group:
-        out.append(group)
-    return out
-
-
-def _entry_text(entry: Entry) -> str:
-    view = "" if entry.body is None else f',"view":{entry.body}'
-    return f'{{"seq":{int(entry.seq)},"order_id":{_json(entry.order_id)}{view}}}'
-
-
-def view_changes_bytes(device: str, entries: list[Entry], *, hlc: str, head: int | None
-                       ) -> bytes:
-    """Consecutive entries of ``device``'s stream as one ``view_changes`` envelope."""
-    tail = "" if head is None else f',"head":{int(head)}'
-    first, last = entries[0].seq, entries[-1].seq
-    return (f'{{"v":1,"id":{_json(f"{device}:{first}-{last}")},"origin":"gateway",'
-            f'"hlc":{_json(hlc)},"kind":"view_changes","body":{{"entries":['
-            f'{",".join(_entry_text(e) for e in entries)}]{tail}}}}}').encode()
-
-
-def snapshot_bytes(device: str, seq: int, bodies: list[str], *, hlc: str, part: int = 1,
-                   parts: int = 1) -> bytes:
-    """The device's route at ``seq`` (stored view bodies) as a ``snapshot`` envelope; with
-    ``parts`` > 1, part ``part`` of it (``bodies``: that part's views)."""
-    views = f',"views":[{",".join(bodies)}]' if bodies else ""
-    if parts == 1:
-        msg_id, tail = f"{device}:snapshot:{seq}", ""
-    else:
-        msg_id = f"{device}:snapshot:{seq}:{part}"
-        tail = (f',"part":{int(part)}' if part != 1 else "") + f',"parts":{int(parts)}'
-    return (f'{{"v":1,"id":{_json(msg_id)},"origin":"gateway",'
-            f'"hlc":{_json(hlc)},"kind":"snapshot","body":{{"seq":{int(seq)}{views}{tail}}}}}'
-            ).encode()
-
-
-SNAPSHOT_PART_CHARS = 512 * 1024
-"""A snapshot whose views are longer than this goes in parts of about this much (the codec's
-limit is 1 MiB a message: a route of ~600 stops would not fit in one)."""
-
-
-def snapshot_parts(bodies: list[str], limit: int = SNAPSHOT_PART_CHARS) -> list[list[str]]:
-    """The route's bodies cut into consecutive parts of about ``limit`` characters (a single
-    larger body goes alone); one part, maybe empty, for a small route."""
-    out: list[list[str]] = [[]]
-    size = 0
-    for body in bodies:
-        if out[-1] and size + len(body) > limit:
-            out.append([])
-            size = 0
-        out[-1].append(body)
-        size += len(body)
-    return out

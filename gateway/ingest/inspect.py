@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import SourceError
-from gateway.ingest.foxpro import DEFAULT_ENCODING, read_dbf, read_header, scan_deleted
+from gateway.ingest.dbf import read_dbf
+from gateway.ingest.dbf_header import DEFAULT_ENCODING, read_header, scan_deleted
 
 __all__ = ["inspect_file"]
 

@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 
 from gateway.errors import ConfigError
-from gateway.store import Store
+from gateway.store.core import Store
 
 ACCOUNT_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS board_users (

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.store import Store
+from gateway.store.core import Store
 
 SHADOW_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS shadow_sends (

@@ -22,7 +22,7 @@ import pyodbc
 
 from gateway.errors import ConfigError, SourceError
 from gateway.ingest.odbc import mask_connection, odbc_message
-from gateway.writeback_csv import RESULT_COLUMNS, DriverResult
+from gateway.writeback.csvfile import RESULT_COLUMNS, DriverResult
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}(\.[A-Za-z_][A-Za-z0-9_]{0,127})?")
 

@@ -37,6 +37,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.config import GatewayConfig
+from gateway.config import SourceSection as SourceConfig
 from gateway.errors import ConfigError
 
 FIELDS = (
@@ -213,3 +215,14 @@ def _cron_period(expr: str) -> int:
         return 7 * 86400 if len(weekdays) < 7 else 31 * 86400
     per_day = len(minutes) * len(hours)
     return max(60, 86400 // per_day)
+
+
+IDENTITY_FIELDS = {name: name for name in FIELDS}
+
+
+def source_mapping(cfg: GatewayConfig, src: SourceConfig) -> Mapping:
+    """The source's mapping; an HTTP source without one reads crossdock's own field names."""
+    if src.mapping is not None:
+        return load_mapping(cfg.path(src.mapping))
+    return Mapping.model_validate({"columns": IDENTITY_FIELDS, "path": "(built in)",
+                                   "digest": "identity"})

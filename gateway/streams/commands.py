@@ -27,9 +27,10 @@ import datetime as _dt
 import json
 from typing import Any
 
-from gateway.devicestore import DeviceStore
 from gateway.errors import CommandError
-from gateway.store import Store
+from gateway.store import proposals
+from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
 from sync.envelope import (
     ApproveCommand,
     AssignCommand,
@@ -66,10 +67,7 @@ def known_driver(store: Store, driver: str) -> bool:
     """A driver is known when a device is bound to them or some source's claim names them."""
     if DeviceStore(store).of_driver(driver) or DeviceStore(store).route(driver):
         return True
-    row = store.conn.execute(
-        "SELECT 1 FROM claim_sets, json_each(claim_sets.vals) WHERE json_each.key='driver' "
-        "AND json_each.value=? LIMIT 1", (driver,)).fetchone()
-    return row is not None
+    return store.claims_name_driver(driver)
 
 
 def assign(store: Store, cmd: AssignCommand, *, command_id: str, policy: Policy,
@@ -145,27 +143,23 @@ def resolve(store: Store, cmd: ResolveCommand, *, command_id: str, policy: Polic
     return {"resolution_id": res.resolution_id, "value": res.value}
 
 
-def _proposal(store: Store, proposal_id: str) -> tuple[Any, ...]:
-    row = store.conn.execute(
-        "SELECT proposal_id, source, order_id, vals, as_of, created_at, expires_at, state "
-        "FROM proposals WHERE proposal_id=?", (proposal_id,)).fetchone()
+def _proposal(store: Store, proposal_id: str) -> proposals.Proposal:
+    row = proposals.get(store, proposal_id)
     if row is None:
         raise CommandError(f"unknown proposal {proposal_id}")
-    return tuple(row)
+    return row
 
 
-def _check_pending(store: Store, row: tuple[Any, ...], now: _dt.datetime) -> None:
-    proposal_id, _source, order_id, _vals, _as_of, created_at, expires_at, state = row
+def _check_pending(store: Store, row: proposals.Proposal, now: _dt.datetime) -> None:
+    proposal_id, state, expires_at = row.proposal_id, row.state, row.expires_at
     if state != "pending":
         raise CommandError(f"stale proposal {proposal_id}: already {state}")
     if expires_at is not None and _dt.datetime.fromisoformat(expires_at) <= now:
         raise CommandError(f"stale proposal {proposal_id}: its approval window ended at "
                            f"{expires_at}")
-    newer = store.conn.execute(
-        "SELECT proposal_id FROM proposals WHERE order_id=? AND source=? AND created_at > ? "
-        "LIMIT 1", (order_id, row[1], created_at)).fetchone()
+    newer = proposals.newer_than(store, row)
     if newer is not None:
-        raise CommandError(f"stale proposal {proposal_id}: superseded by {newer[0]}")
+        raise CommandError(f"stale proposal {proposal_id}: superseded by {newer}")
 
 
 def approve(store: Store, cmd: ApproveCommand, *, policy: Policy, now: _dt.datetime,
@@ -180,8 +174,7 @@ def approve(store: Store, cmd: ApproveCommand, *, policy: Policy, now: _dt.datet
                         received_at=now, hlc=store.next_hlc(now), present=not gone,
                         source_rev=proposal_id)
     who = by or f"dispatch:{cmd.client}"
-    store.conn.execute("UPDATE proposals SET state='approved', decided_by=?, decided_at=? "
-                       "WHERE proposal_id=?", (who, now.isoformat(), proposal_id))
+    proposals.decide(store, proposal_id, "approved", by=who, at=now)
     store.audit(now, who, "approve", proposal_id=proposal_id, order_id=order_id)
     return {"order_id": order_id}
 
@@ -189,29 +182,24 @@ def approve(store: Store, cmd: ApproveCommand, *, policy: Policy, now: _dt.datet
 def reject(store: Store, cmd: RejectCommand, *, now: _dt.datetime) -> dict[str, Any]:
     row = _proposal(store, cmd.proposal_id)
     _check_pending(store, row, now)
-    store.conn.execute("UPDATE proposals SET state='rejected', decided_by=?, decided_at=? "
-                       "WHERE proposal_id=?",
-                       (f"dispatch:{cmd.client}", now.isoformat(), cmd.proposal_id))
+    proposals.decide(store, cmd.proposal_id, "rejected", by=f"dispatch:{cmd.client}", at=now)
     store.audit(now, f"dispatch:{cmd.client}", "reject", proposal_id=cmd.proposal_id)
     return {"order_id": row[2]}
 
 
 def expire_proposals(store: Store, now: _dt.datetime, *, on_expiry: str) -> int:
     """Pending proposals past their window: rejected, or applied, as the config says."""
-    rows = store.conn.execute(
-        "SELECT proposal_id FROM proposals WHERE state='pending' AND expires_at <= ?",
-        (now.isoformat(),)).fetchall()
-    for (proposal_id,) in rows:
+    rows = proposals.expired(store, now)
+    for proposal_id in rows:
         if on_expiry == "apply":
             row = _proposal(store, proposal_id)
             _p, source, order_id, vals, as_of, _c, _e, _s = row
             store.add_claim_set(set_id=proposal_id, source=source, order_id=order_id,
                                 vals=json.loads(vals), as_of=_dt.datetime.fromisoformat(as_of),
                                 received_at=now, hlc=store.next_hlc(now), source_rev=proposal_id)
-        store.conn.execute("UPDATE proposals SET state=?, decided_by='window', decided_at=? "
-                           "WHERE proposal_id=?",
-                           ("applied-at-expiry" if on_expiry == "apply" else "expired",
-                            now.isoformat(), proposal_id))
+        proposals.decide(store, proposal_id,
+                         "applied-at-expiry" if on_expiry == "apply" else "expired",
+                         by="window", at=now)
     return len(rows)
 
 

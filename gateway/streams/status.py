@@ -6,8 +6,21 @@ from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
-from gateway.mapping import load_mapping
-from gateway.store import Store
+from gateway.ingest.mapping import load_mapping
+from gateway.store.core import RunInfo, Store
+from gateway.store.runs import APPLIED, Hold, held
+
+
+def _last_applied(store: Store, source: str) -> RunInfo | None:
+    runs = [store.last_run(source, status=s) for s in APPLIED]
+    found = [r for r in runs if r is not None]
+    return max(found, key=lambda r: r.run_id) if found else None
+
+
+def _held_text(hold: Hold) -> str:
+    return (f"suspect: run {hold.run_id} held ({hold.reason}): {hold.rows_read} rows read, "
+            f"would withdraw {hold.withdraw} of {hold.live} live orders; nothing applied until "
+            f"`crossdock gateway ingest --accept {hold.run_id}` or a later normal export")
 
 
 def source_freshness(store: Store, cfg: GatewayConfig) -> list[dict[str, Any]]:
@@ -16,7 +29,8 @@ def source_freshness(store: Store, cfg: GatewayConfig) -> list[dict[str, Any]]:
     for src in cfg.sources:
         name = src.claim_source
         last = store.last_run(name)
-        last_ok = store.last_run(name, status="ok")
+        last_ok = _last_applied(store, name)
+        hold = held(store, name)
         cadence: str | None = src.cron or (f"every {src.interval_s:g} s" if src.interval_s
                                            else None)
         cadence_s = None
@@ -28,6 +42,7 @@ def source_freshness(store: Store, cfg: GatewayConfig) -> list[dict[str, Any]]:
             except ConfigError as exc:  # a broken mapping is reported here, not fatal
                 cadence = f"mapping unreadable: {exc}"
         failed = last is not None and last.status == "failed"
+        status = "suspect" if hold is not None else (last.status if last else None)
         out.append({
             "name": src.name,
             "source": name,
@@ -43,6 +58,12 @@ def source_freshness(store: Store, cfg: GatewayConfig) -> list[dict[str, Any]]:
             "rows_changed": last_ok.rows_changed if last_ok else 0,
             "rows_quarantined": last_ok.rows_quarantined if last_ok else 0,
             "orders": store.source_order_count(name),
-            "last_error": last.error if failed and last else None,
+            # a hold is the error a person must see (gateway/status carries only this field;
+            # older agents refuse unknown ones)
+            "last_error": (_held_text(hold) if hold is not None else
+                           last.error if failed and last else None),
+            # ok | degraded | suspect (an export held: nothing of it applied) | failed | ...
+            "status": status,
+            "held": hold.as_dict() if hold is not None else None,
         })
     return out

@@ -1,0 +1,455 @@
+"""The tablet's stream protocol engine: the I/O around ``sync.streams`` and ``sync.follow``.
+
+``Engine`` owns the store, the session and the agent's lock; ``agent.service.Agent`` (the API
+the UI calls) holds one and hands it the session's calls.
+
+* the inbox stream comes as ``view_change`` (one entry) or ``view_changes`` (consecutive
+  entries; a single entry is handled as a batch of one, on the same path) and is judged by
+  ``sync.streams.receive_batch``: entries from ``last + 1`` on are applied in ONE transaction
+  with the last one's ``seq`` (``Store.apply_changes``), duplicates are counted (each entry)
+  and dropped, a gap sends ``Resync(after=last)`` once; a snapshot replaces the views;
+* WHEN to ask again (every (re)connect, ``resync_quiet_s`` without progress, a gap with no
+  progress for ``gap_retry_s``) and when to report ``Applied`` (only when the seq moved, at
+  most every ``applied_every_s``, the first one after a connect at once) is
+  ``sync.follow``'s pure state machine; this module keeps its state and runs its ticker;
+* the stamp of an ``Applied`` (as of any status-like message) is stored without fsync
+  (``synchronous=NORMAL``) -- only a driver action's is FULL.
+
+Thread model: ONE re-entrant lock guards the store and the engine's state. Paho's network
+thread (session callbacks), the ticker thread (quiet resync, ``Applied``) and the caller's
+thread (UI, CLI) all take it for their store work. Nothing is published and no observer is
+called while holding it: each step collects its outgoing messages and its changes under the
+lock, then publishes and notifies after releasing it, so a slow observer or paho's own locks
+can never deadlock against the store. Observers run on whichever thread made the change and
+must hand UI work to their own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+
+from agent.config import AgentConfig
+from agent.model import Change, ChangeKind
+from agent.session import Incoming, Outgoing, SessionSettings, Transport
+from agent.store import Store
+from sync import follow
+from sync.envelope import (
+    AckMsg,
+    Applied,
+    AppliedMsg,
+    Resync,
+    ResyncMsg,
+    Snapshot,
+    SnapshotMsg,
+    Status,
+    StatusMsg,
+    ViewChange,
+    ViewChangeMsg,
+    ViewChangesMsg,
+)
+from sync.errors import CodecError, SyncError
+from sync.hlc import Hlc, observe
+from sync.model import OrderView
+from sync.streams import receive_batch, restart, snapshot
+from sync.topics import Topics
+
+log = logging.getLogger(__name__)
+
+Observer = Callable[[Change], None]
+Outgoings = list[tuple[str | None, Outgoing]]
+"""Messages to publish: (outbox event id or None, message)."""
+
+
+def ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+class Engine:
+    """The store, the session and the stream state of one tablet."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        clock: Callable[[], float],
+        new_id: Callable[[], str],
+        app_version: str,
+        timing: follow.Timing,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.new_id = new_id
+        self.app_version = app_version
+        self.timing = timing
+        self.topics = Topics(config.depot)
+        # checked and built once (every message is matched against them)
+        self.inbox_topic = self.topics.inbox(config.device)
+        self.acks_topic = self.topics.acks(config.device)
+        self.outbox_topic = self.topics.outbox(config.device)
+        self.store = Store.open(config.db)
+        self.lock = threading.RLock()
+        self.observers: list[Observer] = []
+        self.transport: Transport | None = None
+        self.following = True
+        self.closed = False
+        self.state = follow.start(clock())
+        self._ticker: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake = threading.Event()  # set: the ticker should look now (it may be sleeping long)
+        self._ticker_idle = False  # the ticker sleeps past tick_s, until _ticker_until or a nudge
+        self._ticker_until = float("inf")  # clock() at which an idle ticker looks again
+        self._unnotified: set[ChangeKind] = set()  # changes of a burst not yet told observers
+        self._snapshot_parts: dict[int, tuple[OrderView, ...]] = {}  # part -> its views
+        self._snapshot_seq: tuple[int, int] = (-1, 0)  # (seq, parts) of the parts held
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, make_transport: Callable[[SessionSettings], Transport], *,
+              follow_stream: bool) -> None:
+        """Build the session (see ``Agent.start``) and start it and the ticker."""
+        device = self.config.device
+        self.following = follow_stream
+        if follow_stream:
+            client_id = f"crossdock-{device}"
+            subscriptions: tuple[str, ...] = (
+                self.inbox_topic, self.acks_topic, self.topics.gateway_status,
+            )
+            with self.lock:
+                offline = self.status_bytes(online=False)
+            will = Outgoing(self.topics.device_status(device), offline, retain=True)
+        else:
+            client_id = f"crossdock-{device}-act-{self.new_id()[:8]}"
+            subscriptions = (self.acks_topic,)
+            will = None
+        b, s = self.config.broker, self.config.sync
+        settings = SessionSettings(
+            client_id=client_id,
+            host=b.host,
+            port=b.port,
+            subscriptions=subscriptions,
+            session_expiry_s=s.session_expiry_s if follow_stream else 0,
+            clean_start=not follow_stream,
+            username=b.username,
+            password=b.password,
+            tls=b.tls,
+            ca_file=b.ca_file,
+            backoff_min_s=s.backoff_min_s,
+            backoff_max_s=s.backoff_max_s,
+            will=will,
+        )
+        self.transport = make_transport(settings)
+        self.transport.start()
+        self._ticker = threading.Thread(target=self._tick_loop, name="agent-ticker", daemon=True)
+        self._ticker.start()
+
+    def stop(self) -> None:
+        """Say "offline" (retained), disconnect, and close the store."""
+        self._stopping.set()
+        self._wake.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        transport = self.transport
+        if transport is not None:
+            final = None
+            if self.following:
+                with self.lock:
+                    status = self.status_bytes(online=False)
+                final = Outgoing(self.topics.device_status(self.config.device), status, True)
+            transport.stop(final=final)
+            if self.following:  # presence belongs to the session that follows the stream
+                with self.lock:
+                    self.store.set_presence(False, at=self.now())
+        with self.lock:
+            self.closed = True
+            self.store.close()
+
+    @property
+    def online(self) -> bool:
+        return self.transport is not None and self.transport.connected
+
+    # -- the session's calls (paho's network thread) -------------------------------------------
+
+    def session_online(self) -> None:
+        out: Outgoings = []
+        with self.lock:
+            if self.closed:
+                return
+            if self.following:
+                self.store.set_presence(True, at=self.now())
+                self.state, _due = follow.connected(self.state, self.clock())
+                out.append((None, self._ask_again()))
+                status = self.status_bytes(online=True)
+                out.append(
+                    (None, Outgoing(self.topics.device_status(self.config.device), status, True))
+                )
+            for event_id, payload in self.store.pending_payloads():
+                out.append((event_id, Outgoing(self.outbox_topic, payload)))
+        self.send(out)
+        self._nudge()
+        self.notify({"sync"})
+
+    def session_offline(self, reason: str) -> None:
+        log.info("offline: %s", reason)
+        with self.lock:
+            if self.closed or not self.following:
+                return
+            self.store.set_presence(False, at=self.now())
+        self.notify({"sync"})
+
+    def session_bad_message(self, topic: str, error: CodecError) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            count = self.store.bump("codec_errors")
+            self.store.bump(f"codec_errors.{error.reason}")
+        log.warning(
+            "dropped a bad message on %s (%s, %d so far): %s", topic, error.reason, count, error
+        )
+        self.notify({"sync"})
+
+    def session_message(self, incoming: Incoming) -> None:
+        topic, envelope = incoming.topic, incoming.envelope
+        device = self.config.device
+        out: Outgoings = []
+        changed: set[ChangeKind] = set()
+        with self.lock:
+            if self.closed:
+                return
+            remote = _remote_stamp(envelope.hlc)
+            now_ms = ms(self.clock()) if remote is not None else 0
+            now = self.now()
+            store = self.store
+            entries: tuple[ViewChange, ...] = ()
+            head = None
+            if topic == self.inbox_topic:
+                if isinstance(envelope, ViewChangeMsg):  # a batch of one
+                    entries, head = (envelope.body,), envelope.body.head
+                elif isinstance(envelope, ViewChangesMsg):
+                    entries, head = envelope.body.entries, envelope.body.head
+            step = None
+            if entries:
+                step = receive_batch(store.receiver(), entries[0].seq, entries[-1].seq)
+            stamp = None  # the clock after the remote stamp: stored with the entries, or below
+            if remote is not None and (step is None or step.verdict != "apply"):
+                stamp = observe(store.hlc(device), remote, now_ms)
+            if step is not None:
+                if step.verdict == "apply":
+                    # the clock is observed in the entries' transaction, from the clock it reads
+                    store.apply_changes(entries[step.skip:], at=now,
+                                        remote=remote, node=device, now_ms=now_ms)
+                    if step.skip:  # the leading entries were applied before
+                        store.bump("duplicates", step.skip)
+                    self.state = follow.applied(self.state, self.clock(), entries[-1].seq, head)
+                    if self.state.behind:
+                        # mid-burst: observers hear of it once, with the burst's last entry (or
+                        # from the ticker within tick_s when the tail never comes)
+                        self._unnotified |= {"route", "conflicts", "sync"}
+                    else:
+                        changed |= {"route", "conflicts", "sync"}
+                elif step.verdict == "duplicate":
+                    store.bump("duplicates", len(entries))
+                else:
+                    # as one by one: each entry past the gap counts, the first asks (once)
+                    store.bump("gaps", len(entries))
+                    asks = step.request_after is not None
+                    if step.request_after is not None:
+                        store.save_receiver(step.receiver)
+                        out.append((None, self._resync(step.request_after)))
+                    self.state = follow.gap(self.state, self.clock(), asked_now=asks)
+            elif isinstance(envelope, SnapshotMsg) and topic == self.inbox_topic:
+                views = self._snapshot_views(envelope.body)
+                if views is None:  # a part of a larger snapshot: replaced once all are here
+                    self.state = follow.snapshot_part(self.state, self.clock())
+                else:
+                    receiver = snapshot(store.receiver(), envelope.body.seq)
+                    store.apply_snapshot(receiver.last, views, at=now)
+                    self.state = follow.snapshot_applied(self.state, self.clock())
+                    changed |= {"route", "conflicts", "sync"}
+            elif isinstance(envelope, AckMsg) and topic == self.acks_topic:
+                store.ack(envelope.body.event_ids)
+                store.touch_sync(at=now)
+                changed |= {"route", "sync"}
+            elif (
+                isinstance(envelope, StatusMsg)
+                and topic == self.topics.gateway_status
+                and envelope.body.role == "gateway"
+            ):
+                before = store.gateway_status()
+                store.save_gateway_status(envelope.body, at=now)
+                changed.add("sync")
+                if (self.following and envelope.body.online and before is not None
+                        and not before.online):
+                    # the gateway is back: entries it held for us when it stopped are in its
+                    # changelog but were never sent, and no later entry may come to show it
+                    out.append((None, self._ask_again()))
+                    self.state = follow.asked(self.state, self.clock())
+            else:
+                store.bump("unexpected")
+                log.warning("ignored a %s message on %s", envelope.kind, topic)
+            if stamp is not None:
+                store.observe_stamp(stamp)
+        self.send(out)
+        self._nudge()
+        if changed:
+            self.notify(changed)
+
+    # -- sending and telling -------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def send(self, messages: Iterable[tuple[str | None, Outgoing]]) -> None:
+        """Publish (never under the lock); outbox rows that went out are marked as sent."""
+        transport = self.transport
+        if transport is None:
+            return
+        sent = [eid for eid, msg in messages if transport.publish(msg) and eid is not None]
+        if sent:
+            with self.lock:
+                if not self.closed:
+                    self.store.mark_sent(sent, at=self.now())
+
+    def notify(self, what: Iterable[ChangeKind]) -> None:
+        with self.lock:
+            kinds = frozenset({*what, *self._unnotified})
+            self._unnotified.clear()
+            observers = list(self.observers)
+        if not kinds:
+            return
+        change = Change(what=kinds)
+        for observer in observers:
+            try:
+                observer(change)
+            except Exception:
+                log.exception("an agent observer failed on %s", sorted(change.what))
+
+    def status_bytes(self, *, online: bool) -> bytes:
+        """Under the lock: this device's status envelope."""
+        status = Status(
+            role="device",
+            online=online,
+            at=self.now(),
+            app_version=self.app_version,
+            last_seq=self.store.receiver().last,
+            counters=self.store.counters(),
+        )
+        return self._envelope(StatusMsg, "status", status)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _snapshot_views(self, body: Snapshot) -> tuple[OrderView, ...] | None:
+        """The whole route of a snapshot, once every part of it is here (None until then).
+        Parts of an older snapshot are dropped when one with another ``seq`` begins."""
+        if body.parts == 1:
+            self._snapshot_parts.clear()
+            return body.views
+        if self._snapshot_parts and self._snapshot_seq != (body.seq, body.parts):
+            self._snapshot_parts.clear()
+        self._snapshot_seq = (body.seq, body.parts)
+        self._snapshot_parts[body.part] = body.views
+        if len(self._snapshot_parts) < body.parts:
+            return None
+        views = tuple(v for part in sorted(self._snapshot_parts)
+                      for v in self._snapshot_parts[part])
+        self._snapshot_parts.clear()
+        return views
+
+    def _stamp(self) -> str:
+        """A stamp for a status-like message (resync, applied, status): its clock tick is
+        stored without fsync; a lost tick only repeats a stamp no one orders by."""
+        return str(self.store.next_stamp(self.config.device, ms(self.clock()), durable=False))
+
+    def _envelope(self, model: type[BaseModel], kind: str, body: BaseModel) -> bytes:
+        message = model(
+            v=1,
+            kind=kind,
+            id=self.new_id(),
+            origin=self.config.device,
+            hlc=self._stamp(),
+            body=body,
+        )
+        return message.model_dump_json().encode()
+
+    def _ask_again(self) -> Outgoing:
+        """Under the lock: ask for everything after the last applied ``seq``
+        (``sync.streams.restart``), stored as asked."""
+        receiver = self.store.receiver()
+        self.store.save_receiver(restart(receiver).receiver)
+        return self._resync(receiver.last)
+
+    def _resync(self, after: int) -> Outgoing:
+        body = Resync(after=after)
+        return Outgoing(self.outbox_topic, self._envelope(ResyncMsg, "resync", body))
+
+    def _nudge(self) -> None:
+        """After a message: wake a ticker that sleeps long if the message made work due sooner
+        than it looks again (``sync.follow.wakes_sooner``) or left observers to tell. Read
+        without the lock: the ticker says it is idle, and until when, BEFORE it looks at the
+        state, and this looks AFTER the state was written, so one of the two always sees the
+        other (at worst the ticker wakes once for nothing)."""
+        if self._ticker_idle and (self._unnotified or follow.wakes_sooner(
+                self.state, self.timing, self._ticker_until)):
+            self._wake.set()
+
+    def _tick_loop(self) -> None:
+        """Wait as ``sync.follow.wake`` says, then ``tick``: a gap or observers not yet told
+        are looked at every tick_s; an ``Applied`` is sent when it is due, not polled for."""
+        while not self._stopping.is_set():
+            self._ticker_idle = True
+            self._ticker_until = float("inf")  # until it knows: any nudge wakes it
+            now = self.clock()
+            wake = follow.wake(self.state, self.timing, now,
+                               online=self.following and self.online,
+                               unnotified=bool(self._unnotified))
+            if wake.poll:
+                self._ticker_idle = False
+                # due within tick_s, not at once: a burst's next messages join this tick
+                if self._stopping.wait(wake.after_s):
+                    break
+            else:
+                self._ticker_until = now + wake.after_s
+                nudged = self._wake.wait(wake.after_s)
+                self._wake.clear()
+                self._ticker_idle = False
+                if nudged:  # a message made work due sooner (or stop): look again, or stop
+                    continue
+            try:
+                if self._unnotified:
+                    self.notify(())
+                self.tick()
+            except Exception:
+                log.exception("agent ticker failed")
+
+    def tick(self) -> None:
+        """Send what ``sync.follow.tick`` says is due (online and following only)."""
+        if not self.online or not self.following:
+            return
+        if not follow.may_be_due(self.state, self.timing, self.clock()):
+            return  # nothing can be due: an idle tablet costs no store read per tick
+        out: Outgoings = []
+        with self.lock:
+            if self.closed:
+                return
+            self.state, due = follow.tick(self.state, self.timing, self.clock(),
+                                          self.store.receiver().last)
+            if due.resync:
+                out.append((None, self._ask_again()))
+            if due.applied is not None:
+                body = Applied(seq=due.applied)
+                out.append((None, Outgoing(
+                    self.outbox_topic, self._envelope(AppliedMsg, "applied", body))))
+        self.send(out)
+
+
+def _remote_stamp(text: str) -> Hlc | None:
+    """A message's HLC stamp (None for a bad one, which is not observed)."""
+    try:
+        return Hlc.parse(text)
+    except SyncError as exc:
+        log.warning("ignored a bad HLC stamp: %s", exc)
+        return None

@@ -1,0 +1,401 @@
+"""The Visual FoxPro / dBase ``.dbf`` reader, built on dbfread (the source adapter is
+``gateway.ingest.foxpro``; the header side is ``gateway.ingest.dbf_header``).
+
+dbfread parses the header and the field values; this module adds what a depot's FoxPro export
+needs and dbfread does not do:
+
+* physical record numbers (deleted records counted, so ``RawRow.row`` matches FoxPro's
+  ``RECNO()``), deleted records skipped and counted in ``Export.counters["deleted"]``;
+* the VFP ``_NullFlags`` system column: a nullable field whose null bit is set reads as None
+  (not as a blank string), and ``V``/``Q`` fields honour their "varlength" bit; the column
+  itself is never exposed;
+* code pages: the header's code page mark decides the encoding; a file without a mark (byte 0)
+  or with a mark we do not know is decoded with the configured encoding (default cp1252);
+  Mazovia (Polish DOS, mark 0x69) is supported;
+* memo files: ``.fpt`` (VFP, FoxPro 2), ``.dbt`` (dBase) and ``.dct`` (a ``.dbc`` container's
+  memo file); a missing memo file refuses the table, naming the file;
+* ``N`` fields decode to ``int`` (no decimals) or ``Decimal``; ``Y`` to ``Decimal``; ``T`` to a
+  naive ``datetime``; ``D`` to ``date``; ``L`` to ``bool`` or None; ``M`` to ``str``;
+* dirt quarantines its row, not the file: a value that cannot be read as its type (``N/A``
+  in a numeric field, garbage in a date, an undecodable byte) leaves the row with
+  ``FAULTS_KEY`` ([field, raw bytes in hex, reason] each) and the rest is read; only broken
+  structure (truncated, an end-of-file mark in a record, a missing memo file) refuses it.
+
+Every dbfread / OS / parsing exception is translated in one place (``translate_errors``) into a
+one-line ``SourceError`` naming the file, and the row and field when there is one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import hashlib
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from dbfread import DBF
+from dbfread.memo import (
+    VFP_TYPE_MAP,
+    BinaryMemo,
+    DB3MemoFile,
+    DB4MemoFile,
+    FakeMemoFile,
+    MemoFile,
+    VFPMemoFile,
+)
+
+from gateway.errors import SourceError
+from gateway.ingest.base import FAULTS_KEY, PROBLEM_KEY, Export, RawRow
+from gateway.ingest.dbf_header import (
+    CHUNK,
+    DEFAULT_ENCODING,
+    KNOWN_TYPES,
+    DbfField,
+    DbfHeader,
+    Parser,
+    one_line,
+    open_table,
+    translate_errors,
+)
+
+__all__ = ["read_dbf"]
+
+
+# --------------------------------------------------------------------------- fast decoders
+#
+# dbfread's parser costs several Python calls per value (parse -> decode_text -> decode, a
+# seek and two reads per memo). The common VFP types get one closure each here, with the same
+# results and the same errors (a value that fails goes to ``_salvage`` and its row to
+# quarantine); anything else keeps dbfread's parser.
+
+_JULIAN_TO_ORDINAL = 1721425
+_LOGICAL: dict[bytes, bool | None] = {
+    b"T": True, b"t": True, b"Y": True, b"y": True,
+    b"F": False, b"f": False, b"N": False, b"n": False, b"?": None, b" ": None,
+}  # fmt: skip
+_UNPACK_LL = struct.Struct("<LL").unpack
+_UNPACK_MEMO = struct.Struct(">LL").unpack_from
+_UNPACK_I = struct.Struct("<I").unpack
+
+
+class _FastMemo:
+    """A VFP ``.fpt`` mapped into memory: a memo is a slice, not a seek and two reads."""
+
+    def __init__(self, mm: Any, blocksize: int, encoding: str) -> None:
+        self.mm = mm
+        self.blocksize = blocksize
+        self.encoding = encoding
+
+    @classmethod
+    @contextmanager
+    def open(cls, header: DbfHeader) -> Iterator[_FastMemo | None]:
+        path = header.memo_path
+        if path is None or path.suffix.lower() not in (".fpt", ".dct"):
+            yield None
+            return
+        import mmap
+
+        with path.open("rb") as fh:
+            try:
+                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except (ValueError, OSError):  # empty or unmappable: dbfread's reader does it
+                yield None
+                return
+        try:
+            blocksize = int.from_bytes(mm[6:8], "big") if len(mm) >= 8 else 0
+            yield cls(mm, blocksize, header.encoding) if blocksize else None
+        finally:
+            mm.close()
+
+    def reader(self, *, text: bool) -> Callable[[bytes], object]:
+        mm, blocksize, encoding = self.mm, self.blocksize, self.encoding
+        types = VFP_TYPE_MAP
+
+        def memo(data: bytes) -> object:
+            if len(data) == 4:
+                index = _UNPACK_I(data)[0]
+            else:
+                try:
+                    index = int(data)
+                except ValueError:
+                    if data.strip(b" \x00"):
+                        raise ValueError(f"Memo index is not an integer: {data!r}") from None
+                    return None
+            if index <= 0:
+                return None
+            offset = index * blocksize
+            kind, length = _UNPACK_MEMO(mm, offset)
+            body = mm[offset + 8 : offset + 8 + length]
+            if len(body) != length:
+                raise OSError("EOF reached while reading memo")
+            if text and kind == 1:
+                return body.decode(encoding)
+            return types.get(kind, BinaryMemo)(body)
+
+        return memo
+
+
+def _fast(f: DbfField, fd: Any, func: Callable[[Any, bytes], object], header: DbfHeader,
+          fast_memo: _FastMemo | None) -> Callable[[bytes], object]:
+    """The decoder of one field: a closure for the common types, else dbfread's parser."""
+    encoding = header.encoding
+    kind = f.type
+    if kind == "C" and not f.binary:
+        def text(data: bytes) -> object:
+            return data.rstrip(b"\0 ").decode(encoding)
+
+        return text
+    if kind == "N" and f.decimals == 0:
+        def whole(data: bytes) -> object:
+            stripped = data.strip()
+            if not stripped:
+                return None
+            try:
+                return int(stripped)
+            except ValueError:
+                return func(fd, data)
+
+        return whole
+    if kind == "N":
+        def decimal(data: bytes) -> object:
+            stripped = data.strip()
+            if not stripped:
+                return None
+            try:
+                number = Decimal(stripped.decode("ascii"))
+            except (InvalidOperation, UnicodeDecodeError):
+                return func(fd, data)  # '*' padding, a decimal comma, or dirt: its reason
+            if not number.is_finite():
+                return func(fd, data)
+            return number
+
+        return decimal
+    if kind == "T":
+        fromordinal = _dt.datetime.fromordinal
+        delta = _dt.timedelta
+
+        def moment(data: bytes) -> object:
+            if not data.strip():
+                return None
+            day, msec = _UNPACK_LL(data)
+            if not day:
+                return None
+            return fromordinal(day - _JULIAN_TO_ORDINAL) + delta(seconds=msec / 1000)
+
+        return moment
+    if kind == "L":
+        def logical(data: bytes) -> object:
+            try:
+                return _LOGICAL[data]
+            except KeyError:
+                raise ValueError(f"Illegal value for logical field: {data!r}") from None
+
+        return logical
+    if kind == "I":
+        def integer(data: bytes) -> object:
+            return int.from_bytes(data, "little", signed=True)
+
+        return integer
+    if kind == "M" and fast_memo is not None:
+        return fast_memo.reader(text=not f.binary)
+    return functools.partial(func, fd)
+
+
+def _memo_file(header: DbfHeader) -> MemoFile:
+    path = header.memo_path
+    if path is None:
+        return FakeMemoFile(None)
+    suffix = path.suffix.lower()
+    if suffix in (".fpt", ".dct"):
+        return VFPMemoFile(str(path))
+    if header.version == 0x83:
+        return DB3MemoFile(str(path))
+    return DB4MemoFile(str(path))
+
+
+def _iter_rows(
+    table: DBF, header: DbfHeader, counters: dict[str, int], problems: list[str],
+    first: int = 1, last: int | None = None,
+) -> Iterator[RawRow]:
+    path = header.path
+    name = path.name
+    counters["deleted"] = 0
+    memo = _memo_file(header)
+    with memo, _FastMemo.open(header) as fast_memo:
+        parser = Parser(table, memo)
+        raw_by_name = {f.name: f for f in table.fields}
+        plan: list[tuple[str, Callable[[bytes], object], int, int]] = []
+        varfields: list[tuple[str, int, int, int, bool]] = []
+        nullable: list[tuple[str, int, int]] = []
+        bit = 0
+        for f in header.fields:
+            if f.type not in KNOWN_TYPES:
+                problems.append(f"{name}: field {f.name} has unknown type {f.type!r}; skipped")
+                continue
+            start, end = f.offset, f.offset + f.length
+            fd = raw_by_name[f.name]
+            func = getattr(parser, "parse" + f.type, None)
+            if func is None:
+                func = parser.parse
+            elif f.type == "M" and f.binary:
+                func = parser.parseG  # binary memo (NOCPTRANS): raw bytes, not text
+            plan.append((f.name, _fast(f, fd, func, header, fast_memo), start, end))
+            if header.nullflags is None:
+                continue
+            if f.type in ("V", "Q"):
+                varfields.append((f.name, 1 << bit, start, end, f.type == "V"))
+                bit += 1
+            if f.nullable:
+                nullable.append((f.name, 1 << bit, 0))
+                bit += 1
+        nf = header.nullflags
+        nf_start = nf.offset if nf is not None else 0
+        nf_end = nf_start + (nf.length if nf is not None else 0)
+        null_mask = 0
+        for _, mask, _ in nullable:
+            null_mask |= mask
+        if nf is not None and bit > 8 * nf.length:
+            raise SourceError(f"{name}: _NullFlags holds {8 * nf.length} bits, fields need {bit}")
+        decode = parser.decode_text
+        from_bytes = int.from_bytes
+        reclen = header.record_length
+        per_chunk = max(1, CHUNK // reclen)
+        last = header.record_count if last is None else min(last, header.record_count)
+        remaining = max(0, last - first + 1)
+        recno = first - 1
+        deleted = 0
+        with translate_errors(path), path.open("rb") as fh:
+            fh.seek(header.header_length + (first - 1) * reclen)
+            while remaining > 0:
+                n = min(per_chunk, remaining)
+                chunk = fh.read(n * reclen)
+                if len(chunk) < n * reclen:
+                    raise SourceError(
+                        f"{name}: file is truncated at record {recno + len(chunk) // reclen + 1}"
+                    )
+                remaining -= n
+                for pos in range(0, n * reclen, reclen):
+                    rec = chunk[pos : pos + reclen]
+                    recno += 1
+                    flag = rec[0]
+                    if flag == 0x2A:  # '*'
+                        deleted += 1
+                        continue
+                    if flag == 0x1A:
+                        raise SourceError(
+                            f"{name}: end-of-file mark at record {recno}, header declares "
+                            f"{header.record_count} records"
+                        )
+                    faults: list[list[str]] | None = None
+                    try:
+                        values = {fname: func(rec[s:e]) for fname, func, s, e in plan}
+                    except Exception:  # dirt in a field: this row goes to quarantine
+                        values, faults = _salvage(plan, rec, header.encoding)
+                    if nf is not None:
+                        bits = from_bytes(rec[nf_start:nf_end], "little")
+                        if bits:
+                            for fname, mask, s, e, is_text in varfields:
+                                if bits & mask:
+                                    raw = rec[s : s + rec[e - 1]]
+                                    try:
+                                        values[fname] = decode(raw) if is_text else bytes(raw)
+                                    except UnicodeDecodeError as exc:
+                                        faults = (faults or []) + [
+                                            _fault(fname, raw, exc, header.encoding)]
+                            if bits & null_mask:
+                                for fname, mask, _ in nullable:
+                                    if bits & mask:
+                                        values[fname] = None
+                                        if faults:  # a null field's bytes are not its value
+                                            faults = [f for f in faults if f[0] != fname]
+                    if faults:
+                        values[PROBLEM_KEY] = "; ".join(f[2] for f in faults)
+                        values[FAULTS_KEY] = faults
+                    yield RawRow(recno, values)
+                counters["deleted"] = deleted
+        counters["deleted"] = deleted
+
+
+def _fault(fname: str, data: bytes, exc: BaseException, encoding: str) -> list[str]:
+    """[field, raw bytes in hex, reason] for one value that cannot be read as its type."""
+    if isinstance(exc, UnicodeDecodeError):
+        bad = exc.object[exc.start]
+        why = f"byte 0x{bad:02x} cannot be decoded as {encoding}"
+    else:
+        why = one_line(exc)
+    return [fname, bytes(data).hex(" "), f"{fname}: {why}"]
+
+
+def _salvage(
+    plan: list[tuple[str, Callable[[bytes], object], int, int]], rec: bytes, encoding: str,
+) -> tuple[dict[str, object], list[list[str]]]:
+    """A record with dirt in it, field by field: the values that read, and one fault for each
+    field that does not (its name, its bytes in hex, why)."""
+    values: dict[str, object] = {}
+    faults: list[list[str]] = []
+    for fname, func, s, e in plan:
+        try:
+            values[fname] = func(rec[s:e])
+        except Exception as exc:  # any parser error of one value is that value's fault
+            faults.append(_fault(fname, rec[s:e], exc, encoding))
+    return values, faults
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _fingerprint(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for p in paths:
+        with p.open("rb") as fh:
+            while block := fh.read(CHUNK):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def read_dbf(
+    path: str | Path,
+    *,
+    encoding: str = DEFAULT_ENCODING,
+    records: tuple[int, int] | None = None,
+    fingerprint: bool = True,
+) -> Export:
+    """Open one table: header checked now, rows streamed as the export is iterated.
+
+    Raises ``SourceError`` at once for a missing file, a damaged or truncated header, an
+    unsupported version or a missing memo file; while iterating, for broken structure (an
+    end-of-file mark in a record). A value that cannot be read is its row's fault
+    (``FAULTS_KEY``), not an error.
+
+    ``records`` (first, last; 1-based, inclusive) reads only that slice of the table, numbered
+    as in the whole table: records are fixed-length, so two processes can read two halves.
+    ``fingerprint=False`` skips hashing the files (a slice reader does not need it).
+    """
+    p = Path(path)
+    table, header = open_table(p, encoding)
+    with translate_errors(p):
+        files = [p] + ([header.memo_path] if header.memo_path is not None else [])
+        digest = _fingerprint(files) if fingerprint else None
+        size = sum(f.stat().st_size for f in files)
+    counters: dict[str, int] = {"deleted": 0}
+    problems = list(header.problems)
+    first, last = records if records is not None else (1, header.record_count)
+    suspect = []
+    if header.spare_records:
+        suspect.append(f"header declares {header.record_count} records, file holds "
+                       f"{header.record_count + header.spare_records}")
+    return Export(
+        suspect=suspect,
+        total=max(0, min(last, header.record_count) - first + 1),
+        location=str(p),
+        fingerprint=digest,
+        rows=_iter_rows(table, header, counters, problems, first, last),
+        problems=problems,
+        counters=counters,
+        reopen=("foxpro", str(p), encoding),
+        size=size,
+    )

@@ -1,0 +1,161 @@
+"""The store's tables (``SCHEMA``: claims, runs, quarantine, views, results; ``DEVICE_SCHEMA``:
+devices, routes, streams) and the migration of a file an older gateway wrote (``create`` runs
+both on a connection)."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from gateway.store.sql import canonical_json, text_digest
+from sync.model import OrderView
+from sync.rules import rule_inputs
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
+    location TEXT NOT NULL DEFAULT '', fingerprint TEXT,
+    status TEXT NOT NULL,               -- ok | skipped | partial | failed
+    as_of TEXT, rows_read INTEGER DEFAULT 0, rows_changed INTEGER DEFAULT 0,
+    rows_quarantined INTEGER DEFAULT 0, rows_deleted INTEGER DEFAULT 0,
+    claims INTEGER DEFAULT 0, error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_source ON runs(source, run_id);
+CREATE TABLE IF NOT EXISTS claim_sets (
+    set_id TEXT PRIMARY KEY, source TEXT NOT NULL, order_id TEXT NOT NULL,
+    run_id INTEGER, source_rev TEXT NOT NULL DEFAULT '',
+    as_of TEXT NOT NULL, received_at TEXT NOT NULL, hlc TEXT NOT NULL,
+    present INTEGER NOT NULL DEFAULT 1, vals TEXT NOT NULL, based_on TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS claim_sets_order ON claim_sets(order_id);
+CREATE TABLE IF NOT EXISTS source_state (
+    source TEXT NOT NULL, order_id TEXT NOT NULL, digest TEXT NOT NULL, vals TEXT NOT NULL,
+    PRIMARY KEY (source, order_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS resolutions (
+    resolution_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, field TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS resolutions_order ON resolutions(order_id);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, run_id INTEGER NOT NULL,
+    location TEXT NOT NULL, row INTEGER NOT NULL, order_id TEXT, field TEXT NOT NULL,
+    raw TEXT NOT NULL, reason TEXT NOT NULL, record TEXT NOT NULL, mapping TEXT NOT NULL,
+    created_at TEXT NOT NULL, closed_at TEXT, closed_why TEXT
+);
+CREATE INDEX IF NOT EXISTS quarantine_open ON quarantine(source, closed_at);
+CREATE TABLE IF NOT EXISTS views (
+    order_id TEXT PRIMARY KEY, body TEXT NOT NULL, digest TEXT NOT NULL,
+    drivers TEXT NOT NULL, deadline TEXT,
+    rules TEXT  -- the view's settled rule inputs (sync.rules.rule_inputs), canonical JSON
+);
+CREATE INDEX IF NOT EXISTS views_deadline ON views(deadline);
+CREATE TABLE IF NOT EXISTS dirty (order_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS proposals (
+    proposal_id TEXT PRIMARY KEY, source TEXT NOT NULL, order_id TEXT NOT NULL,
+    vals TEXT NOT NULL, as_of TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT,
+    state TEXT NOT NULL, decided_by TEXT, decided_at TEXT
+);
+CREATE TABLE IF NOT EXISTS writeback (
+    result_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, body TEXT NOT NULL,
+    created_at TEXT NOT NULL, written_at TEXT, target TEXT
+);
+"""
+
+DEVICE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    device TEXT PRIMARY KEY, driver TEXT NOT NULL, password TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS route_members (
+    driver TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (driver, order_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS route_warnings (
+    driver TEXT NOT NULL, order_id TEXT NOT NULL, warnings TEXT NOT NULL,
+    PRIMARY KEY (driver, order_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS streams (
+    device TEXT PRIMARY KEY, first_seq INTEGER NOT NULL DEFAULT 1,
+    last_seq INTEGER NOT NULL DEFAULT 0, applied_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS changelog (
+    device TEXT NOT NULL, seq INTEGER NOT NULL, order_id TEXT NOT NULL, body TEXT,
+    at TEXT NOT NULL, PRIMARY KEY (device, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS device_orders (
+    device TEXT NOT NULL, order_id TEXT NOT NULL, digest TEXT NOT NULL,
+    PRIMARY KEY (device, order_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY, device TEXT NOT NULL, order_id TEXT NOT NULL,
+    action TEXT NOT NULL, received_at TEXT NOT NULL, body TEXT NOT NULL, outcome TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_order ON events(order_id, action);
+CREATE TABLE IF NOT EXISTS device_status (
+    device TEXT PRIMARY KEY, online INTEGER NOT NULL, at TEXT NOT NULL, body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS commands (
+    command_id TEXT PRIMARY KEY, client TEXT NOT NULL, body TEXT NOT NULL, reply TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+"""
+
+
+def create(db: sqlite_utils.Database) -> None:
+    """Create the tables a new file lacks, and migrate the ones an older gateway wrote."""
+    older = set(db.table_names())
+    db.conn.executescript(SCHEMA)
+    db.conn.executescript(DEVICE_SCHEMA)
+    migrate(db, older)
+
+
+def migrate(db: sqlite_utils.Database, older: set[str]) -> None:
+    """Bring a store written by an older gateway up to this schema (``older``: the tables the
+    file held before ``SCHEMA`` ran; empty for a new file).
+
+    * ``views.rules`` (rule inputs beside each view): added, and filled from the stored bodies.
+    * ``device_orders.body`` (a copy of each body a device was last sent) becomes ``digest``
+      (the body's ``text_digest``): the body is the stored view with the route's warnings.
+    * ``route_warnings`` (the warnings each driver's devices were last sent): new. An older
+      gateway re-sent whole routes, so its devices hold the warnings the rules give now; the
+      meta key ``route_warnings`` = ``unknown`` asks the next refresh to record them (without
+      sending anything).
+    """
+    conn = db.conn
+    if "rules" not in db.table("views").columns_dict:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            db.table("views").add_column("rules", str)
+            rows = conn.execute("SELECT order_id, body FROM views").fetchall()
+            conn.executemany("UPDATE views SET rules=? WHERE order_id=?", [
+                (canonical_json(rule_inputs(OrderView.model_validate_json(body))), oid)
+                for oid, body in rows])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    if "body" in db.table("device_orders").columns_dict:
+        conn.create_function("crossdock_digest", 1, text_digest, deterministic=True)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if "body" in db.table("device_orders").columns_dict:
+                # (checked again: another process may have migrated it while we waited)
+                conn.execute("CREATE TABLE device_orders_digests (device TEXT NOT NULL, "
+                             "order_id TEXT NOT NULL, digest TEXT NOT NULL, "
+                             "PRIMARY KEY (device, order_id)) WITHOUT ROWID")
+                conn.execute("INSERT INTO device_orders_digests SELECT device, order_id, "
+                             "crossdock_digest(body) FROM device_orders")
+                conn.execute("DROP TABLE device_orders")
+                conn.execute("ALTER TABLE device_orders_digests RENAME TO device_orders")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    if "views" in older and "route_warnings" not in older:
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('route_warnings', 'unknown')")
