@@ -120,7 +120,8 @@ def state(config_path: Path, as_json: bool) -> None:
 def act(
     config_path: Path, action: str, order: str, reason: str | None, note: str | None, wait: float
 ) -> None:
-    """Record a driver action durably, then send it if the broker is reachable."""
+    """Record a driver action durably, then send it if the broker is reachable (or hand it to
+    the `agent run` of this tablet, which holds its one connection)."""
     config = load_config(config_path)
     deadline = time.monotonic() + wait
     with Agent(config) as tablet:
@@ -129,9 +130,17 @@ def act(
         online = acked = False
         if wait > 0:
             tablet.start(follow_stream=False)
-            online = tablet.wait_online(max(0.0, deadline - time.monotonic()))
-            acked = online and tablet.wait_acked(event_id, max(0.0, deadline - time.monotonic()))
-    if acked:
+            if tablet.handed_over:  # the running agent sends it; its ack reaches the store
+                acked = tablet.wait_acked(event_id, max(0.0, deadline - time.monotonic()))
+            else:
+                online = tablet.wait_online(max(0.0, deadline - time.monotonic()))
+                acked = online and tablet.wait_acked(event_id,
+                                                     max(0.0, deadline - time.monotonic()))
+    if tablet.handed_over:
+        click.echo("handed to the running agent for this tablet: "
+                   + ("acknowledged by the gateway" if acked
+                      else "it sends it when online"))
+    elif acked:
         click.echo("sent: acknowledged by the gateway")
     elif online:
         click.echo("sent, not acknowledged yet: will resend on reconnect")

@@ -13,7 +13,13 @@ the UI calls) holds one and hands it the session's calls.
   most every ``applied_every_s``, the first one after a connect at once) is
   ``sync.follow``'s pure state machine; this module keeps its state and runs its ticker;
 * the stamp of an ``Applied`` (as of any status-like message) is stored without fsync
-  (``synchronous=NORMAL``) -- only a driver action's is FULL.
+  (``synchronous=NORMAL``) -- only a driver action's is FULL;
+* the outbox is resent on every reconnect, ``REPLAY_WINDOW`` rows at a time, more as acks
+  come back; an ack's ``delayed`` (events the gateway holds over the device's rate) is counted;
+* ``agent act`` cannot connect beside a running ``agent run`` (the broker gives a device one
+  connection, ``use_username_as_clientid``): the running engine's ticker looks for outbox rows
+  another process wrote (``Store.changed_elsewhere``: one ``PRAGMA data_version``) at least
+  every ``Timing.idle_max_s`` while online, and sends them.
 
 Thread model: ONE re-entrant lock guards the store and the engine's state. Paho's network
 thread (session callbacks), the ticker thread (quiet resync, ``Applied``) and the caller's
@@ -65,6 +71,12 @@ Outgoings = list[tuple[str | None, Outgoing]]
 """Messages to publish: (outbox event id or None, message)."""
 
 
+REPLAY_WINDOW = 100
+"""Outbox rows resent at once on a reconnect; each ack lets as many more go. A tablet back
+from days offline with thousands of actions does not send them all in one burst (the gateway
+would hold most of them over its event rate, ``gateway.streams.limits``)."""
+
+
 def ms(seconds: float) -> int:
     return int(seconds * 1000)
 
@@ -106,16 +118,16 @@ class Engine:
         self._unnotified: set[ChangeKind] = set()  # changes of a burst not yet told observers
         self._snapshot_parts: dict[int, tuple[OrderView, ...]] = {}  # part -> its views
         self._snapshot_seq: tuple[int, int] = (-1, 0)  # (seq, parts) of the parts held
+        self._replay: list[tuple[str, bytes]] = []  # outbox rows still to resend since connect
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, make_transport: Callable[[SessionSettings], Transport], *,
-              follow_stream: bool) -> None:
+              follow_stream: bool, client_id: str) -> None:
         """Build the session (see ``Agent.start``) and start it and the ticker."""
         device = self.config.device
         self.following = follow_stream
         if follow_stream:
-            client_id = f"crossdock-{device}"
             subscriptions: tuple[str, ...] = (
                 self.inbox_topic, self.acks_topic, self.topics.gateway_status,
             )
@@ -123,7 +135,6 @@ class Engine:
                 offline = self.status_bytes(online=False)
             will = Outgoing(self.topics.device_status(device), offline, retain=True)
         else:
-            client_id = f"crossdock-{device}-act-{self.new_id()[:8]}"
             subscriptions = (self.acks_topic,)
             will = None
         b, s = self.config.broker, self.config.sync
@@ -187,11 +198,18 @@ class Engine:
                 out.append(
                     (None, Outgoing(self.topics.device_status(self.config.device), status, True))
                 )
-            for event_id, payload in self.store.pending_payloads():
-                out.append((event_id, Outgoing(self.outbox_topic, payload)))
+            # the outbox, oldest first, REPLAY_WINDOW at a time: the rest as acks come back
+            self._replay = self.store.pending_payloads()
+            out += self._next_replay(REPLAY_WINDOW)
         self.send(out)
         self._nudge()
         self.notify({"sync"})
+
+    def _next_replay(self, n: int) -> Outgoings:
+        """The next ``n`` outbox rows of the replay begun at the last connect (under the
+        lock)."""
+        batch, self._replay = self._replay[:n], self._replay[n:]
+        return [(event_id, Outgoing(self.outbox_topic, payload)) for event_id, payload in batch]
 
     def session_offline(self, reason: str) -> None:
         log.info("offline: %s", reason)
@@ -272,6 +290,12 @@ class Engine:
                     changed |= {"route", "conflicts", "sync"}
             elif isinstance(envelope, AckMsg) and topic == self.acks_topic:
                 store.ack(envelope.body.event_ids)
+                if self._replay:  # each ack makes room for as many more of the replay
+                    acked = set(envelope.body.event_ids)
+                    self._replay = [r for r in self._replay if r[0] not in acked]
+                    out += self._next_replay(len(acked))
+                if envelope.body.delayed:  # over the device's rate: kept, acked when handled
+                    store.bump("delayed_events", len(envelope.body.delayed))
                 store.touch_sync(at=now)
                 changed |= {"route", "sync"}
             elif (
@@ -426,9 +450,15 @@ class Engine:
                 log.exception("agent ticker failed")
 
     def tick(self) -> None:
-        """Send what ``sync.follow.tick`` says is due (online and following only)."""
+        """Send the actions another process recorded (``agent act``), then what
+        ``sync.follow.tick`` says is due (online and following only)."""
         if not self.online or not self.following:
             return
+        with self.lock:  # one PRAGMA data_version when nothing was handed over
+            handed = ([] if self.closed or not self.store.changed_elsewhere()
+                      else self.store.unsent_payloads())
+        if handed:
+            self.send([(eid, Outgoing(self.outbox_topic, p)) for eid, p in handed])
         if not follow.may_be_due(self.state, self.timing, self.clock()):
             return  # nothing can be due: an idle tablet costs no store read per tick
         out: Outgoings = []

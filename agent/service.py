@@ -2,11 +2,18 @@
 
 ``Agent`` is what a screen or the CLI holds: the route with the driver's own actions overlaid,
 the conflicts, the outbox, the sync status, observers, and driver actions (recorded, local
-overlay + outbox row, in one transaction, then published if online; the whole outbox is resent
-on every reconnect until each event is acked). The stream protocol behind it -- the inbox
-stream, gap repair, acks, the ticker and its timing -- is ``agent.engine`` over the pure
-``sync.streams`` and ``sync.follow``; ``Agent`` hands it the session's calls (it is the
-session's handler).
+overlay + outbox row, in one transaction, then published if online; the outbox is resent on
+every reconnect, ``REPLAY_WINDOW`` at a time, until each event is acked). The stream protocol
+behind it -- the inbox stream, gap repair, acks, the ticker and its timing -- is
+``agent.engine`` over the pure ``sync.streams`` and ``sync.follow``; ``Agent`` hands it the
+session's calls (it is the session's handler).
+
+The broker makes a connection's client id its username (``use_username_as_clientid``), so a
+device has ONE MQTT session: ``agent run`` (``start()``) holds ``<db>.run.lock`` while it runs,
+and ``agent act`` (``start(follow_stream=False)``) does not connect while another process holds
+it (it would replace that agent's connection; ``handed_over``): the running agent looks for
+outbox rows written by another process every ``HANDOVER_POLL_S`` (``PRAGMA data_version``, no
+disk read) and sends them; ``act`` waits for their ack in the store.
 
 Thread model: see ``agent.engine``; every method here takes the engine's lock for its store
 work and never publishes or notifies while holding it.
@@ -14,7 +21,10 @@ work and never publishes or notifies while holding it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.metadata
+import os
 import threading
 import time
 import uuid
@@ -25,7 +35,7 @@ from typing import Any, get_args
 from pydantic import ValidationError
 
 from agent.config import AgentConfig
-from agent.engine import Engine, Observer, ms
+from agent.engine import REPLAY_WINDOW, Engine, Observer, ms
 from agent.errors import ActionError
 from agent.model import (
     ACTION_STATUS,
@@ -44,8 +54,8 @@ from sync.follow import Timing
 from sync.model import Conflict, OrderView
 from sync.topics import Topics
 
-__all__ = ["ACTIONS", "APPLIED_EVERY_S", "GAP_RETRY_S", "TICK_S", "Agent", "Observer",
-           "TransportMaker"]
+__all__ = ["ACTIONS", "APPLIED_EVERY_S", "GAP_RETRY_S", "HANDOVER_POLL_S", "REPLAY_WINDOW",
+           "TICK_S", "Agent", "Observer", "TransportMaker"]
 
 TICK_S = 0.25
 """How often the ticker looks while a gap or observers not yet told are pending, and the
@@ -56,6 +66,14 @@ tablet, or one of 200 on a depot's box, does not wake four times a second for no
 APPLIED_EVERY_S = 2.0
 """How often, at most, the agent reports its last applied ``seq``; the last one of a burst goes
 within this long (see ``sync.follow.Timing.applied_every_s``)."""
+
+HANDOVER_POLL_S = 2.0
+"""How often an online ``agent run`` checks whether another process (``agent act``) wrote to
+its store (one ``PRAGMA data_version``: the WAL index in shared memory, no disk read), and
+sends the actions it finds (``sync.follow.Timing.idle_max_s``): an idle online tablet wakes
+this often (it slept until its quiet resync before), which ``agent act --wait``'s default of
+5 s allows for. ``agent act`` cannot connect beside it: the broker gives a device one
+connection (``use_username_as_clientid``)."""
 
 GAP_RETRY_S = 2.0
 """After a gap, a stream quiet for this long (capped by ``resync_quiet_s``) may mean the resync
@@ -105,7 +123,8 @@ class Agent:
         self._make_transport = transport
         if timing is None:
             timing = Timing(quiet_s=config.sync.resync_quiet_s, gap_retry_s=GAP_RETRY_S,
-                            applied_every_s=APPLIED_EVERY_S, tick_s=TICK_S)
+                            applied_every_s=APPLIED_EVERY_S, tick_s=TICK_S,
+                            idle_max_s=HANDOVER_POLL_S)
         self._engine = engine = Engine(
             config, clock=clock, new_id=new_id, timing=timing,
             app_version=app_version if app_version is not None else _app_version())
@@ -114,6 +133,10 @@ class Agent:
         self._lock = engine.lock
         self._topics = engine.topics
         self._outbox_topic = engine.outbox_topic
+        self._run_lock: int | None = None  # fd holding <db>.run.lock while this agent runs
+        self.handed_over = False
+        """True when ``start(follow_stream=False)`` found an ``agent run`` holding the device:
+        nothing was connected; that agent sends the outbox."""
 
     @property
     def topics(self) -> Topics:
@@ -131,16 +154,47 @@ class Agent:
         """
         if self._engine.transport is not None:
             return
+        lock = self._take_run_lock()
+        if follow_stream:
+            self._run_lock = lock
+        elif lock is None:
+            self.handed_over = True  # an agent run holds the device's one session
+            return
+        else:
+            os.close(lock)
+        # the broker takes the username as the client id (use_username_as_clientid); sending
+        # it makes the broker's log and session names the ones the client used
+        username = self.config.broker.username
+        client_id = username or f"crossdock-{self.config.device}"
+        if not follow_stream and not username:  # an anonymous broker keeps client ids as they are
+            client_id = f"crossdock-{self.config.device}-act-{self._new_id()[:8]}"
         self._engine.start(lambda settings: self._make_transport(settings, self),
-                           follow_stream=follow_stream)
+                           follow_stream=follow_stream, client_id=client_id)
 
     def stop(self) -> None:
         """Say "offline" (retained), disconnect, and close the store. Safe to call twice."""
-        if self._engine.closed:
-            return
-        self._engine.stop()
+        if not self._engine.closed:
+            self._engine.stop()
+        if self._run_lock is not None:
+            os.close(self._run_lock)
+            self._run_lock = None
 
     close = stop
+
+    def _take_run_lock(self) -> int | None:
+        """An fd holding ``<db>.run.lock`` (exclusive), or None when another process holds it."""
+        path = self.config.db.with_name(self.config.db.name + ".run.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        return fd
 
     def __enter__(self) -> Agent:
         return self

@@ -78,6 +78,7 @@ class Store:
         self._db = db
         self._path = path
         self._durable = True  # the connection's synchronous level: FULL (True) or NORMAL
+        self._data_version: int | None = None  # PRAGMA data_version last seen
         self._receiver: Receiver | None = None  # as this Store last committed it; receiver()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -384,6 +385,20 @@ class Store:
     def pending_payloads(self) -> list[tuple[str, bytes]]:
         """``(event_id, encoded envelope)`` of the outbox, oldest first: what to resend."""
         return [(item.event_id, payload) for item, payload in self._pending_rows()]
+
+    def changed_elsewhere(self) -> bool:
+        """True when another connection committed to the file since the last call (the first
+        call: since it was opened). One ``PRAGMA data_version``: no disk read."""
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        changed = version != self._data_version
+        self._data_version = version
+        return changed
+
+    def unsent_payloads(self) -> list[tuple[str, bytes]]:
+        """``pending_payloads`` never sent yet (recorded by another process), oldest first."""
+        rows = self._db.execute(
+            "SELECT event_id, payload FROM outbox WHERE attempts = 0 ORDER BY rowid").fetchall()
+        return [(str(event_id), str(payload).encode()) for event_id, payload in rows]
 
     def _pending_rows(self) -> list[tuple[OutboxItem, bytes]]:
         rows = self._db.execute(

@@ -7,7 +7,9 @@ root command turns them into one line on stderr and exit 1.
 from __future__ import annotations
 
 import datetime as _dt
+import getpass
 import json
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -417,12 +419,18 @@ def devices_add(device: str, driver: str, agent_config: Path | None, config_path
     with store:
         with store.transaction():
             known = DeviceStore(store).get(device)
-            password = known.password if known else secrets.token_urlsafe(18)
+            # the store keeps only a hash: a tablet's file can be written only with a new
+            # password (the old file stops working); without --agent-config a registered
+            # device keeps its credential and is only bound to the driver
+            password = (secrets.token_urlsafe(18) if known is None or agent_config is not None
+                        else None)
             DeviceStore(store).add(device, driver, password, _now())
-            store.audit(_now(), "cli", "device-add", device=device, driver=driver)
+            store.audit(_now(), _who(), "device-add", device=device, driver=driver)
         sync_driver(store, driver, cfg.merge_policy(), _now())
+        _apply(cfg, store)
     click.echo(f"device {device} bound to driver {driver}")
     if agent_config is not None:
+        assert password is not None  # issued above for every --agent-config
         written = write_agent_config(agent_config, cfg, device=device, driver=driver,
                                      password=password)
         click.echo(f"wrote {agent_config} (keep it private: it holds the device's credential)")
@@ -431,17 +439,102 @@ def devices_add(device: str, driver: str, agent_config: Path | None, config_path
                        "config)")
 
 
+def _who() -> str:
+    """Who ran a command, for the audit log: ``cli:`` and the OS account."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"cli:uid-{os.getuid()}"
+
+
+def _apply(cfg: GatewayConfig, store: Store) -> None:
+    """Make a registry change take effect: the broker's files rewritten from the store, and a
+    running ``gateway run`` told (SIGUSR1: it reloads the broker and drops what must go)."""
+    from gateway.runner import tell_running_gateway, write_broker_files
+
+    write_broker_files(cfg, store)
+    pid = tell_running_gateway(cfg)
+    if pid is not None:
+        click.echo(f"the running gateway (pid {pid}) applies it now")
+    else:
+        click.echo("no gateway runs here: it applies it when it starts (a running one checks "
+                   "every 5 s)")
+
+
+@devices.command("revoke")
+@click.argument("device")
+@config_option
+def devices_revoke(device: str, config_path: Path) -> None:
+    """Revoke DEVICE at once: its broker identity, live connection, session and stream go;
+    anything it still sends is refused and counted. `rotate` gives it a new credential."""
+    cfg, store = _open(config_path)
+    with store:
+        with store.transaction():
+            DeviceStore(store).revoke(device, _now())
+            store.audit(_now(), _who(), "device-revoke", device=device)
+        _apply(cfg, store)
+    click.echo(f"device {device} revoked")
+
+
+@devices.command("rotate")
+@click.argument("device")
+@click.option("--agent-config", "agent_config", type=click.Path(path_type=Path), required=True,
+              help="Write the tablet's new config file here.")
+@config_option
+def devices_rotate(device: str, agent_config: Path, config_path: Path) -> None:
+    """Issue DEVICE a new credential (its config file at OUT); the old one stops working and
+    its connection and session are dropped. A revoked device is active again."""
+    cfg, store = _open(config_path)
+    check_agent_config(cfg)
+    password = secrets.token_urlsafe(18)
+    with store:
+        with store.transaction():
+            found = DeviceStore(store).rotate(device, password, _now())
+            store.audit(_now(), _who(), "device-rotate", device=device)
+        written = write_agent_config(agent_config, cfg, device=device, driver=found.driver,
+                                     password=password)
+        _apply(cfg, store)
+    click.echo(f"device {device}: new credential in {agent_config} (keep it private); "
+               "the old one no longer works")
+    for extra in written[1:]:
+        click.echo(f"wrote {extra} (the certificate the tablet trusts; copy it with the config)")
+
+
+@devices.command("bind")
+@click.argument("device")
+@click.option("--driver", required=True, help="The driver the tablet now belongs to.")
+@config_option
+def devices_bind(device: str, driver: str, config_path: Path) -> None:
+    """Move DEVICE to another driver: the old route leaves the tablet, the new one arrives;
+    actions it made before and has not yet had acknowledged still count for the old route."""
+    from gateway.streams.views import sync_driver
+
+    cfg, store = _open(config_path)
+    with store:
+        with store.transaction():
+            old = DeviceStore(store).get(device)
+            found = DeviceStore(store).bind(device, driver, _now())
+            store.audit(_now(), _who(), "device-bind", device=device, driver=driver,
+                        previous=None if old is None else old.driver)
+        sync_driver(store, driver, cfg.merge_policy(), _now())
+        _apply(cfg, store)
+    click.echo(f"device {device} bound to driver {found.driver}")
+
+
 @devices.command("list")
 @config_option
 @json_option
 def devices_list(config_path: Path, as_json: bool) -> None:
-    """Registered devices, their drivers, stream positions and presence."""
+    """Registered devices: driver, state (active/revoked), last change, stream positions,
+    presence."""
     _cfg, store = _open(config_path)
     with store:
         ds = DeviceStore(store)
         statuses = ds.statuses()
         rows: list[dict[str, Any]] = [
-            {"device": d.device, "driver": d.driver, "created_at": d.created_at,
+            {"device": d.device, "driver": d.driver, "state": d.state,
+             "created_at": d.created_at, "changed_at": d.changed_at,
+             "previous_driver": d.previous_driver, "rebound_at": d.rebound_at,
              "last_seq": ds.bounds(d.device)[1], "applied_seq": ds.applied(d.device),
              "status": statuses.get(d.device)}
             for d in ds.all()
@@ -451,8 +544,9 @@ def devices_list(config_path: Path, as_json: bool) -> None:
         return
     for r in rows:
         online = (r["status"] or {}).get("online")
+        state = "REVOKED" if r["state"] == "revoked" else ("online" if online else "offline")
         click.echo(f"{r['device']}: driver {r['driver']}, seq {r['applied_seq']}/{r['last_seq']}"
-                   f", {'online' if online else 'offline'}")
+                   f", {state}")
 
 
 # --- running -----------------------------------------------------------------------------
@@ -470,10 +564,18 @@ def run(config_path: Path, no_scheduler: bool, shadow: bool) -> None:
     import signal
     import threading
 
-    from gateway.runner import GatewayRunner  # the service, paho, apscheduler: +131 ms
+    from gateway.private import write_private
+    from gateway.runner import (  # the service, paho, apscheduler: +131 ms
+        GatewayRunner,
+        exposed_secrets,
+        pid_file,
+    )
     from gateway.shadow import ShadowRunner
 
     cfg = load_config(config_path)
+    warning = exposed_secrets(cfg, config_path)
+    if warning:
+        click.echo(f"crossdock: warning: {warning}", err=True)
     runner: GatewayRunner | ShadowRunner
     if shadow:
         if no_scheduler:
@@ -494,7 +596,16 @@ def run(config_path: Path, no_scheduler: bool, shadow: bool) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if isinstance(runner, GatewayRunner):
+        gw = runner
+        signal.signal(signal.SIGUSR1, lambda _sig, _frame: gw.wake())
+    else:  # no broker to reload; a stale pid file's SIGUSR1 must not end the run
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     runner.start()
+    # a shadow run writes no pid file: `gateway devices` has no broker of it to tell
+    pid = pid_file(cfg) if isinstance(runner, GatewayRunner) else None
+    if pid is not None:
+        write_private(pid, f"{os.getpid()}\n")
     try:
         if board is not None:
             board.start()
@@ -513,6 +624,8 @@ def run(config_path: Path, no_scheduler: bool, shadow: bool) -> None:
         if board is not None:
             board.stop()
         runner.stop()
+        if pid is not None:
+            pid.unlink(missing_ok=True)
 
 
 def _board_commands() -> None:

@@ -41,6 +41,7 @@ commented example; ``crossdock gateway sample`` writes one pointing at a generat
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -74,6 +75,27 @@ def check_tls_listener(port: int, tls_port: int | None, certfile: object, keyfil
         raise ValueError(f"tls_port and port are both {port}; give TLS its own port")
 
 
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_plain_listener(host: str, allowed: bool) -> None:
+    """ValueError when the plain (unencrypted) listener is bound beyond loopback and the
+    config does not say ``allow_plain_beyond_loopback = true`` (DESIGN.md §6: TLS on every
+    listener that leaves the box)."""
+    if not allowed and not is_loopback(host):
+        raise ValueError(
+            f"the plain MQTT listener on {host} would carry passwords unencrypted beyond this "
+            "box; bind it to 127.0.0.1 and give tablets the TLS listener (tls_port), or set "
+            "allow_plain_beyond_loopback = true")
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -95,10 +117,14 @@ class BrokerSection(_Model):
     # certificate they trust (a self-signed certificate is its own CA: default certfile).
     public_host: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,253}$")
     ca_file: str | None = None
+    # A plain listener beyond loopback (host not 127.0.0.1/::1/localhost) only if said so.
+    allow_plain_beyond_loopback: bool = False
 
     @model_validator(mode="after")
     def _tls_all_or_none(self) -> BrokerSection:
         check_tls_listener(self.port, self.tls_port, self.certfile, self.keyfile)
+        if not self.url:  # only a listener this gateway runs is bound by it
+            check_plain_listener(self.host, self.allow_plain_beyond_loopback)
         return self
 
     @field_validator("url")

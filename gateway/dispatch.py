@@ -4,14 +4,25 @@ The config is ``dispatch.toml`` (written by ``gateway init``) or the gateway's o
 ``gateway.toml`` (then the dispatch credential is read from ``dispatch.toml`` beside it). A
 refusal prints the gateway's one-line reason and exits 1; no reply within ``--timeout`` exits 1
 with "no reply" (the command may still be applied: it is idempotent, so send it again).
+
+The broker makes a client's username its client id (``use_username_as_clientid``): one
+dispatch identity has one connection at a time, and a second would replace the first. So
+commands sent with one identity from this box wait for each other (``_one_at_a_time``: a lock
+file per depot and identity in the temporary folder); from two boxes they must not overlap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import json
+import os
 import queue
+import tempfile
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +31,7 @@ import click
 
 from gateway.config import load_config, read_toml
 from gateway.errors import CommandError, ConfigError
+from gateway.streams.link import LinkMaker
 from gateway.streams.mqtt import LinkSettings, MqttLink
 from sync.codec import decode, encode
 from sync.envelope import ENVELOPE, DispatchReplyMsg
@@ -70,15 +82,55 @@ def load_dispatch_config(path: Path) -> DispatchConfig:
         raise ConfigError(f"config {path}: missing key {exc.args[0]!r}") from None
 
 
-def send_command(cfg: DispatchConfig, body: dict[str, Any], *, timeout: float = 10.0
-                 ) -> DispatchReplyMsg:
-    """Publish one command and wait for the gateway's reply to it."""
+@contextlib.contextmanager
+def _one_at_a_time(cfg: DispatchConfig, timeout: float) -> Iterator[None]:
+    """Hold this box's lock for the identity ``cfg`` connects as (none without a username);
+    CommandError when another command holds it for longer than ``timeout``."""
+    if not cfg.username:
+        yield
+        return
+    path = Path(tempfile.gettempdir()) / f"crossdock-dispatch-{cfg.depot}-{cfg.username}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:  # another account's lock file: that account cannot share our identity
+        yield
+        return
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise CommandError(
+                        f"another dispatch command as {cfg.username} is still waiting for its "
+                        f"reply after {timeout:g} s; try again") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def send_command(cfg: DispatchConfig, body: dict[str, Any], *, timeout: float = 10.0,
+                 link_maker: LinkMaker = MqttLink) -> DispatchReplyMsg:
+    """Publish one command and wait for the gateway's reply to it (one at a time per
+    identity on this box: the broker gives an identity one connection), over
+    ``link_maker``'s link: MQTT to ``cfg.host:cfg.port`` unless a test passes the in-memory
+    broker's."""
+    with _one_at_a_time(cfg, timeout):
+        return _send_command(cfg, body, timeout=timeout, link_maker=link_maker)
+
+
+def _send_command(cfg: DispatchConfig, body: dict[str, Any], *, timeout: float,
+                  link_maker: LinkMaker) -> DispatchReplyMsg:
     topics = Topics(cfg.depot)
     command_id = f"cmd-{uuid.uuid4().hex[:16]}"
     replies: queue.Queue[bytes] = queue.Queue()
-    link = MqttLink(
+    link = link_maker(
         LinkSettings(host=cfg.host, port=cfg.port,
-                     client_id=f"crossdock-dispatch-{cfg.client}-{uuid.uuid4().hex[:6]}",
+                     client_id=cfg.username
+                     or f"crossdock-dispatch-{cfg.client}-{uuid.uuid4().hex[:6]}",
                      username=cfg.username, password=cfg.password, session_expiry_s=0),
         subscriptions=[topics.replies(cfg.client)],
         on_message=lambda _t, p: replies.put(p),

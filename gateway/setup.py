@@ -1,19 +1,20 @@
 """Files an operator starts from: ``gateway init``, ``gateway sample``, a tablet's config.
 
-Everything written here is plain TOML a person can read and edit; secrets (device and dispatch
-credentials) are written with mode 0600.
+Everything written here is plain TOML a person can read and edit; files holding secrets
+(gateway.toml, dispatch.toml, a tablet's config) are written 0600, and the gateway's folder is
+0700, whatever the umask (``gateway.private``).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 from gateway.config import GatewayConfig, load_config, read_toml
 from gateway.errors import ConfigError
+from gateway.private import private_dir, write_private
 from gateway.store.core import Store
 
 MAPPING_TEMPLATE = """\
@@ -63,7 +64,7 @@ db = "gateway.sqlite"
 
 [broker]
 url = ""                  # "mqtt://host:port" of a running broker; empty: run Mosquitto here
-host = "127.0.0.1"
+host = "127.0.0.1"        # plain MQTT: loopback only, unless allow_plain_beyond_loopback = true
 port = {port}
 data_dir = "broker"
 username = "gateway"
@@ -127,17 +128,18 @@ password = "{password}"
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    """A file holding a secret: 0600, its folder created 0700 when missing."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    write_private(path, text)
 
 
 def init_dir(directory: Path, *, depot: str, port: int, now: _dt.datetime,
              orders: str = "export/orders.dbf", drivers_file: str | None = None,
              timezone: str = "Europe/Berlin") -> list[Path]:
-    """gateway.toml, legacy.mapping.toml, dispatch.toml and an empty store in ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """gateway.toml, legacy.mapping.toml, dispatch.toml and an empty store in ``directory``
+    (made 0700: it holds the store and the secrets, each 0600)."""
+    private_dir(directory)
     written = []
     drivers = (f'\n[drivers]\nfile = "{drivers_file}"\ncolumn = "DRIVER_ID"\n'
                if drivers_file else "")
@@ -227,7 +229,8 @@ def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: s
     if tls is not None:
         host, port, ca_text = tls
         ca_copy = path.with_name(f"{device}-ca.pem")
-        ca_copy.parent.mkdir(parents=True, exist_ok=True)
+        if not ca_copy.parent.exists():  # the folder of a secret file: 0700
+            private_dir(ca_copy.parent)
         ca_copy.write_bytes(ca_text)  # a certificate is public: the default mode is fine
         tls_lines = f'tls = true\nca_file = "{ca_copy.name}"\n'
         written.append(ca_copy)

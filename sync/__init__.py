@@ -14,6 +14,8 @@ Exports:
     rules     -- route checks (shift hours, delivery windows, capacity) -> warnings
     streams   -- per-device gapless sequences, gap detection and repair
     follow    -- the tablet's stream timing: when to ask again, when to report ``applied``
+    membroker -- an in-memory MQTT broker core (topic filters, sessions, QoS 1, retained,
+                 wills, ACL, faults) for scenario tests; tests/memnet.py gives it threads
     errors    -- the package's exception tree
 """
 

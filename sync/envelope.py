@@ -139,7 +139,19 @@ class DriverEvent(Frozen):
 
 
 class Ack(Frozen):
-    event_ids: tuple[str, ...] = Field(min_length=1)
+    """``event_ids``: stored durably (the tablet may forget them). ``delayed``: received but
+    held back, the device being over its event rate; they stay in the tablet's outbox and are
+    acked once handled (about ``retry_after_s`` from now)."""
+
+    event_ids: tuple[str, ...] = ()
+    delayed: tuple[str, ...] = ()
+    retry_after_s: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Ack:
+        if not self.event_ids and not self.delayed:
+            raise ValueError("an ack names at least one event id (event_ids or delayed)")
+        return self
 
 
 class _Command(Frozen):

@@ -13,8 +13,8 @@ Rules of this file:
 * the applied ``seq`` is reported only when it moved, at most once per ``applied_every_s``;
   a connect or a snapshot makes the next report due at once (even if the seq went back);
 * a ticker looks every ``tick_s`` while a gap is open or something is due within ``tick_s``
-  (a burst's next messages join the tick); otherwise it sleeps until the next thing is due
-  (offline: ``offline_wait_s``, or until it connects).
+  (a burst's next messages join the tick); otherwise it sleeps until the next thing is due,
+  at most ``idle_max_s`` while online (offline: ``offline_wait_s``, or until it connects).
 
 Times are seconds on the shell's clock, passed in; nothing here reads a clock or does I/O.
 The shell (``agent.engine``) stores the state, sends what a step says is due, and sleeps
@@ -44,6 +44,10 @@ class Timing:
     """How often the ticker looks while a gap is open or something is due soon."""
     offline_wait_s: float = 60.0
     """How long an offline ticker sleeps (a connect wakes it sooner)."""
+    idle_max_s: float = float("inf")
+    """The longest an online, idle ticker sleeps even when nothing here is due sooner: the
+    shell looks for work this module does not see (``agent.engine``: outbox rows another
+    process wrote, ``HANDOVER_POLL_S``)."""
 
     @property
     def retry_s(self) -> float:
@@ -166,7 +170,7 @@ def wake(state: Follow, timing: Timing, now: float, *, online: bool, unnotified:
         return Wake(timing.tick_s, poll=True)
     if not online:
         return Wake(timing.offline_wait_s, poll=False)
-    return Wake(min(timing.quiet_s, due - now), poll=False)
+    return Wake(min(timing.quiet_s, due - now, timing.idle_max_s), poll=False)
 
 
 def wakes_sooner(state: Follow, timing: Timing, until: float) -> bool:

@@ -6,9 +6,10 @@ password file and ACL, from the templates in ``gateway/broker/templates/`` (pack
   ``tls_port``/``certfile``/``keyfile``, a TLS listener on ``tls_host`` for the tablets
   (DESIGN.md §6: TLS on every listener that leaves the box).
 * ``BrokerUser`` -- one MQTT identity: the gateway, a dispatch console or one tablet.
-* ``write_config(settings, users, depot)`` -- ``mosquitto.conf``, a hashed password file
-  (made by ``mosquitto_passwd``; plain passwords never reach the disk for longer than the
-  hashing takes, and never the config) and the ACL, all in ``settings.data_dir``.
+* ``write_config(settings, users, depot)`` -- ``mosquitto.conf``, the password file (salted
+  hashes only, ``gateway.credentials``: a user given as a plain password is hashed in memory;
+  a tablet's comes from the store already hashed) and the ACL, all 0600 in
+  ``settings.data_dir`` (0700).
 
 The process itself is ``gateway.broker.process.ManagedBroker``.
 
@@ -25,7 +26,6 @@ import logging
 import os
 import pwd
 import re
-import subprocess
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -42,9 +42,10 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.broker.binaries import find_binary
-from gateway.config import check_tls_listener
+from gateway.config import check_plain_listener, check_tls_listener
+from gateway.credentials import hash_password, is_hashed
 from gateway.errors import ConfigError, GatewayError
+from gateway.private import private_dir, write_private
 from sync.codec import DEFAULT_MAX_BYTES
 from sync.errors import SyncError
 from sync.topics import Topics, check_segment
@@ -105,6 +106,8 @@ class BrokerSettings(BaseModel):
     # tls_port, certfile and keyfile, or none. Same identities and ACL as the plain listener.
     tls_port: int | None = Field(default=None, ge=1, le=65535)
     tls_host: str = "0.0.0.0"
+    # The plain listener is refused beyond loopback unless this says so (DESIGN.md §6).
+    allow_plain_beyond_loopback: bool = False
     certfile: Path | None = None
     keyfile: Path | None = None
 
@@ -132,6 +135,7 @@ class BrokerSettings(BaseModel):
     @model_validator(mode="after")
     def _tls_is_all_or_nothing(self) -> Self:
         check_tls_listener(self.port, self.tls_port, self.certfile, self.keyfile)
+        check_plain_listener(self.host, self.allow_plain_beyond_loopback)
         return self
 
     @property
@@ -163,7 +167,9 @@ class BrokerUser(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     username: str
-    password: SecretStr
+    password: SecretStr | None = None
+    # or the password's salted hash (``gateway.credentials``), as the store keeps a tablet's
+    password_hash: str | None = None
     role: Role
     device: str | None = None
 
@@ -176,13 +182,35 @@ class BrokerUser(BaseModel):
 
     @field_validator("password")
     @classmethod
-    def _password_fits_the_file(cls, value: SecretStr) -> SecretStr:
+    def _password_fits_the_file(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
         secret = value.get_secret_value()
         if not secret:
             raise ValueError("password must not be empty")
         if any(ch in secret for ch in ":\n\r\0"):
             raise ValueError("password must not contain ':', a line break or NUL")
         return value
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash_is_a_hash(cls, value: str | None) -> str | None:
+        if value is not None and not is_hashed(value):
+            raise ValueError("password_hash is not a $7$ hash")
+        return value
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Self:
+        if (self.password is None) == (self.password_hash is None):
+            raise ValueError(f"user {self.username!r} needs a password or a password_hash")
+        return self
+
+    def hashed(self) -> str:
+        """The password's salted hash (made now from a plain password)."""
+        if self.password_hash is not None:
+            return self.password_hash
+        assert self.password is not None  # _one_password
+        return hash_password(self.password.get_secret_value())
 
     @model_validator(mode="after")
     def _device_matches_role(self) -> Self:
@@ -269,39 +297,9 @@ def render_acl(users: Sequence[BrokerUser], depot: str) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, readable by the owner only."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def _write_password_file(path: Path, users: Sequence[BrokerUser]) -> None:
-    """Hash the passwords with ``mosquitto_passwd -U`` on a private scratch file."""
-    tool = find_binary("mosquitto_passwd")
-    tmp = path.with_name(path.name + ".plain")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for user in users:
-                handle.write(f"{user.username}:{user.password.get_secret_value()}\n")
-        result = subprocess.run(
-            [str(tool), "-U", str(tmp)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if result.returncode != 0:
-            reason = (result.stderr or result.stdout).strip().replace("\n", " | ")
-            raise GatewayError(f"mosquitto_passwd could not hash the broker passwords: {reason}")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """``username:$7$...`` per user: salted hashes only, never a plain password on disk."""
+    write_private(path, "".join(f"{user.username}:{user.hashed()}\n" for user in users))
 
 
 def _check_readable(path: Path, what: str) -> None:
@@ -351,8 +349,7 @@ def write_config(settings: BrokerSettings, users: Sequence[BrokerUser], depot: s
             "the broker has no users and refuses anonymous clients, so nobody could connect; "
             "add identities or set allow_anonymous"
         )
-    data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data_dir = private_dir(settings.data_dir)
 
     if users:
         _write_password_file(settings.password_file, users)
@@ -361,7 +358,7 @@ def write_config(settings: BrokerSettings, users: Sequence[BrokerUser], depot: s
         settings.password_file.unlink(missing_ok=True)
         password_line = "# no password file: no identities configured"
     if settings.acl:
-        _write_private(settings.acl_file, render_acl(users, depot))
+        write_private(settings.acl_file, render_acl(users, depot))
         acl_line = f"acl_file {settings.acl_file}"
     else:
         settings.acl_file.unlink(missing_ok=True)
@@ -375,6 +372,8 @@ def write_config(settings: BrokerSettings, users: Sequence[BrokerUser], depot: s
         "allow_anonymous": "true" if settings.allow_anonymous else "false",
         "password_file_line": password_line,
         "acl_file_line": acl_line,
+        "clientid_line": ("# use_username_as_clientid is off: anonymous clients are allowed"
+                          if settings.allow_anonymous else "use_username_as_clientid true"),
         "persistence": "true" if settings.persistence else "false",
         # Mosquitto joins the location and the file name as they are: keep the slash.
         "persistence_location": f"{data_dir}{os.sep}",
@@ -387,5 +386,5 @@ def write_config(settings: BrokerSettings, users: Sequence[BrokerUser], depot: s
         "tls_listener": render_tls_listener(settings),
     }
     conf = _substitute(_template("mosquitto.conf.tmpl"), values, "mosquitto.conf.tmpl")
-    _write_private(settings.conf_file, conf)
+    write_private(settings.conf_file, conf)
     return settings.conf_file

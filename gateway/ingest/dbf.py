@@ -59,6 +59,7 @@ from gateway.ingest.dbf_header import (
     Parser,
     one_line,
     open_table,
+    source_error,
     translate_errors,
 )
 
@@ -205,10 +206,23 @@ def _fast(f: DbfField, fd: Any, func: Callable[[Any, bytes], object], header: Db
     return functools.partial(func, fd)
 
 
+_MEMO_HEADER = 512
+"""Every memo file (.fpt, .dbt, .dct) starts with a 512-byte header."""
+
+
 def _memo_file(header: DbfHeader) -> MemoFile:
     path = header.memo_path
     if path is None:
         return FakeMemoFile(None)
+    # checked before dbfread opens it: on a shorter file it fails in its constructor with a
+    # struct.error and leaves the file open (found by tests/security/test_fuzz.py)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise source_error(path, exc) from None
+    if size < _MEMO_HEADER:
+        raise SourceError(f"{header.path.name}: memo file {path.name} is truncated ({size} "
+                          f"bytes; a memo file starts with a {_MEMO_HEADER}-byte header)")
     suffix = path.suffix.lower()
     if suffix in (".fpt", ".dct"):
         return VFPMemoFile(str(path))

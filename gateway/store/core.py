@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -24,6 +25,7 @@ from typing import Any
 import sqlite_utils
 
 from gateway.errors import StoreError
+from gateway.private import make_private, private_dir
 from gateway.store.checkpointer import DEFERRED_CHECKPOINT_PAGES
 from gateway.store.claims import build_claims, claims_to_merge, one_set, parse_rows
 from gateway.store.schema import create
@@ -81,7 +83,7 @@ class Store:
         self.rules_cache: dict[str, tuple[dict[str, str], dict[str, dict[str, Any]]]] = {}
         """driver -> (rules texts, parsed) of the route ``DeviceStore.route_rules`` last read."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)
             conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
                                    check_same_thread=False)
             self.conn = conn
@@ -478,3 +480,13 @@ class Store:
         )
 
 
+def _private_file(path: Path) -> None:
+    """The store's file 0600 (its folder 0700 when this creates it), before SQLite opens it:
+    SQLite gives the -wal and -shm files the database file's mode. Files left looser by an
+    older gateway are tightened."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        make_private(path.with_name(name))

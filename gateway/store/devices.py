@@ -20,17 +20,42 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.credentials import hash_password
+from gateway.errors import StoreError
 from gateway.store.core import Store
 from gateway.store.sql import rows_in, text_digest
 from sync.model import OrderView, Warning
 
+_COLUMNS = ("device, driver, password_hash, created_at, state, changed_at, previous_driver, "
+            "rebound_at")
+
 
 @dataclass(frozen=True)
 class Device:
+    """A registered tablet. ``password_hash`` is its broker password's salted hash
+    (``gateway.credentials``); the password itself is only in the tablet's config file."""
+
     device: str
     driver: str
-    password: str
+    password_hash: str
     created_at: str
+    state: str = "active"  # or "revoked"
+    changed_at: str | None = None  # last revoke, rotate or bind
+    previous_driver: str | None = None  # bound to before ``rebound_at``
+    rebound_at: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.state == "revoked"
+
+    def driver_at(self, at: _dt.datetime) -> str:
+        """The driver an event the tablet made at ``at`` is checked against: the previous one
+        for an action made before the device was bound to another (sent late: it was offline,
+        or not yet acknowledged)."""
+        if (self.previous_driver is not None and self.rebound_at is not None
+                and at < _dt.datetime.fromisoformat(self.rebound_at)):
+            return self.previous_driver
+        return self.driver
 
 
 @dataclass(frozen=True)
@@ -51,38 +76,84 @@ class DeviceStore:
 
     # --- registry -----------------------------------------------------------------------
 
-    def add(self, device: str, driver: str, password: str, now: _dt.datetime) -> Device:
-        self.conn.execute(
-            "INSERT INTO devices(device, driver, password, created_at) VALUES(?,?,?,?) "
-            "ON CONFLICT(device) DO UPDATE SET driver=excluded.driver, "
-            "password=excluded.password",
-            (device, driver, password, now.isoformat()),
-        )
+    def add(self, device: str, driver: str, password: str | None, now: _dt.datetime
+            ) -> Device:
+        """Register ``device`` for ``driver`` with ``password`` (kept only as its salted
+        hash), or bind a registered one to ``driver``; ``password=None`` keeps its
+        credential (a new device needs one)."""
+        known = self.get(device)
+        if known is not None and known.driver != driver:
+            self.bind(device, driver, now)
+        if password is None:
+            if known is None:
+                raise StoreError(f"device {device} is not registered: it needs a password")
+        elif known is not None:
+            self.rotate(device, password, now)
+        else:
+            self.conn.execute(
+                "INSERT INTO devices(device, driver, password_hash, created_at, state) "
+                "VALUES(?,?,?,?, 'active')",
+                (device, driver, hash_password(password), now.isoformat()),
+            )
         self.conn.execute("INSERT OR IGNORE INTO streams(device) VALUES(?)", (device,))
         found = self.get(device)
         assert found is not None  # just written
         return found
 
+    def _known(self, device: str) -> Device:
+        found = self.get(device)
+        if found is None:
+            raise StoreError(f"device {device} is not registered; see `gateway devices list`")
+        return found
+
+    def revoke(self, device: str, now: _dt.datetime) -> Device:
+        """The device loses its broker identity and its stream (StoreError if unknown)."""
+        self._known(device)
+        self.conn.execute("UPDATE devices SET state='revoked', changed_at=? WHERE device=?",
+                          (now.isoformat(), device))
+        return self._known(device)
+
+    def rotate(self, device: str, password: str, now: _dt.datetime) -> Device:
+        """A new credential (only its hash is kept); the old one stops working. A revoked
+        device is active again with it."""
+        self._known(device)
+        self.conn.execute("UPDATE devices SET password_hash=?, state='active', changed_at=? "
+                          "WHERE device=?", (hash_password(password), now.isoformat(), device))
+        return self._known(device)
+
+    def bind(self, device: str, driver: str, now: _dt.datetime) -> Device:
+        """Bind the device to ``driver``. Its events made before now still count for the
+        driver it had (``Device.driver_at``): what the tablet had not yet sent is kept."""
+        known = self._known(device)
+        if known.driver != driver:
+            self.conn.execute(
+                "UPDATE devices SET previous_driver=driver, driver=?, rebound_at=?, "
+                "changed_at=? WHERE device=?",
+                (driver, now.isoformat(), now.isoformat(), device))
+        return self._known(device)
+
     def get(self, device: str) -> Device | None:
         row = self.conn.execute(
-            "SELECT device, driver, password, created_at FROM devices WHERE device=?", (device,)
-        ).fetchone()
+            f"SELECT {_COLUMNS} FROM devices WHERE device=?",
+            (device,)).fetchone()
         return None if row is None else Device(*row)
 
     def all(self) -> list[Device]:
         return [Device(*r) for r in self.conn.execute(
-            "SELECT device, driver, password, created_at FROM devices ORDER BY device")]
+            f"SELECT {_COLUMNS} FROM devices ORDER BY device")]
 
     def of_driver(self, driver: str) -> list[Device]:
+        """The driver's devices that are not revoked (they are sent the driver's route)."""
         return [Device(*r) for r in self.conn.execute(
-            "SELECT device, driver, password, created_at FROM devices WHERE driver=? "
+            f"SELECT {_COLUMNS} FROM devices WHERE driver=? AND state='active' "
             "ORDER BY device", (driver,))]
 
     def of_drivers(self, drivers: Iterable[str]) -> dict[str, list[Device]]:
-        """``of_driver`` for many drivers in one query (drivers without devices left out)."""
+        """``of_driver`` for many drivers in one query (drivers without devices left out;
+        revoked devices too)."""
         out: dict[str, list[Device]] = {}
         for row in self.conn.execute(
-                "SELECT device, driver, password, created_at FROM devices WHERE driver IN "
+                f"SELECT {_COLUMNS} FROM devices WHERE state='active' AND driver IN "
                 "(SELECT value FROM json_each(?)) ORDER BY device",
                 (json.dumps(sorted(set(drivers))),)):
             out.setdefault(row[1], []).append(Device(*row))
@@ -333,14 +404,17 @@ class DeviceStore:
 
     # --- driver events ------------------------------------------------------------------
 
-    def event_outcome(self, event_id: str) -> str | None:
-        row = self.conn.execute("SELECT outcome FROM events WHERE event_id=?",
-                                (event_id,)).fetchone()
+    def event_outcome(self, device: str, event_id: str) -> str | None:
+        """What became of ``device``'s event ``event_id`` (None: not seen). Event ids are unique
+        per device only: another device's event with the same id is another event."""
+        row = self.conn.execute("SELECT outcome FROM events WHERE device=? AND event_id=?",
+                                (device, event_id)).fetchone()
         return None if row is None else str(row[0])
 
     def record_event(self, event_id: str, device: str, order_id: str, action: str, body: str,
                      outcome: str, now: _dt.datetime) -> bool:
-        """Store a driver event durably; False when its id was stored before (a resend)."""
+        """Store a driver event durably; False when the device stored its id before (a
+        resend)."""
         cur = self.conn.execute(
             "INSERT OR IGNORE INTO events(event_id, device, order_id, action, received_at, "
             "body, outcome) VALUES(?,?,?,?,?,?,?)",

@@ -4,8 +4,11 @@ both on a connection)."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import sqlite_utils
 
+from gateway.credentials import hash_password, is_hashed
 from gateway.store.sql import canonical_json, text_digest
 from sync.model import OrderView
 from sync.rules import rule_inputs
@@ -69,8 +72,9 @@ CREATE TABLE IF NOT EXISTS writeback (
 
 DEVICE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
-    device TEXT PRIMARY KEY, driver TEXT NOT NULL, password TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    device TEXT PRIMARY KEY, driver TEXT NOT NULL, password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'active', changed_at TEXT,
+    previous_driver TEXT, rebound_at TEXT
 );
 CREATE TABLE IF NOT EXISTS route_members (
     driver TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (driver, order_id)
@@ -92,8 +96,9 @@ CREATE TABLE IF NOT EXISTS device_orders (
     PRIMARY KEY (device, order_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
-    event_id TEXT PRIMARY KEY, device TEXT NOT NULL, order_id TEXT NOT NULL,
-    action TEXT NOT NULL, received_at TEXT NOT NULL, body TEXT NOT NULL, outcome TEXT NOT NULL
+    device TEXT NOT NULL, event_id TEXT NOT NULL, order_id TEXT NOT NULL,
+    action TEXT NOT NULL, received_at TEXT NOT NULL, body TEXT NOT NULL, outcome TEXT NOT NULL,
+    PRIMARY KEY (device, event_id)
 );
 CREATE INDEX IF NOT EXISTS events_order ON events(order_id, action);
 CREATE TABLE IF NOT EXISTS device_status (
@@ -126,6 +131,10 @@ def migrate(db: sqlite_utils.Database, older: set[str]) -> None:
       gateway re-sent whole routes, so its devices hold the warnings the rules give now; the
       meta key ``route_warnings`` = ``unknown`` asks the next refresh to record them (without
       sending anything).
+    * ``devices.password`` (plain) becomes ``password_hash`` (salted hashes only).
+    * ``events`` keyed by ``event_id`` becomes keyed by ``(device, event_id)``: event ids are
+      unique per device, and one device's id must not make another's event a "duplicate".
+    * ``devices`` gains ``state``, ``changed_at``, ``previous_driver``, ``rebound_at``.
     """
     conn = db.conn
     if "rules" not in db.table("views").columns_dict:
@@ -157,5 +166,65 @@ def migrate(db: sqlite_utils.Database, older: set[str]) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+    if "password" in {r[1] for r in conn.execute("PRAGMA table_info(devices)")}:
+        _hash_device_passwords(conn)
+    if _primary_key(conn, "events") == ["event_id"]:
+        _key_events_by_device(conn)
+    device_columns = {r[1] for r in conn.execute("PRAGMA table_info(devices)")}
+    for column, kind in _DEVICE_STATE:
+        if column not in device_columns:
+            conn.execute(f"ALTER TABLE devices ADD COLUMN {column} {kind}")
     if "views" in older and "route_warnings" not in older:
         conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('route_warnings', 'unknown')")
+
+
+_DEVICE_STATE = (("state", "TEXT NOT NULL DEFAULT 'active'"), ("changed_at", "TEXT"),
+                 ("previous_driver", "TEXT"), ("rebound_at", "TEXT"))
+"""Columns ``devices`` gained for revoke, rotate and bind (added to an older store as they
+are: every device active, never re-bound)."""
+
+
+def _primary_key(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in sorted(conn.execute(f"PRAGMA table_info({table})"),
+                                 key=lambda r: r[5]) if r[5]]
+
+
+def _hash_device_passwords(conn: sqlite3.Connection) -> None:
+    """``devices.password`` (plain text) becomes ``password_hash`` (salted, the broker's
+    format): the tablets keep their passwords, the store no longer does. The old pages are
+    overwritten (``secure_delete``) and the WAL checkpointed, so no plain copy stays."""
+    conn.execute("PRAGMA secure_delete=ON")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if "password" in {r[1] for r in conn.execute("PRAGMA table_info(devices)")}:
+            rows = conn.execute("SELECT device, password FROM devices").fetchall()
+            conn.executemany("UPDATE devices SET password=? WHERE device=?", [
+                (p if is_hashed(p) else hash_password(p), d) for d, p in rows])
+            conn.execute("ALTER TABLE devices RENAME COLUMN password TO password_hash")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA secure_delete=OFF")
+
+
+def _key_events_by_device(conn: sqlite3.Connection) -> None:
+    """``events`` keyed by ``event_id`` alone becomes keyed by ``(device, event_id)``: every
+    stored event is kept, with its device; later ones are de-duplicated per device."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if _primary_key(conn, "events") == ["event_id"]:  # (again: another process may have)
+            conn.execute("CREATE TABLE events_by_device (device TEXT NOT NULL, event_id TEXT "
+                         "NOT NULL, order_id TEXT NOT NULL, action TEXT NOT NULL, received_at "
+                         "TEXT NOT NULL, body TEXT NOT NULL, outcome TEXT NOT NULL, "
+                         "PRIMARY KEY (device, event_id))")
+            conn.execute("INSERT INTO events_by_device SELECT device, event_id, order_id, "
+                         "action, received_at, body, outcome FROM events")
+            conn.execute("DROP TABLE events")
+            conn.execute("ALTER TABLE events_by_device RENAME TO events")
+            conn.execute("CREATE INDEX IF NOT EXISTS events_order ON events(order_id, action)")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -214,7 +214,9 @@ def driver_event(store: Store, device: str, driver: str, event: DriverEvent, *,
     if event.order_id not in devices.route(driver):
         return f"refused: order {event.order_id} is not on driver {driver}'s route"
     as_of = min(event.at, now)  # a tablet clock ahead of ours does not make news from the future
-    set_id = f"driver:{event.event_id}"
+    # event ids are unique per device only: what is named after one carries the device too
+    uid = f"{device}:{event.event_id}"
+    set_id = f"driver:{uid}"
     vals: dict[str, Any]
     if event.action in ACTION_STATUS:
         vals = {"status": ACTION_STATUS[event.action]}
@@ -225,7 +227,7 @@ def driver_event(store: Store, device: str, driver: str, event: DriverEvent, *,
             return "refused: a resolve event needs field and choose"
         try:
             res = _resolution(store, event.order_id, event.field, event.choose,
-                              by=f"driver:{driver}@{device}", rid=f"driver:{event.event_id}",
+                              by=f"driver:{driver}@{device}", rid=f"driver:{uid}",
                               policy=policy, now=now)
         except CommandError as exc:
             return f"refused: {exc}"
@@ -238,8 +240,8 @@ def driver_event(store: Store, device: str, driver: str, event: DriverEvent, *,
                         based_on=event.based_on, source_rev=event.event_id)
     if event.action in RESULTS:
         arrived = devices.last_event_body(event.order_id, "arrive")
-        store.add_result(event.event_id, event.order_id, {
-            "result_id": event.event_id,
+        store.add_result(uid, event.order_id, {
+            "result_id": uid,
             "order_id": event.order_id,
             "result": ACTION_STATUS[event.action],
             "reason": event.reason,

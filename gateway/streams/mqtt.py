@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -54,6 +55,8 @@ class MqttLink:
         self._on_message = on_message
         self._on_connect = on_connect
         self.connected = threading.Event()
+        self.disconnects = 0
+        """How many times the connection was lost (or closed) since ``start``."""
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
                              protocol=mqtt.MQTTv5)
         client.max_queued_messages_set(0)  # paho keeps every unsent message: never drop
@@ -107,8 +110,46 @@ class MqttLink:
     def _disconnected(self, _client: mqtt.Client, _userdata: object, _flags: object,
                       reason: ReasonCode, _props: object) -> None:
         self.connected.clear()
+        self.disconnects += 1
         log.info("mqtt disconnected: %s", reason)
 
     def _message(self, _client: mqtt.Client, _userdata: object,
                  message: mqtt.MQTTMessage) -> None:
         self._on_message(message.topic, bytes(message.payload))
+
+
+def take_over_session(host: str, port: int, username: str, password: str, *,
+                      timeout: float = 5.0) -> bool:
+    """Log in as ``username`` on a clean start and leave at once: the broker (client id =
+    username) closes that identity's other connection and, with no session expiry, discards
+    its persistent session. Retried until ``timeout`` (the broker may still be re-reading its
+    password file); True once it worked."""
+    done = threading.Event()
+    ok: list[bool] = []
+
+    def connected(_c: mqtt.Client, _u: object, _f: object, reason: ReasonCode,
+                  _p: object) -> None:
+        ok.append(not reason.is_failure)
+        done.set()
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username,
+                             protocol=mqtt.MQTTv5)
+        client.username_pw_set(username, password)
+        client.on_connect = connected
+        done.clear()
+        ok.clear()
+        try:
+            client.connect(host, port, keepalive=10, clean_start=True)
+        except OSError:
+            time.sleep(0.1)
+            continue
+        client.loop_start()
+        done.wait(max(0.1, deadline - time.monotonic()))
+        client.disconnect()
+        client.loop_stop()
+        if ok and ok[0]:
+            return True
+        time.sleep(0.1)
+    return False

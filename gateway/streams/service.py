@@ -13,6 +13,7 @@ dropped; the next message is handled as usual.
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import json
 import logging
@@ -30,6 +31,8 @@ from gateway.store.checkpointer import Checkpointer
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore, Entry
 from gateway.streams import commands
+from gateway.streams.limits import DEFERRED_MAX, EVENT_BURST, EVENT_RATE_PER_S, TokenBucket
+from gateway.streams.link import Link, LinkMaker
 from gateway.streams.mqtt import LinkSettings, MqttLink
 from gateway.streams.status import source_freshness
 from gateway.streams.views import refresh
@@ -139,7 +142,12 @@ class GatewayService:
         tick_s: float = 1.0,
         coalesce_s: float = COALESCE_S,
         ingest_settle_s: float = INGEST_SETTLE_S,
+        event_rate: float = EVENT_RATE_PER_S,
+        event_burst: int = EVENT_BURST,
+        link: LinkMaker = MqttLink,
     ) -> None:
+        """``link`` builds the broker link (``MqttLink`` to ``host:port`` unless a test
+        passes another, e.g. the in-memory broker's)."""
         self.cfg = cfg
         self.topics = Topics(cfg.depot)
         self.clock = clock
@@ -155,6 +163,11 @@ class GatewayService:
         self._data_version: int | None = None
         self._published: dict[str, int] = {}  # device -> highest seq published (or known)
         self.snapshot_part_chars = SNAPSHOT_PART_CHARS
+        self.event_rate, self.event_burst = event_rate, event_burst
+        self._buckets: dict[str, TokenBucket] = {}  # device -> its driver-event rate
+        # device -> events over its rate, held (driver, event), with their ids
+        self._deferred: dict[str, collections.deque[tuple[str, DriverEventMsg]]] = {}
+        self._deferred_ids: dict[str, set[str]] = {}
         self._held: dict[str, list[Entry]] = {}  # device -> entries waiting for its interval
         self._sent_at: dict[str, float] = {}  # device -> monotonic time of its last stream send
         self._queue: queue.Queue[_Message | _Refresh | _Call | None] = queue.Queue()
@@ -169,12 +182,14 @@ class GatewayService:
         self._repairing = False  # in _resync: what is handed is a repair
         self.ready = threading.Event()
         will = encode(self._status_msg(online=False, counters={}, sources=()))
-        self.link = MqttLink(
-            LinkSettings(host=host, port=port, client_id=f"crossdock-gateway-{cfg.depot}",
+        self.link: Link = link(
+            # the broker makes the username the client id (use_username_as_clientid)
+            LinkSettings(host=host, port=port,
+                         client_id=username or f"crossdock-gateway-{cfg.depot}",
                          username=username, password=password),
             subscriptions=[self.topics.all_outboxes, self.topics.all_device_status,
                            self.topics.commands],
-            on_message=lambda t, p: self._queue.put(_Message(t, p)),
+            on_message=self.receive,
             on_connect=lambda: self._queue.put(_Refresh("connect")),
             will=(self.topics.gateway_status, will),
         )
@@ -192,6 +207,11 @@ class GatewayService:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.link.stop()
+
+    def receive(self, topic: str, payload: bytes) -> None:
+        """A message as the MQTT link hands it in (any topic, any bytes): handled on the worker
+        thread in order. The fuzz tests call it directly, without a broker."""
+        self._queue.put(_Message(topic, payload))
 
     def request_refresh(self, reason: str = "ingest") -> None:
         self._queue.put(_Refresh(reason))
@@ -240,6 +260,8 @@ class GatewayService:
                 try:
                     if item is not _WATCH:
                         self._handle(store, item)
+                    if self._deferred:
+                        self._release_deferred(store)
                     now = time.monotonic()
                     if self._refresh_at is not None and now >= self._refresh_at:
                         self._refresh_and_publish(store)
@@ -333,6 +355,10 @@ class GatewayService:
         if registered is None:
             self._unauthorized(store, topic, f"device {device} is not registered")
             return
+        if registered.revoked:  # sent before the broker dropped it, or by a broker not ours
+            self._unauthorized(store, topic, f"device {device} is revoked")
+            self._count(store, "revoked_messages")
+            return
         if env.origin != device:
             self._unauthorized(store, topic, f"origin {env.origin!r} is not device {device}")
             return
@@ -347,7 +373,8 @@ class GatewayService:
                 self._count(store, "outdated_devices")
         elif topic == self.topics.outbox(device):
             if isinstance(env, DriverEventMsg):
-                self._driver_event(store, device, registered.driver, env)
+                # made before a re-bind: checked against the route the tablet had then
+                self._limited_event(store, device, registered.driver_at(env.body.at), env)
             elif isinstance(env, ResyncMsg):
                 self._resync(store, device, env.body.after)
             elif isinstance(env, AppliedMsg):
@@ -369,12 +396,52 @@ class GatewayService:
 
     # --- driver events ------------------------------------------------------------------
 
+    def _limited_event(self, store: Store, device: str, driver: str, env: DriverEventMsg
+                       ) -> None:
+        """``_driver_event`` within the device's event rate (``gateway.streams.limits``); an
+        event over it is held, and the tablet told (an ack with ``delayed``), never dropped."""
+        now = time.monotonic()
+        bucket = self._buckets.get(device)
+        if bucket is None:
+            bucket = self._buckets[device] = TokenBucket.full(self.event_rate,
+                                                              self.event_burst, now)
+        if device not in self._deferred and bucket.take(now):
+            self._driver_event(store, device, driver, env)
+            return
+        held = self._deferred.setdefault(device, collections.deque())
+        ids = self._deferred_ids.setdefault(device, set())
+        event_id = env.body.event_id
+        if event_id in ids:  # a resend of one held already: it is answered when handled
+            return
+        if len(held) >= DEFERRED_MAX:  # not acked: it stays in the outbox, resent later
+            self._count(store, "rate_limited_events", "rate_limited_unheld")
+            return
+        held.append((driver, env))
+        ids.add(event_id)
+        self._count(store, "rate_limited_events")
+        self._publish(self.topics.acks(device), AckMsg(
+            v=1, kind="ack", id=f"delayed-{event_id}", origin="gateway", hlc=self._hlc(store),
+            body=Ack(delayed=(event_id,),
+                     retry_after_s=round(len(held) / self.event_rate + bucket.wait_s(), 1))))
+
+    def _release_deferred(self, store: Store) -> None:
+        """Handle held events as their devices' rates allow (after every input)."""
+        now = time.monotonic()
+        for device in list(self._deferred):
+            held, bucket = self._deferred[device], self._buckets[device]
+            while held and bucket.take(now):
+                driver, env = held.popleft()
+                self._deferred_ids[device].discard(env.body.event_id)
+                self._driver_event(store, device, driver, env)
+            if not held:
+                del self._deferred[device]
+
     def _driver_event(self, store: Store, device: str, driver: str, env: DriverEventMsg) -> None:
         event = env.body
         now = self.clock()
         devices = DeviceStore(store)
         with store.transaction(durable=True):  # acknowledged below: the tablet forgets it
-            outcome = devices.event_outcome(event.event_id)
+            outcome = devices.event_outcome(device, event.event_id)  # per device
             if outcome is None:
                 outcome = commands.driver_event(store, device, driver, event, policy=self.policy,
                                                 now=now)
@@ -585,10 +652,12 @@ class GatewayService:
         if isinstance(plan, Replay):
             self._publish_entries(store, device, devices.entries(device, plan.first, plan.last))
             self._sent_at[device] = time.monotonic()
+            self._count(store, "replays")  # a repair served: gateway/status shows how many
             return "replay"
         if isinstance(plan, SendSnapshot):
             with store.transaction():
                 seq, bodies = devices.snapshot(device)
+                devices.bump("snapshots")
             self._published[device] = max(self._published.get(device, 0), seq)
             hlc = self._hlc(store)
             parts = snapshot_parts(bodies, self.snapshot_part_chars)

@@ -260,7 +260,8 @@ def test_an_idle_tablet_ticker_sleeps_until_a_message_gives_it_work(
     gateway.change("A", view("A", sequence=1))
     assert _last_seq(agent, 1)
     assert gateway.wait_for(lambda: 1 in gateway.applied)  # reported within a few ticks
-    # the report sent, nothing is pending: the ticker sleeps until the quiet resync (30 s)
+    # the report sent, nothing is pending: the ticker sleeps until the quiet resync (30 s) or
+    # the look for actions handed over by `agent act` (HANDOVER_POLL_S, 2 s)
     threading.Event().wait(0.5)
     settled = len(ticks)
     threading.Event().wait(1.5)

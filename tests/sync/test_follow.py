@@ -50,6 +50,17 @@ def test_an_offline_ticker_sleeps_long() -> None:
     assert wake == follow.Wake(timing.offline_wait_s, poll=False)
 
 
+def test_an_idle_online_ticker_sleeps_no_longer_than_idle_max_s() -> None:
+    state = follow.start(0.0)
+    assert follow.wake(state, Timing(quiet_s=30), 1.0, online=True,
+                       unnotified=False) == follow.Wake(29.0, poll=False)
+    assert follow.wake(state, Timing(quiet_s=30, idle_max_s=2.0), 1.0, online=True,
+                       unnotified=False) == follow.Wake(2.0, poll=False)
+    # offline, the shell has nothing to look for: a connect wakes it
+    assert not follow.wake(state, Timing(quiet_s=30, idle_max_s=2.0), 1.0, online=False,
+                           unnotified=False).after_s < 60.0
+
+
 # --- properties -------------------------------------------------------------------------------
 
 timings = st.builds(
@@ -58,6 +69,7 @@ timings = st.builds(
     gap_retry_s=st.floats(0.1, 5),
     applied_every_s=st.floats(0.1, 5),
     tick_s=st.floats(0.05, 1),
+    idle_max_s=st.one_of(st.just(float("inf")), st.floats(0.5, 5)),
 )
 
 Event = tuple[str, int, bool]
@@ -154,6 +166,16 @@ def test_a_sleeping_ticker_never_sleeps_through_due_work(timing, schedule, share
     if not wake.poll:
         t = tablet.now + share * wake.after_s * (1 - EPS)
         assert follow.tick(tablet.state, timing, t, tablet.last)[1] == NOTHING
+
+
+@settings(max_examples=150, deadline=None)
+@given(timings, schedules)
+def test_an_online_ticker_looks_at_least_every_idle_max_s(timing, schedule):
+    tablet = _run(timing, schedule)
+    looks = [0.0, *(now for _state, now, _last in tablet.ticks), tablet.now]
+    # a message's nudge just before an idle look may turn it into a poll of tick_s
+    bound = (timing.idle_max_s + timing.tick_s) * (1 + EPS)
+    assert all(b - a <= bound for a, b in pairwise(looks))
 
 
 @settings(max_examples=150, deadline=None)

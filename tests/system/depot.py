@@ -1,5 +1,6 @@
-"""A whole depot in one test process: a legacy FoxPro export, the gateway service on a real
-Mosquitto, tablets running the real agent, and dispatch commands over MQTT."""
+"""A whole depot in one test process: a legacy FoxPro export, the gateway service, tablets
+running the real agent, and dispatch commands, all over one network: the in-memory broker or a
+real Mosquitto (``tests/system/networks.py``; ``Depot(root, network=...)``)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
-from agent.service import Agent
+from agent.service import Agent, TransportMaker
+from agent.session import MqttSession
 from gateway.config import GatewayConfig, load_config
 from gateway.dispatch import DispatchConfig, send_command
 from gateway.ingest.pipeline import ingest_source, make_adapter
 from gateway.sample import write_vfp_table
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
+from gateway.streams.mqtt import MqttLink
 from gateway.streams.service import GatewayService
 from gateway.streams.views import sync_driver
 from sync.envelope import DispatchReplyMsg
 from sync.model import OrderView
+from tests.system.networks import Network
 
 MAPPING = """\
 required = ["status"]
@@ -58,10 +62,17 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
 
 
 class Depot:
-    def __init__(self, root: Path, host: str, port: int, *, escalate_after_min: float = 30,
+    def __init__(self, root: Path, host: str = "", port: int = 0, *,
+                 network: Network | None = None, escalate_after_min: float = 30,
                  clock: Callable[[], dt.datetime] | None = None) -> None:
+        """On ``network``, or (without one) on the Mosquitto at ``host:port``."""
         self.root = root
+        self.network = network
+        if network is not None:
+            host, port = network.host, network.port
         self.host, self.port = host, port
+        self.link = MqttLink if network is None else network.link
+        self.transport: TransportMaker = MqttSession if network is None else network.transport
         (root / "export").mkdir(parents=True, exist_ok=True)
         (root / "legacy.mapping.toml").write_text(MAPPING, encoding="utf-8")
         (root / "gateway.toml").write_text(
@@ -77,10 +88,13 @@ class Depot:
         # (it was once keyed by source name alone: a second depot read the first's export)
         self._adapter = make_adapter(self.cfg, self.cfg.sources[0])
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        self.service = GatewayService(self.cfg, host=host, port=port, clock=self.clock,
-                                      status_interval_s=0.5, tick_s=0.2)
+        self.service = self.new_service()
         self.agents: list[Agent] = []
         self._lock = threading.Lock()
+
+    def new_service(self) -> GatewayService:
+        return GatewayService(self.cfg, host=self.host, port=self.port, clock=self.clock,
+                              status_interval_s=0.5, tick_s=0.2, link=self.link)
 
     def start(self) -> None:
         self.service.start()
@@ -120,7 +134,7 @@ class Depot:
             "sync": {"resync_quiet_s": resync_quiet_s, "backoff_min_s": 0.1,
                      "backoff_max_s": 1.0},
         })
-        agent = Agent(config)
+        agent = Agent(config, transport=self.transport)
         self.agents.append(agent)
         if start:
             agent.start()
@@ -129,7 +143,7 @@ class Depot:
 
     def dispatch(self, **body: Any) -> DispatchReplyMsg:
         cfg = DispatchConfig("test-depot", "anna", self.host, self.port, None, None)
-        return send_command(cfg, body, timeout=10)
+        return send_command(cfg, body, timeout=10, link_maker=self.link)
 
     def store(self) -> Store:
         return Store(self.cfg.db_path)
@@ -177,7 +191,8 @@ def write_agent_config(depot: Depot, device: str, driver: str) -> Path:
 def reopen(depot: Depot, device: str, driver: str, *, start: bool = True,
            resync_quiet_s: float = 30) -> Agent:
     """A new Agent on a device's existing SQLite file (after a stop, a crash or offline)."""
-    agent = Agent(agent_config(depot, device, driver, resync_quiet_s=resync_quiet_s))
+    agent = Agent(agent_config(depot, device, driver, resync_quiet_s=resync_quiet_s),
+                  transport=depot.transport)
     depot.agents.append(agent)
     if start:
         agent.start()
@@ -191,8 +206,7 @@ def pause_gateway(depot: Depot) -> None:
 
 def resume_gateway(depot: Depot) -> None:
     """Start a new gateway service on the same store and MQTT identity."""
-    depot.service = GatewayService(depot.cfg, host=depot.host, port=depot.port,
-                                   clock=depot.clock, status_interval_s=0.5, tick_s=0.2)
+    depot.service = depot.new_service()
     depot.start()
 
 

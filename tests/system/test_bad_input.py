@@ -12,23 +12,20 @@ from collections.abc import Iterator
 import pytest
 
 from agent.service import Agent
-from gateway.broker.process import ManagedBroker
 from gateway.store.devices import DeviceStore
 from sync.codec import decode, encode
 from sync.envelope import AckMsg, DriverEvent, DriverEventMsg, StatusMsg
 from sync.topics import Topics
-from tests.broker import MqttProbe
 from tests.system.depot import Depot, gateway_views, last_seq, tablet_views, wait_for
-
-pytestmark = pytest.mark.broker
+from tests.system.networks import Network, Probe
 
 TOPICS = Topics("test-depot")
 ROWS = [("X", "7", 1, "PLANNED"), ("Y", "7", 2, "PLANNED"), ("Z", "12", 1, "PLANNED")]
 
 
 @pytest.fixture
-def probe(mosquitto: ManagedBroker) -> Iterator[MqttProbe]:
-    with MqttProbe.connect(mosquitto, f"probe-{uuid.uuid4().hex[:8]}") as p:
+def probe(network: Network) -> Iterator[Probe]:
+    with network.probe(f"probe-{uuid.uuid4().hex[:8]}") as p:
         yield p
 
 
@@ -59,7 +56,7 @@ def _as_json(msg: DriverEventMsg, **changes: object) -> bytes:
     return json.dumps(doc).encode()
 
 
-def _counters(probe: MqttProbe, wanted: dict[str, int], timeout: float = 20) -> dict[str, int]:
+def _counters(probe: Probe, wanted: dict[str, int], timeout: float = 20) -> dict[str, int]:
     """The counters of the retained ``gateway/status`` once they reach ``wanted``."""
     probe.subscribe(TOPICS.gateway_status)
     seen: dict[str, int] = {}
@@ -79,7 +76,7 @@ def _counters(probe: MqttProbe, wanted: dict[str, int], timeout: float = 20) -> 
 
 
 def test_bad_messages_are_logged_counted_and_never_block_the_next_one(
-        depot: Depot, tab: Agent, probe: MqttProbe, caplog: pytest.LogCaptureFixture) -> None:
+        depot: Depot, tab: Agent, probe: Probe, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     outbox = TOPICS.outbox("tab-7")
     valid = _event("tab-7", "X")
@@ -119,7 +116,7 @@ def test_bad_messages_are_logged_counted_and_never_block_the_next_one(
 
 
 def test_garbage_on_a_tablet_inbox_is_counted_and_the_stream_goes_on(
-        depot: Depot, tab: Agent, probe: MqttProbe) -> None:
+        depot: Depot, tab: Agent, probe: Probe) -> None:
     inbox = TOPICS.inbox("tab-7")
     probe.publish(inbox, b"\xff\xfe not json at all")
     probe.publish(inbox, b'{"v": 2, "kind": "view_change"}')
@@ -140,7 +137,7 @@ def test_garbage_on_a_tablet_inbox_is_counted_and_the_stream_goes_on(
 
 
 def test_a_redelivered_driver_event_changes_nothing_and_is_acked_again(
-        depot: Depot, tab: Agent, probe: MqttProbe) -> None:
+        depot: Depot, tab: Agent, probe: Probe) -> None:
     probe.subscribe(TOPICS.acks("tab-7"))
     view = next(s.view for s in tab.route() if s.order_id == "X")
     based_on = tuple(c.claim_id for f in view.fields.values() for c in f.candidates)
@@ -166,7 +163,7 @@ def test_a_redelivered_driver_event_changes_nothing_and_is_acked_again(
         assert DeviceStore(store).counters()["duplicate_events"] == 1
         claims = store.conn.execute(
             "SELECT count(*) FROM claim_sets WHERE source='driver'").fetchone()[0]
-        results = [r for r in store.pending_results() if r["result_id"] == "ev-twice"]
+        results = [r for r in store.pending_results() if r["result_id"] == "tab-7:ev-twice"]
     assert claims == 1
     assert len(results) == 1
     assert last_seq(depot, "tab-7") == seq  # nothing new was streamed to anyone
@@ -205,6 +202,7 @@ def test_a_command_the_gateway_fails_to_apply_is_answered_and_changes_nothing(
     assert "may be sent again" in reply.body.reason
     assert any("failed" in r.getMessage() for r in caplog.records)
     assert last_seq(depot, "tab-7") == seq  # nothing was streamed: nothing changed
+    depot.service.call(lambda store: None)  # answered before it was counted: both done now
     with depot.store() as store:
         assert not store.conn.execute(
             "SELECT 1 FROM claim_sets WHERE source='dispatch'").fetchall()
@@ -236,7 +234,7 @@ def test_a_command_is_answered_even_when_the_store_is_what_fails(
 
 
 def test_a_tablet_too_old_to_read_view_changes_is_logged_and_counted(
-        depot: Depot, tab: Agent, probe: MqttProbe, caplog: pytest.LogCaptureFixture) -> None:
+        depot: Depot, tab: Agent, probe: Probe, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     old = StatusMsg.model_validate({
         "v": 1, "kind": "status", "id": "birth-1", "origin": "tab-12",

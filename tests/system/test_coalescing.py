@@ -10,8 +10,6 @@ import pytest
 from agent.service import Agent
 from tests.system.depot import Depot, last_seq, wait_for
 
-pytestmark = [pytest.mark.broker]
-
 ORDERS = ["A", "B", "C", "D", "E"]
 
 

@@ -12,12 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from agent.model import RouteStop
-from gateway.broker.process import ManagedBroker
 from gateway.cli import gateway as gateway_cli
 from sync.model import Conflict
 from tests.system.depot import Depot, SteppedClock, last_seq, wait_for
-
-pytestmark = pytest.mark.broker
+from tests.system.networks import Network
 
 
 @pytest.fixture
@@ -26,9 +24,8 @@ def clock() -> SteppedClock:
 
 
 @pytest.fixture
-def depot(tmp_path: Path, mosquitto: ManagedBroker, clock: SteppedClock) -> Iterator[Depot]:
-    d = Depot(tmp_path / "depot", mosquitto.host, mosquitto.port, escalate_after_min=30,
-              clock=clock)
+def depot(tmp_path: Path, network: Network, clock: SteppedClock) -> Iterator[Depot]:
+    d = Depot(tmp_path / "depot", network=network, escalate_after_min=30, clock=clock)
     d.start()
     try:
         yield d

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from gateway.writeback.flush import flush_writeback
 from tests.system.depot import Depot, wait_for
-
-pytestmark = pytest.mark.broker
 
 
 def _driver_conflict(agent, order_id):

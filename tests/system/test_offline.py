@@ -13,7 +13,7 @@ from gateway.store.devices import DeviceStore
 from sync.envelope import ViewChange
 from tests.system.depot import Depot, in_step, reopen, values, wait_for
 
-pytestmark = [pytest.mark.broker, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 ORDERS = [f"S{n:03d}" for n in range(50)]
 EXPORTS = 20  # x 50 re-sequenced stops = 1,000 changes to driver 7's route

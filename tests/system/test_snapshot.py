@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
 from sync.codec import decode
 from sync.envelope import SnapshotMsg
 from tests.system.depot import Depot, in_step, reopen, values, wait_for
-
-pytestmark = [pytest.mark.broker]
 
 ORDERS = [f"S{n:02d}" for n in range(12)]
 
