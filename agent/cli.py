@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from agent.config import load_config
+from agent.lock import StoreLock
 from agent.model import OutboxItem, RouteStop, SyncStatus, age
 from agent.service import Agent
 from sync.model import Conflict, canonical
@@ -52,7 +53,8 @@ def run(config_path: Path, verbose: bool, every: float) -> None:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Agent(config) as running:
+        # one agent per tablet store: a second one says who runs and exits 1
+        with StoreLock(config.db, holder="agent run"), Agent(config) as running:
             running.start()
             while not stop.wait(every if verbose else 1.0):
                 if verbose:
@@ -92,7 +94,8 @@ def state(config_path: Path, as_json: bool) -> None:
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
-    click.echo(f"{config.device} (driver {config.driver}, depot {config.depot})")
+    click.echo(f"{config.device} (driver {config.driver}, depot {config.depot}); "
+               f"times in {_zone_name(now)}")
     click.echo(_status_line(status, now))
     _print_route(stops)
     _print_conflicts(conflicts, now)
@@ -153,6 +156,13 @@ def act(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _zone_name(now: datetime) -> str:
+    """The tablet's own zone, said once above its times (``_hm`` shows them in it)."""
+    local = now.astimezone()
+    offset = local.strftime("%z")
+    return f"{local.tzname()} (UTC{offset[:3]}:{offset[3:]})"
 
 
 def _hm(at: datetime) -> str:

@@ -20,10 +20,19 @@ import click
 from gateway.broker.tls import make_self_signed
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
-from gateway.setup import check_agent_config, init_dir, write_agent_config, write_sample_config
+from gateway.lock import StoreLock
+from gateway.setup import (
+    check_agent_config,
+    check_agent_file,
+    check_driver,
+    init_dir,
+    write_agent_config,
+    write_sample_config,
+)
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
-from gateway.streams.status import source_freshness
+from gateway.streams.status import broker_link, source_freshness
+from gateway.timefmt import depot_zone, local, zone_line
 from gateway.writeback.flush import flush_writeback
 
 
@@ -72,9 +81,10 @@ def gateway() -> None:
 @click.option("--dir", "directory", type=click.Path(path_type=Path), required=True)
 @click.option("--depot", default="depot-1", show_default=True)
 @click.option("--port", default=1883, show_default=True, help="Managed Mosquitto's port.")
-def init(directory: Path, depot: str, port: int) -> None:
+@click.option("--force", is_flag=True, help="Replace the files of a depot already in DIR.")
+def init(directory: Path, depot: str, port: int, force: bool) -> None:
     """Write gateway.toml, an example mapping, the store and dispatch.toml into DIR."""
-    written = init_dir(directory, depot=depot, port=port, now=_now())
+    written = init_dir(directory, depot=depot, port=port, now=_now(), force=force)
     for path in written:
         click.echo(f"wrote {path}")
 
@@ -86,12 +96,13 @@ def init(directory: Path, depot: str, port: int) -> None:
 @click.option("--seed", default=1, show_default=True)
 @click.option("--depot", default="depot-1", show_default=True)
 @click.option("--port", default=1883, show_default=True, help="Managed Mosquitto's port.")
+@click.option("--force", is_flag=True, help="Replace a depot or export already in OUT.")
 @json_option
 def sample(out: Path, drivers: int, orders: int, seed: int, depot: str, port: int,
-           as_json: bool) -> None:
+           force: bool, as_json: bool) -> None:
     """Generate a realistic FoxPro export with a few dirty rows, and a gateway.toml for it."""
     info = write_sample_config(out, drivers=drivers, orders=orders, seed=seed, depot=depot,
-                               port=port, now=_now())
+                               port=port, now=_now(), force=force)
     if as_json:
         _emit(info)
         return
@@ -279,15 +290,28 @@ def sources(config_path: Path, as_json: bool) -> None:
     cfg, store = _open(config_path)
     with store:
         rows = source_freshness(store, cfg)
+        link = broker_link(store)
     if as_json:
+        if link is not None:  # the broker as gateway run last saw it, a row of kind "broker"
+            rows.append({"name": "broker", "source": "broker", "kind": "broker",
+                         "mode": link["state"], "url": link["url"], "since": link["since"],
+                         "last_error": link["problem"]})
         _emit(rows)
         return
     now = _now()
+    zone = depot_zone(cfg)
+    click.echo(zone_line(zone, now))  # every time below is in the depot's zone
+    if link is not None:
+        state = link["state"].upper() if link["state"] != "connected" else "connected"
+        click.echo(f"broker {link['url']}: {state} since {local(link['since'], zone)}"
+                   + (f": {link['problem']}" if link["problem"] else "")
+                   + " (as gateway run last recorded it)")
     for r in rows:
         click.echo(
-            f"{r['name']} ({r['kind']}, {r['mode']}): as of {r['as_of'] or 'never'} "
+            f"{r['name']} ({r['kind']}, {r['mode']}): as of "
+            f"{local(r['as_of'], zone) if r['as_of'] else 'never'} "
             f"({_age(r['as_of'], now)}), cadence {r['cadence'] or 'none'}, last run "
-            f"{r['last_run_status'] or 'never'} at {r['last_run_at'] or '-'}: "
+            f"{r['last_run_status'] or 'never'} at {local(r['last_run_at'], zone)}: "
             f"{r['rows_read']} read, {r['rows_changed']} changed, {r['rows_quarantined']} "
             f"quarantined" + (f"; last error: {r['last_error']}" if r["last_error"] else "")
             if r["status"] != "suspect" else
@@ -332,12 +356,40 @@ def conflicts(config_path: Path, as_json: bool) -> None:
             for c in found
         ])
         return
+    zone = depot_zone(_cfg)
+    click.echo(zone_line(zone, now))  # every time below is in the depot's zone
     for c in found:
-        sides = "; ".join(f"{k.source} says {k.value!r} (as of {k.as_of:%Y-%m-%d %H:%M}, "
+        sides = "; ".join(f"{k.source} says {k.value!r} (as of {local(k.as_of, zone)}, "
                           f"{_age(k.as_of.isoformat(), now)})" for k in c.candidates)
         hold = " — ESCALATED, stop on hold" if c.escalated else ""
         click.echo(f"{c.order_id} {c.field}: {sides}{hold}")
     click.echo(f"{len(found)} open conflict(s)")
+
+
+@gateway.command()
+@config_option
+@click.option("--open", "only_open", is_flag=True, help="Only those not dismissed yet.")
+@json_option
+def refused(config_path: Path, only_open: bool, as_json: bool) -> None:
+    """Driver events the gateway kept but did not apply, with device, driver, order, action,
+    reason and time; a result for an order that moved to another driver is a moved_result."""
+    cfg, store = _open(config_path)
+    with store:
+        events = DeviceStore(store).refused_events()
+    if only_open:
+        events = [e for e in events if e.dismissed_at is None]
+    if as_json:
+        _emit([e.__dict__ for e in events])
+        return
+    zone = depot_zone(cfg)
+    click.echo(zone_line(zone, _now()))
+    for e in events:
+        kind = "RESULT FOR A MOVED ORDER" if e.kind == "moved_result" else "refused"
+        seen = f"; dismissed {local(e.dismissed_at, zone)}" if e.dismissed_at else ""
+        click.echo(f"{local(e.at, zone)} {e.device} (driver {e.driver}) {e.action} {e.order_id}"
+                   f": {kind}: {e.reason}{seen}")
+    moved = sum(1 for e in events if e.kind == "moved_result")
+    click.echo(f"{len(events)} refused event(s), {moved} result(s) for moved orders")
 
 
 @gateway.command()
@@ -406,17 +458,25 @@ def devices() -> None:
 @click.option("--driver", required=True, help="The driver id the tablet shows the route of.")
 @click.option("--agent-config", "agent_config", type=click.Path(path_type=Path), default=None,
               help="Write the tablet's config file here.")
+@click.option("--force", is_flag=True,
+              help="Register a driver the depot does not know yet; replace another device's "
+                   "--agent-config file.")
 @config_option
-def devices_add(device: str, driver: str, agent_config: Path | None, config_path: Path) -> None:
+def devices_add(device: str, driver: str, agent_config: Path | None, force: bool,
+                config_path: Path) -> None:
     """Register DEVICE for a driver; write the one file the tablet needs."""
     from gateway.streams.views import sync_driver  # +19 ms to every command
     from sync.topics import check_segment
 
     check_segment(device, "device")
     cfg, store = _open(config_path)
+    # every refusal before registering: it leaves nothing half-done
     if agent_config is not None:
-        check_agent_config(cfg)  # before registering: a refusal leaves nothing half-done
+        check_agent_file(agent_config, device=device, force=force)
+        check_agent_config(cfg)
     with store:
+        if not force:
+            check_driver(cfg, store, driver)
         with store.transaction():
             known = DeviceStore(store).get(device)
             # the store keeps only a hash: a tablet's file can be written only with a new
@@ -576,12 +636,17 @@ def run(config_path: Path, no_scheduler: bool, shadow: bool) -> None:
     warning = exposed_secrets(cfg, config_path)
     if warning:
         click.echo(f"crossdock: warning: {warning}", err=True)
+    # one gateway per store: a second one says who runs and exits 1 (the kernel drops the lock
+    # when this process ends, however it ends)
+    lock = StoreLock(cfg.db_path, holder="gateway run --shadow" if shadow else "gateway run")
     runner: GatewayRunner | ShadowRunner
     if shadow:
         if no_scheduler:
             raise ConfigError("--shadow ingests on the scheduler: drop --no-scheduler")
+        lock.acquire()
         runner = ShadowRunner(cfg)
     else:
+        lock.acquire()
         runner = GatewayRunner(cfg, scheduler=not no_scheduler)
     board = None
     if cfg.board is not None:
@@ -601,12 +666,12 @@ def run(config_path: Path, no_scheduler: bool, shadow: bool) -> None:
         signal.signal(signal.SIGUSR1, lambda _sig, _frame: gw.wake())
     else:  # no broker to reload; a stale pid file's SIGUSR1 must not end the run
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    runner.start()
     # a shadow run writes no pid file: `gateway devices` has no broker of it to tell
     pid = pid_file(cfg) if isinstance(runner, GatewayRunner) else None
-    if pid is not None:
-        write_private(pid, f"{os.getpid()}\n")
     try:
+        runner.start()
+        if pid is not None:
+            write_private(pid, f"{os.getpid()}\n")
         if board is not None:
             board.start()
             click.echo(f"dispatch board on {board.url}", err=True)
@@ -626,6 +691,7 @@ def run(config_path: Path, no_scheduler: bool, shadow: bool) -> None:
         runner.stop()
         if pid is not None:
             pid.unlink(missing_ok=True)
+        lock.release()
 
 
 def _board_commands() -> None:

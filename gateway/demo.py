@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import logging
 import shutil
 import socket
 import subprocess
@@ -30,13 +31,14 @@ from typing import Any
 
 import click
 
-from gateway.config import load_config
+from gateway.config import GatewayConfig, load_config
 from gateway.dispatch import load_dispatch_config, send_command
 from gateway.errors import GatewayError
 from gateway.ingest.mapping import source_mapping
 from gateway.ingest.pipeline import ingest_source
+from gateway.lock import StoreLock
 from gateway.runner import GatewayRunner
-from gateway.setup import write_agent_config, write_sample_config
+from gateway.setup import check_folder, write_agent_config, write_sample_config
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
 from gateway.streams.views import sync_driver
@@ -55,6 +57,10 @@ def _age(seconds: float | None) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min old"
     return f"{seconds / 3600:.1f} h old"
+
+
+WAIT_S = 60.0
+"""How long a step waits for the tablets (a shared 2-core machine under load is slow)."""
 
 
 def _step(n: int, text: str) -> None:
@@ -77,13 +83,97 @@ def _screen(name: str, config: Path, order_id: str) -> None:
         click.echo(f"     {line.strip()}")
 
 
-def _wait(what: str, condition: Callable[[], bool], timeout: float = 30.0) -> None:
+class _Logs:
+    """The demo's processes write their output here, in ``<demo folder>/logs``: the gateway
+    (this process: ``gateway.log``), each tablet's agent (``<device>.log``) and Mosquitto
+    (``broker/mosquitto.log``, as ``gateway run`` has it). A failure names them."""
+
+    def __init__(self, directory: Path, broker_log: Path) -> None:
+        self.dir = directory / "logs"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.broker_log = broker_log
+        self.tablets: dict[str, tuple[Path, subprocess.Popen[bytes]]] = {}
+        self._handler = logging.FileHandler(self.dir / "gateway.log", encoding="utf-8")
+        self._handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
+        self._handler.setLevel(logging.INFO)
+        root = logging.getLogger()
+        self._level = root.level
+        for handler in root.handlers:  # the console keeps what it showed before
+            if handler.level == logging.NOTSET:
+                handler.setLevel(self._level)
+        root.setLevel(min(self._level or logging.WARNING, logging.INFO))
+        root.addHandler(self._handler)
+
+    def spawn_tablet(self, device: str, config: Path) -> subprocess.Popen[bytes]:
+        log_path = self.dir / f"{device}.log"
+        with log_path.open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "crossdock_cli", "--debug", "agent", "run", "--config",
+                 str(config), "--verbose", "--every", "2"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        self.tablets[device] = (log_path, proc)
+        return proc
+
+    def check_tablets(self) -> None:
+        for device, (log_path, proc) in self.tablets.items():
+            code = proc.poll()
+            if code is not None:
+                raise GatewayError(f"demo: {device}'s agent exited with status {code}: "
+                                   f"{_last_line(log_path)} (its log: {log_path})")
+
+    def where(self) -> str:
+        names = ", ".join(["gateway.log", *(p.name for p, _ in self.tablets.values())])
+        return f"the logs are in {self.dir} ({names}) and {self.broker_log}"
+
+    def close(self) -> None:
+        root = logging.getLogger()
+        root.removeHandler(self._handler)
+        root.setLevel(self._level)
+        self._handler.close()
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1][-300:] if lines else "(empty log)"
+
+
+def _wait(what: str, condition: Callable[[], bool], logs: _Logs,
+          stream: Callable[[], tuple[int, int]] | None = None, timeout: float = WAIT_S) -> None:
+    """Until ``condition()`` (a ``crossdock agent state`` call: seconds of start-up on a busy
+    box) holds. With ``stream`` (the tablet's applied and last seq, as the gateway's store has
+    them), the tablet's screen is read only once the tablet has applied its whole stream, and
+    again only when the stream moved or after 5 s, instead of polling its SQLite through a new
+    process back to back."""
     deadline = time.monotonic() + timeout
+    checked: int | None = None
+    again_at = 0.0
     while time.monotonic() < deadline:
-        if condition():
+        ready = True
+        if stream is not None:
+            applied, last = stream()
+            ready = applied >= last and (last != checked or time.monotonic() >= again_at)
+            if ready:
+                checked, again_at = last, time.monotonic() + 5.0
+        if ready and condition():
             return
+        logs.check_tablets()
         time.sleep(0.2)
-    raise GatewayError(f"demo: timed out waiting for {what}")
+    raise GatewayError(f"demo: timed out after {timeout:g} s waiting for {what}; "
+                       f"{logs.where()}")
+
+
+def _stream_of(cfg: GatewayConfig, device: str) -> Callable[[], tuple[int, int]]:
+    """The device's applied and last seq, read from the gateway's store."""
+    def read() -> tuple[int, int]:
+        with Store(cfg.db_path) as store:
+            devices = DeviceStore(store)
+            return devices.applied(device), devices.bounds(device)[1]
+
+    return read
 
 
 def _tablet_state(config: Path) -> dict[str, Any]:
@@ -136,6 +226,9 @@ def run_demo(directory: Path) -> None:
     cfg = load_config(Path(info["config"]))
     tablets: list[subprocess.Popen[bytes]] = []
     runner = GatewayRunner(cfg, scheduler=False, status_interval_s=2.0)
+    logs = _Logs(directory, cfg.path(cfg.broker.data_dir) / "mosquitto.log")
+    lock = StoreLock(cfg.db_path, holder="crossdock demo")  # as gateway run holds it
+    lock.acquire()
     try:
         _step(1, "The legacy system's nightly FoxPro export is ingested")
         with Store(cfg.db_path) as store:
@@ -144,9 +237,6 @@ def run_demo(directory: Path) -> None:
                            f"{s.rows_quarantined} quarantined, {s.claims} claims")
             for q in store.quarantine():
                 click.echo(f"   quarantine: row {q.row} [{q.field}] {q.reason}")
-        runner.start()
-        click.echo(f"   gateway running with a managed Mosquitto on 127.0.0.1:{port} "
-                   "(passwords and a per-device ACL)")
         with Store(cfg.db_path) as store:
             rows = store.source_orders("legacy")
         by_driver: dict[str, list[str]] = {}
@@ -155,9 +245,9 @@ def run_demo(directory: Path) -> None:
                 by_driver.setdefault(vals["driver"], []).append(order_id)
         driver_a, driver_b = sorted(by_driver, key=lambda d: (-len(by_driver[d]), d))[:2]
         order = by_driver[driver_a][0]
-
-        _step(2, f"Tablets for driver {driver_a} and driver {driver_b} come online")
-        configs = {}
+        # the tablets are registered before the broker starts, so it starts with their
+        # credentials (not re-read on a SIGHUP while a tablet may already be connecting)
+        configs, devices = {}, {}
         for driver in (driver_a, driver_b):
             device = f"tab-{driver.lower()}"
             password = f"pw-{device}"
@@ -167,16 +257,22 @@ def run_demo(directory: Path) -> None:
                 sync_driver(store, driver, cfg.merge_policy(), _now())
             path = directory / f"{device}.toml"
             write_agent_config(path, cfg, device=device, driver=driver, password=password)
-            configs[driver] = path
-        runner.check()  # the broker learns the new devices' credentials
-        if runner.service is not None:
-            runner.service.request_refresh("demo")
+            configs[driver], devices[driver] = path, device
+        runner.start()
+        # a tablet's first resync published before the gateway subscribed would be lost, and
+        # the tablet would ask again only after resync_quiet_s (30 s, as long as a step waited)
+        if runner.service is not None and not runner.service.link.wait_connected(WAIT_S):
+            raise GatewayError(f"demo: the gateway did not reach its broker within {WAIT_S:g} s;"
+                               f" {logs.where()}")
+        click.echo(f"   gateway running with a managed Mosquitto on 127.0.0.1:{port} "
+                   "(passwords and a per-device ACL)")
+
+        _step(2, f"Tablets for driver {driver_a} and driver {driver_b} come online")
         for path in configs.values():
-            tablets.append(subprocess.Popen(
-                [sys.executable, "-m", "crossdock_cli", "agent", "run", "--config", str(path)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            tablets.append(logs.spawn_tablet(path.stem, path))
         _wait("driver A's tablet to show its route",
-              lambda: _stop_of(_tablet_state(configs[driver_a]), order) is not None)
+              lambda: _stop_of(_tablet_state(configs[driver_a]), order) is not None, logs,
+              _stream_of(cfg, devices[driver_a]))
         click.echo(f"   {driver_a}'s tablet shows {order} (from legacy's 00:00 export)")
         _screen(driver_a, configs[driver_a], order)
 
@@ -187,7 +283,8 @@ def run_demo(directory: Path) -> None:
         click.echo(f"   gateway replied: {'ok' if reply.body.ok else reply.body.reason}")
         for who in (driver_a, driver_b):
             _wait(f"{who}'s tablet to show the conflict",
-                  functools.partial(_shows_conflict, configs[who], order))
+                  functools.partial(_shows_conflict, configs[who], order), logs,
+                  _stream_of(cfg, devices[who]))
         click.echo("   Neither side is followed silently. Both tablets show the conflict:")
         for driver in (driver_a, driver_b):
             state = _tablet_state(configs[driver])
@@ -206,10 +303,11 @@ def run_demo(directory: Path) -> None:
                                     "choose": "dispatch"})
         click.echo(f"   gateway replied: {'ok' if reply.body.ok else reply.body.reason}")
         _wait("driver A's tablet to drop the stop",
-              lambda: _stop_of(_tablet_state(configs[driver_a]), order) is None)
+              lambda: _stop_of(_tablet_state(configs[driver_a]), order) is None, logs,
+              _stream_of(cfg, devices[driver_a]))
         _wait("driver B's tablet to settle",
               lambda: bool((s := _stop_of(_tablet_state(configs[driver_b]), order))
-                           and not s["conflicts"]))
+                           and not s["conflicts"]), logs, _stream_of(cfg, devices[driver_b]))
         click.echo(f"   {driver_a}'s tablet: {order} is gone from the route")
         click.echo(f"   {driver_b}'s tablet: {order} assigned to {driver_b} (resolved by dispatch)")
 
@@ -231,7 +329,8 @@ def run_demo(directory: Path) -> None:
             runner.service.request_refresh("demo")
         _wait("driver B's tablet to show delivered", lambda: bool(
             (s := _stop_of(_tablet_state(configs[driver_b]), order))
-            and s["fields"].get("status", {}).get("value") == "delivered"))
+            and s["fields"].get("status", {}).get("value") == "delivered"), logs,
+            _stream_of(cfg, devices[driver_b]))
         click.echo(f"   open conflicts: {open_conflicts} — the echo changed nothing")
         _screen(driver_b, configs[driver_b], order)
         click.echo("")
@@ -246,17 +345,20 @@ def run_demo(directory: Path) -> None:
             except subprocess.TimeoutExpired:
                 proc_.kill()
         runner.stop()
+        logs.close()
+        lock.release()
 
 
 @click.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
               help="Where to put the demo's files (default: a new temporary folder).")
-def demo(directory: Path | None) -> None:
+@click.option("--force", is_flag=True, help="Empty a --dir that holds anything first.")
+def demo(directory: Path | None, force: bool) -> None:
     """The conflict story end to end: gateway, managed Mosquitto, two tablets, dispatch."""
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="crossdock-demo-"))
-    elif directory.exists() and any(directory.iterdir()):
-        if not (directory / "gateway.toml").exists():
-            raise GatewayError(f"demo: {directory} is not empty and not a demo folder")
-        shutil.rmtree(directory)
+    else:
+        check_folder(directory, command="demo --dir", names=None, force=force)
+        if force and directory.exists():
+            shutil.rmtree(directory)
     run_demo(directory)

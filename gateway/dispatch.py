@@ -134,10 +134,14 @@ def _send_command(cfg: DispatchConfig, body: dict[str, Any], *, timeout: float,
                      username=cfg.username, password=cfg.password, session_expiry_s=0),
         subscriptions=[topics.replies(cfg.client)],
         on_message=lambda _t, p: replies.put(p),
+        log_problems=False,  # said below, in the command's one line
     )
     link.start()
     try:
         if not link.wait_connected(timeout):
+            if link.refused.is_set():
+                raise CommandError(f"broker at {cfg.host}:{cfg.port}: {link.problem} of "
+                                   f"user {cfg.username or '(none)'} (dispatch.toml [broker])")
             raise CommandError(f"no broker at {cfg.host}:{cfg.port} within {timeout:g} s")
         now = _dt.datetime.now(_dt.UTC)
         msg = ENVELOPE.validate_python({

@@ -32,7 +32,12 @@ class NotReady(SourceError):
 
 
 class StoreError(GatewayError):
-    """The gateway store refused an operation."""
+    """The gateway store refused an operation.
+
+    ``fatal``: the store cannot be written at all (a read-only file, a full disk, an I/O
+    error); ``gateway run`` stops with this line rather than fail every message after it."""
+
+    fatal: bool = False
 
 
 class WritebackError(GatewayError):

@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -163,6 +164,10 @@ class GatewayRunner:
         self.service: GatewayService | None = None
 
     def start(self) -> None:
+        with Store(self.cfg.db_path) as store, store.transaction():
+            # a store that cannot be written stops the gateway here, in one line, rather than
+            # every message and job after "running"
+            store.set_meta("gateway_started_at", self.clock().isoformat())
         if not self.cfg.broker.url:
             with Store(self.cfg.db_path) as store:
                 users = broker_users(self.cfg, store)
@@ -253,14 +258,26 @@ class GatewayRunner:
                 log.warning("dropped the connection and session of %s", user.username)
 
     def run_forever(self, check_every_s: float = 5.0) -> None:
-        """``check`` every ``check_every_s``, and at once when ``wake`` is called (SIGUSR1 from
-        ``gateway devices revoke|rotate|bind``), until ``stop``."""
+        """Supervise until ``stop``: ``check`` every ``check_every_s``, and at once when
+        ``wake`` is called (SIGUSR1 from ``gateway devices revoke|rotate|bind``); raises the
+        StoreError that ended the service's worker or a scheduled job when the store cannot be
+        written at all (read-only, disk full)."""
+        next_check = time.monotonic() + check_every_s
         while True:
-            self._wake.wait(check_every_s)
+            woken = self._wake.wait(min(0.5, check_every_s))
             self._wake.clear()
             if self._stop.is_set():
                 return
-            self.check()
+            self.raise_fatal()
+            if woken or time.monotonic() >= next_check:
+                next_check = time.monotonic() + check_every_s
+                self.check()
+
+    def raise_fatal(self) -> None:
+        for part in (self.service, self.scheduler):
+            fatal = getattr(part, "fatal", None)
+            if fatal is not None:
+                raise fatal
 
     def wake(self) -> None:
         """Check now (safe from a signal handler)."""

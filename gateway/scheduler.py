@@ -56,7 +56,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from gateway.config import GatewayConfig, SourceSection
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StoreError
 from gateway.ingest.base import Adapter
 from gateway.ingest.pipeline import RunSummary, ingest_source
 from gateway.store.core import Store
@@ -121,6 +121,8 @@ class GatewayScheduler:
         """Runs skipped because the previous run of the same job was still going, per job id."""
         self.errors: Counter[str] = Counter()
         self.runs: Counter[str] = Counter()
+        self.fatal: StoreError | None = None
+        """Set when a job found the store cannot be written at all (``StoreError.fatal``)."""
         self.scheduler = BackgroundScheduler(
             timezone=_dt.UTC,
             job_defaults={"coalesce": True, "max_instances": 1,
@@ -219,6 +221,9 @@ class GatewayScheduler:
     def _error(self, job_id: str, exc: BaseException) -> None:
         with self._lock:
             self.errors[job_id] += 1
+        if isinstance(exc, StoreError) and exc.fatal:
+            self.fatal = exc  # the store cannot be written: ``gateway run`` stops with it
+            return
         log.error("%s: %s", job_id, exc)
 
     def _on_skip(self, event: JobEvent) -> None:

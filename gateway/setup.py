@@ -14,8 +14,11 @@ from typing import Any
 
 from gateway.config import GatewayConfig, load_config, read_toml
 from gateway.errors import ConfigError
+from gateway.ingest.mapping import source_mapping
+from gateway.ingest.pipeline import known_drivers
 from gateway.private import private_dir, write_private
 from gateway.store.core import Store
+from gateway.store.devices import DeviceStore
 
 MAPPING_TEMPLATE = """\
 # How crossdock reads this legacy system's export. Fields on the left, the export's columns
@@ -134,11 +137,42 @@ def _write_private(path: Path, text: str) -> None:
     write_private(path, text)
 
 
+DEPOT_FILES = ("gateway.toml", "legacy.mapping.toml", "dispatch.toml", "gateway.sqlite")
+"""What ``init`` writes: a folder holding any of them holds a depot."""
+SAMPLE_FILES = (*DEPOT_FILES, "export/orders.dbf", "export/drivers.dbf")
+
+
+def check_folder(directory: Path, *, command: str, names: tuple[str, ...] | None,
+                 force: bool) -> None:
+    """ConfigError unless ``directory`` can be written into without destroying anything.
+
+    ``names``: the files ``command`` would replace (None: anything in the folder counts).
+    ``force`` allows replacing them; a path that is a file is refused even then.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"{command}: {directory} is a file, not a folder")
+    if force or not directory.is_dir():
+        return
+    if names is None:
+        found = sorted(p.name for p in directory.iterdir())
+    else:
+        found = [name for name in names if (directory / name).exists()]
+    if found:
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        what = "holds a depot" if names is not None else "is not empty"
+        raise ConfigError(f"{command}: {directory} {what} ({shown}); nothing was changed "
+                          "(--force replaces it)")
+
+
 def init_dir(directory: Path, *, depot: str, port: int, now: _dt.datetime,
              orders: str = "export/orders.dbf", drivers_file: str | None = None,
-             timezone: str = "Europe/Berlin") -> list[Path]:
+             timezone: str = "Europe/Berlin", force: bool = False) -> list[Path]:
     """gateway.toml, legacy.mapping.toml, dispatch.toml and an empty store in ``directory``
-    (made 0700: it holds the store and the secrets, each 0600)."""
+    (made 0700: it holds the store and the secrets, each 0600).
+
+    ConfigError if the folder already holds a depot (any of ``DEPOT_FILES``), unless
+    ``force``: then the files are rewritten (new passwords) and the store is kept."""
+    check_folder(directory, command="gateway init", names=DEPOT_FILES, force=force)
     private_dir(directory)
     written = []
     drivers = (f'\n[drivers]\nfile = "{drivers_file}"\ncolumn = "DRIVER_ID"\n'
@@ -165,14 +199,17 @@ def init_dir(directory: Path, *, depot: str, port: int, now: _dt.datetime,
 
 
 def write_sample_config(out: Path, *, drivers: int, orders: int, seed: int, depot: str,
-                        port: int, now: _dt.datetime) -> dict[str, Any]:
-    """A sample FoxPro export for today plus a gateway set-up that reads it as it is."""
+                        port: int, now: _dt.datetime, force: bool = False) -> dict[str, Any]:
+    """A sample FoxPro export for today plus a gateway set-up that reads it as it is.
+
+    ConfigError if ``out`` already holds a depot or an export, unless ``force``."""
     from gateway.sample import write_sample  # the dbf writer: +40 ms to every command
 
+    check_folder(out, command="gateway sample", names=SAMPLE_FILES, force=force)
     info = write_sample(out / "export", drivers=drivers, orders=orders, seed=seed, depot=depot,
                         day=now.date())
     init_dir(out, depot=depot, port=port, now=now, orders="export/orders.dbf",
-             drivers_file="export/drivers.dbf")
+             drivers_file="export/drivers.dbf", force=True)
     info["config"] = str(out / "gateway.toml")
     info["dispatch_config"] = str(out / "dispatch.toml")
     return info
@@ -210,6 +247,52 @@ def check_agent_config(cfg: GatewayConfig) -> None:
     public host, or a certificate that cannot be read): checked before a device is registered,
     so nothing half-done."""
     _tablet_tls(cfg)
+
+
+def check_agent_file(path: Path, *, device: str, force: bool = False) -> None:
+    """ConfigError when ``path`` is no place for ``device``'s tablet config: its folder does not
+    exist, it is a folder, or it is another device's file (replaced only with ``force``).
+    The same device's file is rewritten (a new credential, a new broker address)."""
+    if not path.parent.is_dir():
+        raise ConfigError(f"--agent-config {path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"--agent-config {path}: is a folder, not a file")
+    if not path.exists() or force:
+        return
+    try:
+        owner = read_toml(path).get("device")
+    except ConfigError:
+        owner = None
+    if owner != device:
+        whose = f"device {owner}" if owner else "something else (not a tablet config)"
+        raise ConfigError(f"--agent-config {path}: the file belongs to {whose}; nothing was "
+                          "changed (choose another file, or --force replaces it)")
+
+
+def check_driver(cfg: GatewayConfig, store: Store, driver: str) -> None:
+    """ConfigError when the depot knows its drivers and ``driver`` is not one of them.
+
+    Known: the ids a source's mapping lists (``[drivers]``), else the drivers on the orders
+    ingested, and those already bound to a tablet. A depot that knows none yet (nothing
+    ingested, no list) accepts any id."""
+    listed: set[str] = set()
+    lists = False
+    for src in cfg.sources:
+        if src.mapping is None:
+            continue
+        ids = known_drivers(cfg, source_mapping(cfg, src))
+        if ids is not None:
+            lists = True
+            listed |= ids
+    devices = DeviceStore(store)
+    known = listed if lists else set(devices.drivers_with_routes())
+    known |= {d.driver for d in devices.all()}
+    if known and driver not in known:
+        where = "the drivers list of the mapping" if lists else "any ingested order"
+        near = sorted(known)[:3]
+        raise ConfigError(f"driver {driver} is not known to depot {cfg.depot} (not in {where}; "
+                          f"known are e.g. {', '.join(near)}); nothing was registered "
+                          "(--force registers it anyway)")
 
 
 def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: str,

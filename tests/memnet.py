@@ -207,9 +207,13 @@ class MemLink:
     def __init__(self, net: MemNetwork, settings: LinkSettings, *,
                  subscriptions: Sequence[str], on_message: Callable[[str, bytes], None],
                  on_connect: Callable[[], None] = lambda: None,
-                 will: tuple[str, bytes] | None = None) -> None:
+                 on_problem: Callable[[str | None], None] = lambda _problem: None,
+                 will: tuple[str, bytes] | None = None,
+                 log_problems: bool = True) -> None:
         self.settings = settings
         self.connected = threading.Event()
+        self.problem: str | None = None  # the in-memory broker never refuses a login
+        self.refused = threading.Event()
         self._on_connect = on_connect
         self.connection = _Connection(
             net, settings.client_id, username=settings.username,
@@ -218,6 +222,10 @@ class MemLink:
             will=None if will is None else Message(will[0], will[1], retain=True),
             on_online=self._online, on_offline=lambda _why: self.connected.clear(),
             on_message=on_message, keep_offline=True)
+
+    @property
+    def where(self) -> str:
+        return f"memory://{self.settings.client_id}"
 
     def _online(self) -> None:
         self.connected.set()

@@ -156,6 +156,11 @@ class BrokerSettings(BaseModel):
         return self.data_dir / "acl"
 
     @property
+    def pid_file(self) -> Path:
+        """The managed broker's pid, so a gateway of this store finds one a crash left."""
+        return self.data_dir / "mosquitto.pid"
+
+    @property
     def log_file(self) -> Path:
         """Mosquitto's log; its stdout and stderr go there too."""
         return self.data_dir / "mosquitto.log"

@@ -6,6 +6,7 @@ one-line message.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -15,10 +16,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from gateway.broker.binaries import find_mosquitto
+from gateway.broker.child import die_with_parent
 from gateway.broker.conf import (
     BrokerSettings,
     BrokerUser,
@@ -27,12 +30,54 @@ from gateway.broker.conf import (
 )
 from gateway.errors import GatewayError
 
-__all__ = ["ManagedBroker"]
+__all__ = ["ManagedBroker", "stop_stale_broker"]
 
 log = logging.getLogger(__name__)
 
 _RUNNING = re.compile(rb"mosquitto version \S+ running")
 _LOG_STAMP = re.compile(r"^\d+: ")
+
+def _pid_in(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
+
+
+def stop_stale_broker(pid_file: Path, conf: Path, timeout: float = 5.0) -> int | None:
+    """Stop a Mosquitto a crashed gateway of this store left running; its pid, or None.
+
+    Only a process whose command line names ``conf`` (this store's generated config) is
+    stopped: a pid reused by another program, or another depot's broker, is left alone.
+    SIGTERM (it saves its database), SIGKILL after ``timeout``.
+    """
+    pid = _pid_in(pid_file)
+    if pid is None or pid == os.getpid():
+        return None
+    if str(conf) not in _cmdline(pid) and str(conf.resolve()) not in _cmdline(pid):
+        pid_file.unlink(missing_ok=True)
+        return None
+    log.warning("stopping mosquitto pid %d, left running by an earlier gateway of this store "
+                "(%s)", pid, conf)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and str(conf) in _cmdline(pid):
+            time.sleep(0.02)
+        if not _cmdline(pid):
+            break
+    pid_file.unlink(missing_ok=True)
+    return pid
+
 
 class ManagedBroker:
     """One ``mosquitto`` child process with a generated config.
@@ -103,16 +148,20 @@ class ManagedBroker:
             conf = write_config(self.settings, self.users, self.depot)
             log_file = self.settings.log_file
             offset = log_file.stat().st_size if log_file.exists() else 0
+            stop_stale_broker(self.settings.pid_file, conf)
             with open(log_file, "ab") as log_handle:
                 # Own session and process group: a Ctrl-C meant for the gateway does not reach
-                # the broker; the gateway stops it cleanly instead.
+                # the broker; the gateway stops it cleanly instead. The kernel ends it when the
+                # gateway ends, however it ends (die_with_parent: PR_SET_PDEATHSIG).
                 self._process = subprocess.Popen(
                     [str(binary), "-c", str(conf)],
                     stdin=subprocess.DEVNULL,
                     stdout=log_handle,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=functools.partial(die_with_parent, os.getpid()),
                 )
+            self.settings.pid_file.write_text(f"{self._process.pid}\n", encoding="ascii")
             self._wait_until_listening(self._process, offset, timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -181,6 +230,8 @@ class ManagedBroker:
             except subprocess.TimeoutExpired:
                 self._signal(process, signal.SIGKILL)
                 process.wait()
+        if _pid_in(self.settings.pid_file) == process.pid:
+            self.settings.pid_file.unlink(missing_ok=True)
 
     @staticmethod
     def _signal(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

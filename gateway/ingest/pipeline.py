@@ -16,12 +16,13 @@ adapter has ready:
 from __future__ import annotations
 
 import datetime as _dt
+import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gateway.config import GatewayConfig, SourceSection
-from gateway.errors import ConfigError, GatewayError, NotReady, SourceError
+from gateway.errors import ConfigError, GatewayError, NotReady, SourceError, StoreError
 from gateway.ingest.base import Adapter, Export, Holding, RawRow
 from gateway.ingest.mapping import Mapping, source_mapping
 from gateway.ingest.parallel import (
@@ -44,6 +45,7 @@ from gateway.store.runs import (
     held,
     load_record,
 )
+from gateway.store.sql import store_error
 
 Progress = Callable[[str, int, int | None], None]
 """Called with (phase, done so far, total or None): ``read`` (rows read and validated, of the
@@ -190,7 +192,11 @@ def ingest_source(
                 adapter.hold(export)
     except NotReady as exc:
         return [RunSummary(src.name, "not-ready", error=str(exc))]
+    except sqlite3.Error as exc:  # the store itself failed (read-only, disk full): said so
+        raise store_error(store.path, exc) from None
     except GatewayError as exc:
+        if isinstance(exc, StoreError) and exc.fatal:
+            raise  # no failed run can be recorded in a store that cannot be written
         finished = now()
         with store.transaction():
             run_id = store.record_run(src.claim_source, started_at=started, finished_at=finished,

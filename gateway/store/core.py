@@ -134,7 +134,7 @@ class Store:
         survives a power cut: for what the gateway acknowledges (a driver's event, a dispatch
         command), after which the sender forgets it. Inside another transaction it joins it
         (the outer one commits, as it was asked to)."""
-        return Transaction(self.conn, durable)
+        return Transaction(self.conn, durable, self.path)
 
     # --- meta and clock -----------------------------------------------------------------
 

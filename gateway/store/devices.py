@@ -67,6 +67,34 @@ class Entry:
     body: str | None
 
 
+MOVED_RESULT_OUTCOME = "refused: result for an order that moved to another driver: "
+"""How the outcome of a driver's result for an order no longer on that driver's route begins
+(``streams.commands`` writes it; kind ``moved_result``)."""
+
+
+@dataclass(frozen=True)
+class RefusedEvent:
+    """A driver event the gateway kept but did not apply (``gateway refused``).
+
+    ``kind``: ``moved_result`` for a result (delivered, failed, refused) recorded for an order
+    that moved to another driver, a result dispatch should look at; ``refused`` otherwise.
+    ``at``: when the driver recorded it (the tablet's clock); ``received_at``: when the
+    gateway stored it; both ISO 8601 with offset. ``dismissed_at``: when the driver dismissed
+    it on the tablet, None while shown there (or when the gateway records no dismissals).
+    """
+
+    event_id: str
+    device: str
+    driver: str
+    order_id: str
+    action: str
+    kind: str
+    reason: str
+    at: str
+    received_at: str
+    dismissed_at: str | None
+
+
 class DeviceStore:
     """SQL for devices and streams, on a Store's connection (and inside its transactions)."""
 
@@ -420,6 +448,54 @@ class DeviceStore:
             "body, outcome) VALUES(?,?,?,?,?,?,?)",
             (event_id, device, order_id, action, now.isoformat(), body, outcome))
         return bool(cur.rowcount)
+
+    def refused_events(self) -> list[RefusedEvent]:
+        """Every driver event the gateway refused, oldest first, with the driver and kind
+        from its ``refused-event`` audit line and, where dismissals are recorded, whether the
+        driver dismissed it."""
+        audited: dict[str, dict[str, Any]] = {}
+        for (detail,) in self.conn.execute(
+                "SELECT detail FROM audit WHERE action='refused-event'"):
+            data = json.loads(detail)
+            audited[str(data.get("event_id"))] = data
+        dismissals = self._has_table("dismissals")
+        rows = self.conn.execute(
+            "SELECT e.event_id, e.device, e.order_id, e.action, e.received_at, e.body, "
+            "e.outcome, " + ("d.at" if dismissals else "NULL") + " FROM events e "
+            + ("LEFT JOIN dismissals d ON d.event_id = e.event_id " if dismissals else "")
+            + "WHERE e.outcome LIKE 'refused:%' ORDER BY e.received_at, e.event_id").fetchall()
+        bound = {d.device: d.driver for d in self.all()}
+        out = []
+        for event_id, device, order_id, action, received_at, body, outcome, dismissed in rows:
+            note = audited.get(event_id, {})
+            reason = outcome.removeprefix("refused:").strip()
+            out.append(RefusedEvent(
+                event_id=event_id, device=device,
+                driver=str(note.get("driver") or bound.get(device) or ""),
+                order_id=order_id, action=action,
+                kind=str(note.get("kind") or ("moved_result" if outcome.startswith(
+                    MOVED_RESULT_OUTCOME) else "refused")),
+                reason=reason, at=_dt.datetime.fromisoformat(
+                    str(json.loads(body).get("at") or received_at)).isoformat(),
+                received_at=received_at,
+                dismissed_at=None if dismissed is None else str(dismissed)))
+        return out
+
+    def refused_counts(self) -> dict[str, int]:
+        """For ``gateway/status``: refused events, those not dismissed, moved results (from
+        the events table alone: no scan of the audit)."""
+        dismissals = self._has_table("dismissals")
+        total, moved, dismissed = self.conn.execute(
+            "SELECT count(*), coalesce(sum(e.outcome LIKE ?), 0), "
+            + ("count(d.event_id)" if dismissals else "0") + " FROM events e "
+            + ("LEFT JOIN dismissals d ON d.event_id = e.event_id " if dismissals else "")
+            + "WHERE e.outcome LIKE 'refused:%'", (MOVED_RESULT_OUTCOME + "%",)).fetchone()
+        return {"refused_events": int(total), "refused_open": int(total) - int(dismissed),
+                "moved_results": int(moved)}
+
+    def _has_table(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                                 (name,)).fetchone() is not None
 
     def last_event_body(self, order_id: str, action: str) -> str | None:
         row = self.conn.execute(

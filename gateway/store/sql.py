@@ -1,15 +1,20 @@
 """The SQLite helpers every store module shares: a transaction, ``IN`` lists of any length,
 digests, canonical JSON and the time text the tables hold. Exports ``Transaction``,
-``rows_in``, ``canonical_json``, ``row_digest``, ``text_digest``, ``iso``, ``parse_time``."""
+``store_error``, ``rows_in``, ``canonical_json``, ``row_digest``, ``text_digest``, ``iso``,
+``parse_time``."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+
+from gateway.errors import StoreError
 
 
 def iso(moment: _dt.datetime) -> str:
@@ -37,20 +42,30 @@ def text_digest(text: str) -> str:
 
 class Transaction:
     """BEGIN IMMEDIATE ... COMMIT; inside an open transaction it joins it (the outer one
-    commits or rolls back)."""
+    commits or rolls back).
 
-    def __init__(self, conn: sqlite3.Connection, durable: bool = False) -> None:
+    SQLite's errors become ``StoreError`` naming the file (a read-only store, a full disk, an
+    I/O error), here, in one place. A COMMIT that fails (a full disk) is rolled back whole:
+    nothing of the transaction stays, so the views and their stream entries, written in it
+    together, stay consistent with each other."""
+
+    def __init__(self, conn: sqlite3.Connection, durable: bool = False,
+                 path: Path | None = None) -> None:
         self.conn = conn
         self.durable = durable
         self.nested = False
+        self.path = path
 
     def __enter__(self) -> sqlite3.Connection:
         self.nested = self.conn.in_transaction
         if not self.nested:
-            if self.durable:  # set outside a transaction, where it surely applies
-                self.conn.execute("PRAGMA synchronous=FULL")
             try:
+                if self.durable:  # set outside a transaction, where it surely applies
+                    self.conn.execute("PRAGMA synchronous=FULL")
                 self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                self._normal()
+                raise store_error(self.path, exc) from None
             except BaseException:
                 self._normal()
                 raise
@@ -60,13 +75,43 @@ class Transaction:
         if self.nested:
             return
         try:
-            self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            try:
+                self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            except sqlite3.Error as failed:
+                if self.conn.in_transaction:  # SQLite may have rolled back itself already
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                if exc_type is None:
+                    raise store_error(self.path, failed) from None
         finally:
             self._normal()
+        if isinstance(exc, sqlite3.Error):
+            raise store_error(self.path, exc) from None
 
     def _normal(self) -> None:
         if self.durable:
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def store_error(path: Path | None, exc: sqlite3.Error) -> StoreError:
+    """One line naming the store's file and what SQLite said, with what to do for the
+    failures an operator can fix (a read-only file or folder, a full disk); those are
+    ``fatal``: nothing can be written at all."""
+    where = f"store {path}" if path is not None else "store"
+    text = str(exc)
+    if "readonly" in text:
+        hint = "; make the file and its folder writable for this user"
+    elif "disk is full" in text:
+        hint = "; free space on its disk (nothing of this change was kept)"
+    elif "disk I/O error" in text:  # also what a file-size limit (EFBIG) gives
+        hint = ("; its disk may be full or failing: free space or check it (nothing of this "
+                "change was kept)")
+    else:
+        hint = ""
+    error = StoreError(f"{where}: {text}{hint}")
+    error.fatal = bool(hint)
+    return error
 
 
 def rows_in(conn: sqlite3.Connection, sql: str, ids: Iterable[str], *before: Any

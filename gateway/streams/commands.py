@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 from typing import Any
 
 from gateway.errors import CommandError
 from gateway.store import proposals
 from gateway.store.core import Store
-from gateway.store.devices import DeviceStore
+from gateway.store.devices import MOVED_RESULT_OUTCOME, DeviceStore
 from sync.envelope import (
     ApproveCommand,
     AssignCommand,
@@ -39,8 +40,10 @@ from sync.envelope import (
     RejectCommand,
     ResolveCommand,
 )
-from sync.merge import merge_order
+from sync.merge import drivers_of, merge_order
 from sync.model import Candidate, OrderView, Policy, Resolution
+
+log = logging.getLogger(__name__)
 
 ACTION_STATUS = {"arrive": "arrived", "deliver": "delivered", "fail": "failed",
                  "refuse": "refused"}
@@ -203,15 +206,51 @@ def expire_proposals(store: Store, now: _dt.datetime, *, on_expiry: str) -> int:
     return len(rows)
 
 
+MOVED_RESULT = MOVED_RESULT_OUTCOME
+"""How a driver's result (delivered, failed, refused) for an order no longer on that driver's
+route begins its outcome: kept for dispatch to look at (``kind`` ``moved_result`` in ``gateway
+refused``), not as noise."""
+
+
 def driver_event(store: Store, device: str, driver: str, event: DriverEvent, *,
                  policy: Policy, now: _dt.datetime) -> str:
     """Apply a driver's action from ``device``; returns the outcome stored with the event.
 
     The event must concern an order on the driver's route; anything else is refused (stored,
-    counted, acknowledged so the tablet stops resending, and changes nothing else).
+    counted, acknowledged so the tablet stops resending, and changes nothing else). A refusal
+    is audited (``refused-event``, with the driver and the reason, for the listing and the
+    board); a result for an order that moved to another driver is also logged as such.
     """
+    outcome = _driver_event(store, device, driver, event, policy=policy, now=now)
+    if outcome.startswith("refused:"):
+        kind = "moved_result" if outcome.startswith(MOVED_RESULT) else "refused"
+        store.audit(now, f"driver:{driver}", "refused-event", event_id=event.event_id,
+                    device=device, driver=driver, order_id=event.order_id,
+                    event_action=event.action, kind=kind,
+                    reason=outcome.removeprefix("refused: "))
+        if kind == "moved_result":
+            log.warning("driver %s (%s) recorded %s for %s, which moved to another driver: "
+                        "kept for dispatch (%s)", driver, device, event.action, event.order_id,
+                        outcome.removeprefix(MOVED_RESULT))
+    return outcome
+
+
+def _moved_to(store: Store, order_id: str, driver: str) -> list[str] | None:
+    """The drivers an existing order is on now, other than ``driver``; None if it is unknown."""
+    view = store.view(order_id)
+    return None if view is None else [d for d in drivers_of(view) if d != driver]
+
+
+def _driver_event(store: Store, device: str, driver: str, event: DriverEvent, *,
+                  policy: Policy, now: _dt.datetime) -> str:
     devices = DeviceStore(store)
     if event.order_id not in devices.route(driver):
+        now_on = _moved_to(store, event.order_id, driver) if event.action in RESULTS else None
+        if now_on is not None:
+            where = (f"now on driver {', '.join(now_on)}'s route" if now_on
+                     else "now on no driver's route")
+            return (f"{MOVED_RESULT}{ACTION_STATUS[event.action]} {event.order_id} by driver "
+                    f"{driver}, {where}")
         return f"refused: order {event.order_id} is not on driver {driver}'s route"
     as_of = min(event.at, now)  # a tablet clock ahead of ours does not make news from the future
     # event ids are unique per device only: what is named after one carries the device too

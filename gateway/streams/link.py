@@ -19,6 +19,15 @@ class Link(Protocol):
     """One broker connection: ``start`` (connect in the background), ``publish``, ``stop``."""
 
     connected: threading.Event
+    problem: str | None
+    """Why it is not connected (``does not answer (...)``, ``not authorized (...)``), or None."""
+    refused: threading.Event
+    """Set when the broker refused the login."""
+
+    @property
+    def where(self) -> str:
+        """The broker, for messages (``mqtt://host:port``)."""
+        ...
 
     def start(self) -> None: ...
 
@@ -36,4 +45,6 @@ class LinkMaker(Protocol):
     def __call__(self, settings: LinkSettings, *, subscriptions: Sequence[str],
                  on_message: Callable[[str, bytes], None],
                  on_connect: Callable[[], None] = ...,
-                 will: tuple[str, bytes] | None = None) -> Link: ...
+                 on_problem: Callable[[str | None], None] = ...,
+                 will: tuple[str, bytes] | None = None,
+                 log_problems: bool = True) -> Link: ...

@@ -1,9 +1,12 @@
 """The gateway's MQTT link: the only gateway module that imports paho.
 
-It turns paho's callbacks into two plain calls — ``on_message(topic, payload)`` and
-``on_connect()`` — and offers ``publish``. MQTT 5, a fixed client id, a persistent session
-(``clean_start=False`` with an explicit session expiry: paho's default would start clean on
-every process start), reconnect with capped backoff, and a retained will on ``gateway/status``.
+It turns paho's callbacks into plain calls — ``on_message(topic, payload)``, ``on_connect()``
+and ``on_problem(problem)`` (a broker that does not answer, a login it refuses; None once
+connected again) — and offers ``publish``. A problem is logged once when it begins or changes,
+not at every retry; ``problem`` holds the current one. MQTT 5, a fixed client id, a
+persistent session (``clean_start=False`` with an explicit session expiry: paho's default
+would start clean on every process start), reconnect with capped backoff, and a retained
+will on ``gateway/status``.
 """
 
 from __future__ import annotations
@@ -48,15 +51,24 @@ class MqttLink:
         subscriptions: Sequence[str],
         on_message: Callable[[str, bytes], None],
         on_connect: Callable[[], None] = lambda: None,
+        on_problem: Callable[[str | None], None] = lambda _problem: None,
         will: tuple[str, bytes] | None = None,
+        log_problems: bool = True,
     ) -> None:
+        self.log_problems = log_problems  # False: the caller says it (a one-shot command)
         self.settings = settings
         self.subscriptions = list(subscriptions)
         self._on_message = on_message
         self._on_connect = on_connect
+        self._on_problem = on_problem
         self.connected = threading.Event()
         self.disconnects = 0
         """How many times the connection was lost (or closed) since ``start``."""
+        self.problem: str | None = None
+        """Why the link is not connected: ``does not answer (...)``, ``not authorized (...)``;
+        None while connected or before the first attempt."""
+        self.refused = threading.Event()
+        """Set when the broker refused the login (wrong username or password, not allowed)."""
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
                              protocol=mqtt.MQTTv5)
         client.max_queued_messages_set(0)  # paho keeps every unsent message: never drop
@@ -68,6 +80,7 @@ class MqttLink:
         if will is not None:
             client.will_set(will[0], will[1], qos=1, retain=True)
         client.on_connect = self._connected
+        client.on_connect_fail = self._connect_failed
         client.on_disconnect = self._disconnected
         client.on_message = self._message
         self._client = client
@@ -95,17 +108,51 @@ class MqttLink:
             log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
 
     def wait_connected(self, timeout: float) -> bool:
-        return self.connected.wait(timeout)
+        """True once connected; False after ``timeout`` or as soon as the login is refused
+        (``refused``): retrying a wrong password does not make it right."""
+        deadline = time.monotonic() + timeout
+        while not self.connected.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+            if self.refused.is_set() or time.monotonic() >= deadline:
+                return False
+        return True
 
     def _connected(self, client: mqtt.Client, _userdata: object, _flags: object,
                    reason: ReasonCode, _props: object) -> None:
         if reason.is_failure:
-            log.warning("mqtt connect refused: %s", reason)
+            if str(reason).lower() in ("not authorized", "bad user name or password",
+                                       "banned", "client identifier not valid"):
+                self.refused.set()
+                self._problem(f"not authorized ({reason}): check the username and password")
+            else:
+                self._problem(f"refused the connection ({reason})")
             return
         for topic in self.subscriptions:
             client.subscribe(topic, qos=1)
+        self.refused.clear()
         self.connected.set()
+        if self.problem is not None:
+            if self.log_problems:
+                log.warning("broker %s: connected again", self.where)
+            self.problem = None
+            self._on_problem(None)
         self._on_connect()
+
+    @property
+    def where(self) -> str:
+        return f"mqtt://{self.settings.host}:{self.settings.port}"
+
+    def _problem(self, problem: str) -> None:
+        if problem == self.problem:  # said once when it began, not at every retry
+            return
+        if self.log_problems:
+            log.warning("broker %s: %s; retrying every %g-%g s", self.where, problem,
+                        max(1, int(self.settings.backoff_min_s)),
+                        max(1, int(self.settings.backoff_max_s)))
+        self.problem = problem
+        self._on_problem(problem)
+
+    def _connect_failed(self, _client: mqtt.Client, _userdata: object) -> None:
+        self._problem("does not answer (no connection)")
 
     def _disconnected(self, _client: mqtt.Client, _userdata: object, _flags: object,
                       reason: ReasonCode, _props: object) -> None:

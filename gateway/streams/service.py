@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import GatewayConfig
-from gateway.errors import CommandError
+from gateway.errors import CommandError, StoreError
 from gateway.store.checkpointer import Checkpointer
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore, Entry
@@ -34,7 +34,7 @@ from gateway.streams import commands
 from gateway.streams.limits import DEFERRED_MAX, EVENT_BURST, EVENT_RATE_PER_S, TokenBucket
 from gateway.streams.link import Link, LinkMaker
 from gateway.streams.mqtt import LinkSettings, MqttLink
-from gateway.streams.status import source_freshness
+from gateway.streams.status import record_link, source_freshness
 from gateway.streams.views import refresh
 from gateway.streams.watch import Handed, Repaired, Watcher
 from gateway.streams.wire import (
@@ -181,6 +181,8 @@ class GatewayService:
         self._watchers: list[Watcher] = []
         self._repairing = False  # in _resync: what is handed is a repair
         self.ready = threading.Event()
+        self.fatal: StoreError | None = None
+        """Set when the worker ended because the store cannot be written at all."""
         will = encode(self._status_msg(online=False, counters={}, sources=()))
         self.link: Link = link(
             # the broker makes the username the client id (use_username_as_clientid)
@@ -191,6 +193,7 @@ class GatewayService:
                            self.topics.commands],
             on_message=self.receive,
             on_connect=lambda: self._queue.put(_Refresh("connect")),
+            on_problem=self._link_problem,
             will=(self.topics.gateway_status, will),
         )
 
@@ -274,6 +277,14 @@ class GatewayService:
                             self._refresh_and_publish(store)
                     self._watch(store)
                     self._flush(store, self._due())
+                except StoreError as exc:
+                    if not exc.fatal:
+                        log.exception("gateway worker: %r failed", item)
+                        continue
+                    # the store cannot be written at all: every message after this one would
+                    # fail the same way; the worker ends and ``gateway run`` stops with the line
+                    self.fatal = exc
+                    break
                 except Exception:  # the worker must outlive any one bad input
                     log.exception("gateway worker: %r failed", item)
                     try:
@@ -288,9 +299,27 @@ class GatewayService:
                 except Exception:
                     log.exception("gateway worker: could not send the held stream entries")
                 self._publish_status(store, online=False)
+                if self.fatal is None:
+                    self._record_link(store, None, self.clock(), state="stopped")
+            except StoreError as exc:
+                log.error("gateway worker: last status not sent: %s", exc)
             finally:
                 checkpointer.stop()
                 store.close()
+
+    # --- the broker link's state, for `gateway sources` -----------------------------------
+
+    def _link_problem(self, problem: str | None) -> None:
+        """From paho's thread: recorded by the worker (never waited for)."""
+        now = self.clock()
+        self._queue.put(_Call(lambda store: self._record_link(store, problem, now),
+                              threading.Event(), []))
+
+    def _record_link(self, store: Store, problem: str | None, now: _dt.datetime,
+                     state: str | None = None) -> None:
+        record_link(store, url=self.link.where, now=now,
+                    state=state or ("connected" if problem is None else "not connected"),
+                    problem=problem)
 
     # --- dispatching inputs -------------------------------------------------------------
 
@@ -708,6 +737,7 @@ class GatewayService:
             for row in source_freshness(store, self.cfg)
         )
         counters = DeviceStore(store).counters()
+        counters.update(DeviceStore(store).refused_counts())  # from the events kept, not bumps
         msg = self._status_msg(online=online, counters=counters, sources=sources)
         self.link.publish(self.topics.gateway_status, encode(msg), retain=True)
 

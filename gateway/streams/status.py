@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 from typing import Any
 
 from gateway.config import GatewayConfig
@@ -67,3 +69,25 @@ def source_freshness(store: Store, cfg: GatewayConfig) -> list[dict[str, Any]]:
             "held": hold.as_dict() if hold is not None else None,
         })
     return out
+
+
+BROKER_LINK = "broker_link"
+"""The store's meta key where ``gateway run`` records its broker link's state."""
+
+
+def record_link(store: Store, *, url: str, now: _dt.datetime, state: str,
+                problem: str | None) -> None:
+    """``gateway run``'s link to the broker: ``connected``, ``not connected`` (with the
+    problem: does not answer, not authorized) or ``stopped``, since ``now``."""
+    with store.transaction():
+        store.set_meta(BROKER_LINK, json.dumps({"url": url, "state": state, "problem": problem,
+                                                "since": now.isoformat()}))
+
+
+def broker_link(store: Store) -> dict[str, Any] | None:
+    """The link state ``gateway run`` recorded last, or None if it never ran."""
+    text = store.meta(BROKER_LINK)
+    if not text:
+        return None
+    data: dict[str, Any] = json.loads(text)
+    return data

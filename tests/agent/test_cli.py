@@ -71,6 +71,7 @@ def test_state_text_shows_conflict_sides_and_outbox(tmp_path: Path) -> None:
     assert "CONFLICT: assignment" in result.output
     assert "optimizer" in result.output and "[C-o]" in result.output
     assert "Outbox (1 waiting" in result.output
+    assert result.output.count("times in ") == 1  # the zone, said once (issue 10)
 
 
 def test_act_offline_exits_0_and_queues(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ Real Mosquitto on loopback ports and real paho MQTT v5 clients; no mocks.
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -208,3 +210,59 @@ def test_settings_and_identities_are_validated(tmp_path: Path) -> None:
         write_config(BrokerSettings(data_dir=tmp_path), [], DEPOT)
     with pytest.raises(ConfigError, match="repeated: gateway"):
         write_config(BrokerSettings(data_dir=tmp_path), [GATEWAY, GATEWAY], DEPOT)
+
+
+def _mosquitto_by_hand(conf: Path) -> subprocess.Popen[bytes]:
+    """A broker as a crashed gateway leaves it: running, nobody watching it."""
+    from gateway.broker.binaries import find_mosquitto
+
+    return subprocess.Popen([str(find_mosquitto()), "-c", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_a_stale_broker_of_the_same_store_is_stopped_at_the_next_start(tmp_path: Path) -> None:
+    settings = BrokerSettings(data_dir=tmp_path / "broker", port=free_port(),
+                              allow_anonymous=True, acl=False)
+    stale = _mosquitto_by_hand(write_config(settings, [], DEPOT))
+    try:
+        settings.pid_file.write_text(f"{stale.pid}\n")
+        deadline = time.monotonic() + 10
+        while not _listening(settings.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _listening(settings.port)  # it holds the port, as after a SIGKILLed gateway
+        broker = ManagedBroker(settings, [], DEPOT)
+        broker.start(timeout=10)  # without the pid file: "Address already in use"
+        try:
+            assert stale.wait(timeout=10) is not None
+            assert broker.alive and settings.pid_file.read_text().strip() == str(broker.pid)
+        finally:
+            broker.stop()
+        assert not settings.pid_file.exists()
+    finally:
+        stale.kill()
+        stale.wait()
+
+
+def test_a_pid_file_naming_another_depots_broker_leaves_it_running(tmp_path: Path) -> None:
+    other = BrokerSettings(data_dir=tmp_path / "other", port=free_port(),
+                           allow_anonymous=True, acl=False)
+    theirs = _mosquitto_by_hand(write_config(other, [], DEPOT))
+    try:
+        ours = BrokerSettings(data_dir=tmp_path / "ours", port=free_port(),
+                              allow_anonymous=True, acl=False)
+        ours.data_dir.mkdir()
+        ours.pid_file.write_text(f"{theirs.pid}\n")  # e.g. a pid reused, a copied folder
+        with ManagedBroker(ours, [], DEPOT) as broker:
+            assert broker.alive
+            assert theirs.poll() is None  # not ours to stop
+    finally:
+        theirs.kill()
+        theirs.wait()
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -228,7 +228,7 @@ def test_a_command_is_answered_even_when_the_store_is_what_fails(
     monkeypatch.setattr(GatewayService, "_count", failing)  # nor a counter
     reply = depot.dispatch(action="cancel", order_id="X")
     assert not reply.body.ok
-    assert "could not apply it (OperationalError" in reply.body.reason
+    assert "could not apply it (StoreError" in reply.body.reason  # sqlite3 errors: StoreError
     monkeypatch.undo()
     assert depot.dispatch(action="assign", order_id="Z", driver="12").body.ok  # worker lives on
 

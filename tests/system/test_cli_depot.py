@@ -149,6 +149,7 @@ def test_operator_turns_on_tls_and_a_tablet_syncs_over_it(tmp_path: Path):
 
     assert crossdock("gateway", "ingest", "--config", str(config)).returncode == 0
     tablet = tmp_path / "tablet" / "tab-1.toml"
+    tablet.parent.mkdir()  # devices add refuses a folder that does not exist (issue 10)
     added = crossdock("gateway", "devices", "add", "tab-1", "--driver", "DRV-001",
                       "--agent-config", str(tablet), "--config", str(config))
     assert added.returncode == 0, added.stderr

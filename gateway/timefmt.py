@@ -1,0 +1,36 @@
+"""Times as the gateway's commands show them: in the depot's zone, said once (issue 10).
+
+Text output converts every time to the depot's zone (``depot_zone``: ``[writeback] timezone``,
+else the first mapped source's zone, else UTC: the zone the legacy system and the people at
+the depot read their clocks in) and prints which zone once, in a header line; JSON keeps ISO
+8601 with the offset, as stored.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from zoneinfo import ZoneInfo
+
+from gateway.config import GatewayConfig
+from gateway.writeback.flush import writeback_zone
+
+
+def depot_zone(cfg: GatewayConfig) -> ZoneInfo:
+    return writeback_zone(cfg)
+
+
+def local(moment: _dt.datetime | str | None, zone: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M"
+          ) -> str:
+    """``moment`` in ``zone`` (naive stored times are UTC); "-" for None."""
+    if moment is None or moment == "":
+        return "-"
+    at = _dt.datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=_dt.UTC)
+    return at.astimezone(zone).strftime(fmt)
+
+
+def zone_line(zone: ZoneInfo, now: _dt.datetime) -> str:
+    """``times in Europe/Berlin (UTC+01:00)``: the header said once above text output."""
+    offset = now.astimezone(zone).strftime("%z")
+    return f"times in {zone.key} (UTC{offset[:3]}:{offset[3:]})"
