@@ -303,9 +303,11 @@ class MemNetwork:
     def link(self, settings: LinkSettings, *, subscriptions: Sequence[str],
              on_message: Callable[[str, bytes], None],
              on_connect: Callable[[], None] = lambda: None,
-             will: tuple[str, bytes] | None = None) -> MemLink:
+             on_problem: Callable[[str | None], None] = lambda _problem: None,
+             will: tuple[str, bytes] | None = None, log_problems: bool = True) -> MemLink:
         made = MemLink(self, settings, subscriptions=subscriptions, on_message=on_message,
-                       on_connect=on_connect, will=will)
+                       on_connect=on_connect, on_problem=on_problem, will=will,
+                       log_problems=log_problems)
         self._made.append(made)
         return made
 
