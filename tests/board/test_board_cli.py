@@ -128,3 +128,15 @@ def test_gateway_run_serves_the_board_when_board_is_configured(tmp_path: Path) -
         finally:
             stop(proc)
         assert proc.returncode in (0, -15), (tmp_path / "run.log").read_text()
+
+
+def test_a_shadow_run_on_a_store_another_gateway_holds_says_who_and_exits_1(
+        tmp_path: Path) -> None:
+    from gateway.lock import StoreLock
+
+    cfg, path = config(tmp_path)
+    with StoreLock(cfg.db_path, holder="gateway run"):
+        code, _out, err = run("gateway", "run", "--shadow", "--config", path)
+    assert code == 1
+    line = err.strip().splitlines()[-1]  # after the test depot's file-mode warning
+    assert "is in use by gateway run (pid" in line and "Traceback" not in err
