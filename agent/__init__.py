@@ -3,7 +3,8 @@
 Modules:
     config   -- AgentConfig and load_config (the TOML file the gateway writes per device)
     errors   -- AgentError and its tree (ConfigError, StoreError, ActionError, SessionError)
-    model    -- RouteStop, LocalAction, OutboxItem, SyncStatus, Change: what callers get back
+    model    -- RouteStop, LocalAction, OutboxItem, RefusedAction, SyncStatus, Change: what
+                callers get back
     store    -- the tablet's SQLite (the only module importing sqlite3 / sqlite-utils)
     session  -- the MQTT session over paho (the only module importing paho); Transport seam
     engine   -- the stream protocol engine: session calls, ticker (timing: sync.follow)

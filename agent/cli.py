@@ -76,6 +76,7 @@ def state(config_path: Path, as_json: bool) -> None:
         stops = offline.route()
         conflicts = offline.conflicts()
         pending = offline.pending()
+        refused = offline.refused(dismissed=True)
         status = offline.sync_status()
     if as_json:
         doc = {
@@ -88,6 +89,8 @@ def state(config_path: Path, as_json: bool) -> None:
             "conflicts": [_conflict_json(c, now) for c in conflicts],
             "warnings": [w.model_dump(mode="json") for stop in stops for w in stop.warnings],
             "outbox": [item.model_dump(mode="json") for item in pending],
+            # actions the gateway turned down, with its reason; dismissed ones stay, marked
+            "refused": [r.model_dump(mode="json") for r in refused],
             "freshness": [
                 {**s.model_dump(mode="json"), "age_s": age(s.as_of, now)} for s in status.sources
             ],
@@ -100,6 +103,11 @@ def state(config_path: Path, as_json: bool) -> None:
     _print_route(stops)
     _print_conflicts(conflicts, now)
     _print_outbox(pending)
+    shown = [r for r in refused if r.dismissed_at is None]
+    if shown:
+        click.echo("Refused by the gateway (until dismissed):")
+        for r in shown:
+            click.echo(f"  {r.order_id:<14} {r.action:<8} {r.reason}")
     if status.sources:
         click.echo("Freshness (as told by the gateway):")
         for s in status.sources:

@@ -6,6 +6,8 @@ The file format (keys exactly as the gateway writes them)::
     device = "tab-07"
     driver = "7"
     db = "tab-07.sqlite"        # relative to the config file's folder
+    timezone = "Europe/Berlin"  # optional (UTC): the depot's zone, in which screens show times
+    driver_resolves = []        # optional: fields the depot lets drivers resolve on the tablet
     [broker]
     host = "127.0.0.1"
     port = 1883
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -69,6 +72,17 @@ class AgentConfig(_Settings):
     db: Path
     broker: BrokerConfig
     sync: SyncConfig = SyncConfig()
+    timezone: str = "UTC"
+    driver_resolves: tuple[str, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from None
+        return value
 
     @field_validator("depot", "device")
     @classmethod

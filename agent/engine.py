@@ -289,13 +289,17 @@ class Engine:
                     self.state = follow.snapshot_applied(self.state, self.clock())
                     changed |= {"route", "conflicts", "sync"}
             elif isinstance(envelope, AckMsg) and topic == self.acks_topic:
-                store.ack(envelope.body.event_ids)
-                if self._replay:  # each ack makes room for as many more of the replay
-                    acked = set(envelope.body.event_ids)
-                    self._replay = [r for r in self._replay if r[0] not in acked]
-                    out += self._next_replay(len(acked))
-                if envelope.body.delayed:  # over the device's rate: kept, acked when handled
-                    store.bump("delayed_events", len(envelope.body.delayed))
+                body = envelope.body
+                if body.event_ids:
+                    store.ack(body.event_ids)
+                if body.refused:  # kept, with the reason, until the driver dismisses
+                    store.refuse(((r.event_id, r.reason) for r in body.refused), at=now)
+                if self._replay:  # each ack or refusal makes room for as many more of the replay
+                    answered = set(body.event_ids) | {r.event_id for r in body.refused}
+                    self._replay = [r for r in self._replay if r[0] not in answered]
+                    out += self._next_replay(len(answered))
+                if body.delayed:  # over the device's rate: kept, acked when handled
+                    store.bump("delayed_events", len(body.delayed))
                 store.touch_sync(at=now)
                 changed |= {"route", "sync"}
             elif (

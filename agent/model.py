@@ -58,6 +58,22 @@ class RouteStop(Frozen):
     conflicts: tuple[Conflict, ...] = ()
 
 
+class RefusedAction(Frozen):
+    """A driver action the gateway stored but turned down, with its reason (``refused_at``: when
+    the tablet heard it). Shown until the driver dismisses it; kept (``dismissed_at``, and the
+    id of the ``dismiss`` event that told the gateway) after that."""
+
+    event_id: str
+    order_id: str
+    action: DriverAction
+    at: AwareDatetime
+    reason: str
+    refused_at: AwareDatetime
+    dismissed_at: AwareDatetime | None = None
+    dismissal_id: str | None = None
+    note: str | None = None
+
+
 class OutboxItem(Frozen):
     """A driver event waiting for the gateway's ack (resent on every reconnect)."""
 

@@ -42,6 +42,7 @@ from agent.model import (
     ChangeKind,
     LocalAction,
     OutboxItem,
+    RefusedAction,
     RouteStop,
     SyncStatus,
     age,
@@ -298,6 +299,8 @@ class Agent:
         """
         if action not in ACTIONS:
             raise ActionError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+        if action == "dismiss":
+            raise ActionError("a refused action is dismissed with dismiss(event_id), not act()")
         with self._lock:
             view = self._store.view(order_id)
             if view is None:
@@ -338,6 +341,40 @@ class Agent:
         self._send([(event_id, Outgoing(self._outbox_topic, encode(message)))])
         self._notify({"route", "sync"})
         return event_id
+
+    def refused(self, *, dismissed: bool = False) -> list[RefusedAction]:
+        """Actions the gateway turned down, with its reasons, oldest first: those the driver
+        has not dismissed (``dismissed=True``: every one, dismissed ones with when)."""
+        with self._lock:
+            return self._store.refused(dismissed=dismissed)
+
+    def dismiss(self, event_id: str) -> str:
+        """The driver saw refused action ``event_id`` and its reason: record that (the action
+        stays in the store, marked dismissed) and tell the gateway with a ``dismiss`` event,
+        sent and acked like any action. Returns the dismissal's event id."""
+        with self._lock:
+            refused = {r.event_id: r for r in self._store.refused()}
+            target = refused.get(event_id)
+            if target is None:
+                raise ActionError(
+                    f"no refused action {event_id} to dismiss on this tablet; "
+                    "`crossdock agent state --json` lists them (refused)")
+            now = self._now()
+            dismissal_id = self._new_id()
+            stamp = self._store.next_stamp(self.config.device, ms(self._clock()))
+            message = DriverEventMsg(
+                v=1,
+                kind="driver_event",
+                id=dismissal_id,
+                origin=self.config.device,
+                hlc=str(stamp),
+                body=DriverEvent(event_id=dismissal_id, order_id=target.order_id,
+                                 action="dismiss", at=now, dismisses=event_id),
+            )
+            self._store.dismiss(event_id, message, at=now)
+        self._send([(dismissal_id, Outgoing(self._outbox_topic, encode(message)))])
+        self._notify({"route", "sync"})
+        return dismissal_id
 
     def applied_seq(self) -> int:
         """The last stream ``seq`` applied (committed) in this tablet's store."""

@@ -12,6 +12,9 @@ outbox         event_id PK, created_at, payload (the encoded envelope, resent by
                attempts, last_sent_at; insertion order is rowid order
 local_actions  event_id PK, order_id, action, at, acked, view_seen, event JSON: the driver's
                actions overlaid on the route until the gateway's view reflects them
+refused        event_id PK, order_id, action, event JSON, reason, refused_at, dismissed_at,
+               dismissal_id: actions the gateway turned down, moved here from the outbox (never
+               deleted); shown until the driver dismisses them, kept after that
 =============  ================================================================================
 
 Every public write is ONE ``BEGIN IMMEDIATE`` transaction (an entry and its ``seq`` together; an
@@ -52,7 +55,7 @@ import sqlite_utils
 from pydantic import TypeAdapter, ValidationError
 
 from agent.errors import StoreError
-from agent.model import LocalAction, OutboxItem
+from agent.model import LocalAction, OutboxItem, RefusedAction
 from sync.codec import encode
 from sync.envelope import DriverEvent, DriverEventMsg, Status, ViewChange
 from sync.hlc import Hlc, observe, tick
@@ -146,6 +149,22 @@ class Store:
                 if_not_exists=True,
             )
             db.table("local_actions").create_index(["order_id"], if_not_exists=True)
+            # added in 0.3.0; a store of 0.2 gets it on open (nothing else changed: schema 1)
+            db.table("refused").create(
+                {
+                    "event_id": str,
+                    "order_id": str,
+                    "action": str,
+                    "event": str,
+                    "reason": str,
+                    "refused_at": str,
+                    "dismissed_at": str,
+                    "dismissal_id": str,
+                },
+                pk="event_id",
+                not_null={"order_id", "action", "event", "reason", "refused_at"},
+                if_not_exists=True,
+            )
             version = self._get("schema")
             if version is None:
                 self._put("schema", SCHEMA_VERSION)
@@ -377,6 +396,70 @@ class Store:
                     "UPDATE local_actions SET acked = 1 WHERE event_id = ?", [event_id]
                 )
         return removed
+
+    def refuse(self, refusals: Iterable[tuple[str, str]], *, at: datetime) -> list[str]:
+        """The gateway refused these ``(event_id, reason)``: each outbox row moves to
+        ``refused`` with its reason and ``at``, and its local overlay goes, all in ONE
+        transaction. Returns the ids moved (an id no longer in the outbox is a resent ack)."""
+        moved: list[str] = []
+        with self._tx():
+            for event_id, reason in refusals:
+                row = self._db.execute(
+                    "SELECT payload FROM outbox WHERE event_id = ?", [event_id]
+                ).fetchone()
+                if row is None:
+                    continue
+                event = DriverEventMsg.model_validate_json(row[0]).body
+                self._db.execute(
+                    "INSERT OR IGNORE INTO refused (event_id, order_id, action, event, reason, "
+                    "refused_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [event_id, event.order_id, event.action, event.model_dump_json(), reason,
+                     at.isoformat()],
+                )
+                self._db.execute("DELETE FROM outbox WHERE event_id = ?", [event_id])
+                self._db.execute("DELETE FROM local_actions WHERE event_id = ?", [event_id])
+                moved.append(event_id)
+        return moved
+
+    def refused(self, *, dismissed: bool = False) -> list[RefusedAction]:
+        """Refused actions, oldest first: those not dismissed (all with ``dismissed=True``)."""
+        where = "" if dismissed else " WHERE dismissed_at IS NULL"
+        rows = self._db.execute(
+            "SELECT event, reason, refused_at, dismissed_at, dismissal_id FROM refused"
+            f"{where} ORDER BY refused_at, rowid"
+        ).fetchall()
+        return [
+            RefusedAction(
+                event_id=(event := DriverEvent.model_validate_json(event_json)).event_id,
+                order_id=event.order_id,
+                action=event.action,
+                at=event.at,
+                reason=reason,
+                refused_at=datetime.fromisoformat(refused_at),
+                dismissed_at=None if dismissed_at is None else datetime.fromisoformat(dismissed_at),
+                dismissal_id=dismissal_id,
+                note=event.note,
+            )
+            for event_json, reason, refused_at, dismissed_at, dismissal_id in rows
+        ]
+
+    def dismiss(self, event_id: str, message: DriverEventMsg, *, at: datetime) -> None:
+        """The driver dismissed refused ``event_id``: the dismissal is recorded on its row and
+        ``message`` (the ``dismiss`` event telling the gateway) goes to the outbox, in ONE
+        transaction. No local overlay: a dismissal changes no stop."""
+        with self._tx():
+            cur = self._db.execute(
+                "UPDATE refused SET dismissed_at = ?, dismissal_id = ? "
+                "WHERE event_id = ? AND dismissed_at IS NULL",
+                [at.isoformat(), message.body.event_id, event_id],
+            )
+            if not cur.rowcount:
+                raise StoreError(
+                    f"tablet store {self._path}: no refused action {event_id} to dismiss")
+            self._db.execute(
+                "INSERT INTO outbox (event_id, created_at, payload, attempts) VALUES (?, ?, ?, 0)",
+                [message.body.event_id, at.isoformat(), encode(message).decode()],
+            )
 
     def pending(self) -> list[OutboxItem]:
         """The outbox, oldest first."""

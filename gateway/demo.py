@@ -12,6 +12,9 @@ separate processes, as on real tablets), and dispatch commands over MQTT:
 6. the next export carries the written-back value: no new conflict, nothing new to send.
 
 The tablets' screens are shown with ``crossdock agent state`` (what a driver would see).
+With ``--ui``, driver B's tablet is the Kivy app instead (``crossdock tablet``: its agent and
+screens in one process, a desktop window): each step waits a few seconds so the screen can be
+watched, and the demo ends when that window is closed.
 """
 
 from __future__ import annotations
@@ -63,7 +66,9 @@ WAIT_S = 60.0
 """How long a step waits for the tablets (a shared 2-core machine under load is slow)."""
 
 
-def _step(n: int, text: str) -> None:
+def _step(n: int, text: str, pause: float = 0.0) -> None:
+    if pause:
+        time.sleep(pause)
     click.echo("")
     click.secho(f"== {n}. {text}", bold=True)
 
@@ -105,12 +110,16 @@ class _Logs:
         root.setLevel(min(self._level or logging.WARNING, logging.INFO))
         root.addHandler(self._handler)
 
-    def spawn_tablet(self, device: str, config: Path) -> subprocess.Popen[bytes]:
+    def spawn_tablet(self, device: str, config: Path, *,
+                     app: bool = False) -> subprocess.Popen[bytes]:
+        """The tablet's agent (``agent run``), or with ``app`` the Kivy app (``crossdock
+        tablet``: its agent and screens in one process, a window)."""
         log_path = self.dir / f"{device}.log"
+        command = (["tablet", "--config", str(config)] if app else
+                   ["agent", "run", "--config", str(config), "--verbose", "--every", "2"])
         with log_path.open("ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "crossdock_cli", "--debug", "agent", "run", "--config",
-                 str(config), "--verbose", "--every", "2"],
+                [sys.executable, "-m", "crossdock_cli", "--debug", *command],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         self.tablets[device] = (log_path, proc)
         return proc
@@ -219,13 +228,19 @@ def _free_port() -> int:
         return port
 
 
-def run_demo(directory: Path) -> None:
+UI_STEP_S = 5.0
+"""With ``--ui``, how long each step waits before it begins, so the tablet can be watched."""
+
+
+def run_demo(directory: Path, *, ui: bool = False) -> None:
     port = _free_port()
     info = write_sample_config(directory, drivers=47, orders=142, seed=1, depot="demo-depot",
                                port=port, now=_now())
     cfg = load_config(Path(info["config"]))
     tablets: list[subprocess.Popen[bytes]] = []
     runner = GatewayRunner(cfg, scheduler=False, status_interval_s=2.0)
+    pause = UI_STEP_S if ui else 0.0
+    window = None
     logs = _Logs(directory, cfg.path(cfg.broker.data_dir) / "mosquitto.log")
     lock = StoreLock(cfg.db_path, holder="crossdock demo")  # as gateway run holds it
     lock.acquire()
@@ -256,7 +271,8 @@ def run_demo(directory: Path) -> None:
                     DeviceStore(store).add(device, driver, password, _now())
                 sync_driver(store, driver, cfg.merge_policy(), _now())
             path = directory / f"{device}.toml"
-            write_agent_config(path, cfg, device=device, driver=driver, password=password)
+            write_agent_config(path, cfg, device=device, driver=driver, password=password,
+                               timezone=str(source_mapping(cfg, cfg.sources[0]).zone))
             configs[driver], devices[driver] = path, device
         runner.start()
         # a tablet's first resync published before the gateway subscribed would be lost, and
@@ -267,9 +283,14 @@ def run_demo(directory: Path) -> None:
         click.echo(f"   gateway running with a managed Mosquitto on 127.0.0.1:{port} "
                    "(passwords and a per-device ACL)")
 
-        _step(2, f"Tablets for driver {driver_a} and driver {driver_b} come online")
-        for path in configs.values():
-            tablets.append(logs.spawn_tablet(path.stem, path))
+        _step(2, f"Tablets for driver {driver_a} and driver {driver_b} come online", pause)
+        for driver, path in configs.items():
+            app = ui and driver == driver_b  # this one is the Kivy app: agent and screens
+            tablets.append(logs.spawn_tablet(path.stem, path, app=app))
+            if app:
+                window = tablets[-1]
+                click.echo(f"   {driver_b}'s tablet opens in a window "
+                           f"(log: {logs.dir / (path.stem + '.log')})")
         _wait("driver A's tablet to show its route",
               lambda: _stop_of(_tablet_state(configs[driver_a]), order) is not None, logs,
               _stream_of(cfg, devices[driver_a]))
@@ -277,7 +298,7 @@ def run_demo(directory: Path) -> None:
         _screen(driver_a, configs[driver_a], order)
 
         zone = source_mapping(cfg, cfg.sources[0]).zone
-        _step(3, f"Dispatch reassigns {order} to {driver_b}, unaware of the export")
+        _step(3, f"Dispatch reassigns {order} to {driver_b}, unaware of the export", pause)
         dcfg = load_dispatch_config(Path(info["dispatch_config"]))
         reply = send_command(dcfg, {"action": "assign", "order_id": order, "driver": driver_b})
         click.echo(f"   gateway replied: {'ok' if reply.body.ok else reply.body.reason}")
@@ -298,7 +319,7 @@ def run_demo(directory: Path) -> None:
             click.echo(f"   gateway: {len(store.conflict_views())} open conflict(s) "
                        "(crossdock gateway conflicts --json)")
 
-        _step(4, f"Dispatch resolves: {order} goes to {driver_b}")
+        _step(4, f"Dispatch resolves: {order} goes to {driver_b}", pause)
         reply = send_command(dcfg, {"action": "resolve", "order_id": order, "field": "driver",
                                     "choose": "dispatch"})
         click.echo(f"   gateway replied: {'ok' if reply.body.ok else reply.body.reason}")
@@ -311,14 +332,14 @@ def run_demo(directory: Path) -> None:
         click.echo(f"   {driver_a}'s tablet: {order} is gone from the route")
         click.echo(f"   {driver_b}'s tablet: {order} assigned to {driver_b} (resolved by dispatch)")
 
-        _step(5, f"{driver_b} delivers {order}; the result is written back for FoxPro")
+        _step(5, f"{driver_b} delivers {order}; the result is written back for FoxPro", pause)
         proc = _cli("agent", "act", "--config", str(configs[driver_b]), "deliver", order)
         click.echo("   " + " / ".join(proc.stdout.strip().splitlines()))
         with Store(cfg.db_path) as store:
             summary = flush_writeback(store, cfg, _now())
         click.echo(f"   write-back: {summary.written} result(s) to {cfg.path('import')}")
 
-        _step(6, "The next export carries the written-back value")
+        _step(6, "The next export carries the written-back value", pause)
         _update_export(Path(info["paths"]["orders"]), order, driver_b, "DELIVERED")
         with Store(cfg.db_path) as store:
             for s in ingest_source(store, cfg, cfg.sources[0], now=_now):
@@ -336,6 +357,13 @@ def run_demo(directory: Path) -> None:
         click.echo("")
         click.echo(f"Done. Everything is in {directory} (gateway.toml, gateway.sqlite, "
                    "tablet databases, import/).")
+        if window is not None:
+            if window.poll() is None:
+                click.echo(f"{driver_b}'s tablet stays open: close its window to end the demo.")
+                window.wait()
+            elif window.returncode != 0:
+                raise GatewayError(f"demo: the tablet window could not run (exit "
+                                   f"{window.returncode}); {logs.where()}")
     finally:
         for proc_ in tablets:
             proc_.terminate()
@@ -353,7 +381,9 @@ def run_demo(directory: Path) -> None:
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
               help="Where to put the demo's files (default: a new temporary folder).")
 @click.option("--force", is_flag=True, help="Empty a --dir that holds anything first.")
-def demo(directory: Path | None, force: bool) -> None:
+@click.option("--ui", is_flag=True,
+              help="Open driver B's tablet (the Kivy app) in a window while the story plays.")
+def demo(directory: Path | None, force: bool, ui: bool) -> None:
     """The conflict story end to end: gateway, managed Mosquitto, two tablets, dispatch."""
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="crossdock-demo-"))
@@ -361,4 +391,4 @@ def demo(directory: Path | None, force: bool) -> None:
         check_folder(directory, command="demo --dir", names=None, force=force)
         if force and directory.exists():
             shutil.rmtree(directory)
-    run_demo(directory)
+    run_demo(directory, ui=ui)

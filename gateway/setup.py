@@ -296,14 +296,15 @@ def check_driver(cfg: GatewayConfig, store: Store, driver: str) -> None:
 
 
 def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: str,
-                       password: str) -> list[Path]:
+                       password: str, timezone: str | None = None) -> list[Path]:
     """The files a tablet needs: its config (broker, depot, device id, credential) and, when
     the broker has a TLS listener, the certificate it trusts beside it as ``<device>-ca.pem``.
 
     With TLS the tablet connects to ``public_host:tls_port`` and verifies the broker against
     that copy (``ca_file`` relative to the config, so both files move together). Returns the
     paths written; ConfigError if TLS is configured without ``public_host`` or a readable
-    certificate.
+    certificate. ``timezone``: the depot's zone, in which the tablet shows times (UTC if not
+    given).
     """
     host, port = cfg.broker.address
     tls_lines = "tls = false\n"
@@ -321,8 +322,9 @@ def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: s
         f'depot = "{cfg.depot}"\n'
         f'device = "{device}"\n'
         f'driver = "{driver}"\n'
-        f'db = "{device}.sqlite"\n\n'
-        "[broker]\n"
+        f'db = "{device}.sqlite"\n'
+        + ("" if timezone is None else f'timezone = "{timezone}"\n')
+        + "\n[broker]\n"
         f'host = "{host}"\n'
         f"port = {port}\n"
         f'username = "{device}"\n'

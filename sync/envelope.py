@@ -11,8 +11,11 @@ view_changes       gateway → tablet       consecutive stream entries in one me
 snapshot           gateway → tablet       the whole route at ``seq``
 resync             tablet → gateway       "send me everything after ``after``"
 applied            tablet → gateway       the last ``seq`` the tablet committed
-driver_event       tablet → gateway       a driver's action, with the claims it was based on
-ack                gateway → tablet       event ids the gateway stored durably
+driver_event       tablet → gateway       a driver's action, with the claims it was based on;
+                                          ``dismiss`` names a refused event the driver saw
+ack                gateway → tablet       event ids the gateway stored durably (applied), and
+                                          ``refused``: stored, not applied, each with its
+                                          reason (only to tablets of 0.3.0 or later)
 dispatch_command   dispatch → gateway     assign, cancel, resolve, approve, reject
 dispatch_reply     gateway → dispatch     ok, or a one-line reason
 status             both (retained)        presence, health and per-source freshness
@@ -117,7 +120,7 @@ class Applied(Frozen):
     seq: int = Field(ge=0)
 
 
-DriverAction = Literal["arrive", "deliver", "fail", "refuse", "note", "resolve"]
+DriverAction = Literal["arrive", "deliver", "fail", "refuse", "note", "resolve", "dismiss"]
 
 
 class DriverEvent(Frozen):
@@ -125,6 +128,8 @@ class DriverEvent(Frozen):
 
     For ``resolve``, ``field`` and ``choose`` (a claim id among the conflict's candidates) say
     which side the driver picked; the gateway records it as a resolution by the driver.
+    ``dismiss`` (with ``dismisses``: the event id of a refused event of the same device) says
+    the driver saw the refusal and its reason; it changes no order.
     """
 
     event_id: str = _ID
@@ -136,21 +141,38 @@ class DriverEvent(Frozen):
     based_on: tuple[str, ...] = ()
     field: str | None = Field(default=None, max_length=32)
     choose: str | None = Field(default=None, max_length=128)
+    dismisses: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _dismisses_with_dismiss(self) -> DriverEvent:
+        if (self.action == "dismiss") != (self.dismisses is not None):
+            raise ValueError("dismisses is required with action dismiss, and only with it")
+        return self
+
+
+class Refusal(Frozen):
+    """An event the gateway stored but will not apply, and why (shown to the driver)."""
+
+    event_id: str = _ID
+    reason: str = Field(min_length=1, max_length=500)
 
 
 class Ack(Frozen):
-    """``event_ids``: stored durably (the tablet may forget them). ``delayed``: received but
-    held back, the device being over its event rate; they stay in the tablet's outbox and are
-    acked once handled (about ``retry_after_s`` from now)."""
+    """Events the gateway handled: ``event_ids`` stored durably (the tablet may forget them);
+    ``refused`` turned down, with the reason (the tablet forgets them from its outbox and keeps
+    the refusal on screen until the driver dismisses it); ``delayed`` received but held back,
+    the device being over its event rate (they stay in the tablet's outbox and are acked once
+    handled, about ``retry_after_s`` from now). At least one of the three is not empty."""
 
     event_ids: tuple[str, ...] = ()
+    refused: tuple[Refusal, ...] = ()
     delayed: tuple[str, ...] = ()
     retry_after_s: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _says_something(self) -> Ack:
-        if not self.event_ids and not self.delayed:
-            raise ValueError("an ack names at least one event id (event_ids or delayed)")
+        if not self.event_ids and not self.refused and not self.delayed:
+            raise ValueError("an ack names at least one event (event_ids, refused or delayed)")
         return self
 
 

@@ -95,6 +95,10 @@ class RefusedEvent:
     dismissed_at: str | None
 
 
+_JOIN_DISMISSALS = "LEFT JOIN dismissals d ON d.device = e.device AND d.event_id = e.event_id "
+"""A dismissal names its refused event by device and event id (ids are unique per device)."""
+
+
 class DeviceStore:
     """SQL for devices and streams, on a Store's connection (and inside its transactions)."""
 
@@ -449,6 +453,19 @@ class DeviceStore:
             (event_id, device, order_id, action, now.isoformat(), body, outcome))
         return bool(cur.rowcount)
 
+    def record_dismissal(self, event_id: str, device: str, dismissal_id: str,
+                         now: _dt.datetime) -> None:
+        """The driver saw refused ``event_id`` (the first dismissal counts; resends do not)."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO dismissals(event_id, device, dismissal_id, at) "
+            "VALUES(?,?,?,?)", (event_id, device, dismissal_id, now.isoformat()))
+
+    def app_version(self, device: str) -> str:
+        """The ``app_version`` of the device's last status, "" when it never sent one."""
+        row = self.conn.execute("SELECT body FROM device_status WHERE device=?",
+                                (device,)).fetchone()
+        return "" if row is None else str(json.loads(row[0]).get("app_version", ""))
+
     def refused_events(self) -> list[RefusedEvent]:
         """Every driver event the gateway refused, oldest first, with the driver and kind
         from its ``refused-event`` audit line and, where dismissals are recorded, whether the
@@ -462,7 +479,7 @@ class DeviceStore:
         rows = self.conn.execute(
             "SELECT e.event_id, e.device, e.order_id, e.action, e.received_at, e.body, "
             "e.outcome, " + ("d.at" if dismissals else "NULL") + " FROM events e "
-            + ("LEFT JOIN dismissals d ON d.event_id = e.event_id " if dismissals else "")
+            + (_JOIN_DISMISSALS if dismissals else "")
             + "WHERE e.outcome LIKE 'refused:%' ORDER BY e.received_at, e.event_id").fetchall()
         bound = {d.device: d.driver for d in self.all()}
         out = []
@@ -488,7 +505,7 @@ class DeviceStore:
         total, moved, dismissed = self.conn.execute(
             "SELECT count(*), coalesce(sum(e.outcome LIKE ?), 0), "
             + ("count(d.event_id)" if dismissals else "0") + " FROM events e "
-            + ("LEFT JOIN dismissals d ON d.event_id = e.event_id " if dismissals else "")
+            + (_JOIN_DISMISSALS if dismissals else "")
             + "WHERE e.outcome LIKE 'refused:%'", (MOVED_RESULT_OUTCOME + "%",)).fetchone()
         return {"refused_events": int(total), "refused_open": int(total) - int(dismissed),
                 "moved_results": int(moved)}

@@ -101,6 +101,10 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (device, event_id)
 );
 CREATE INDEX IF NOT EXISTS events_order ON events(order_id, action);
+CREATE TABLE IF NOT EXISTS dismissals (
+    device TEXT NOT NULL, event_id TEXT NOT NULL, dismissal_id TEXT NOT NULL,
+    at TEXT NOT NULL, PRIMARY KEY (device, event_id)
+);
 CREATE TABLE IF NOT EXISTS device_status (
     device TEXT PRIMARY KEY, online INTEGER NOT NULL, at TEXT NOT NULL, body TEXT NOT NULL
 );

@@ -38,6 +38,7 @@ from gateway.streams.status import record_link, source_freshness
 from gateway.streams.views import refresh
 from gateway.streams.watch import Handed, Repaired, Watcher
 from gateway.streams.wire import (
+    READS_REFUSALS,
     READS_VIEW_CHANGES,
     SNAPSHOT_PART_CHARS,
     batches,
@@ -56,7 +57,9 @@ from sync.envelope import (
     DispatchCommandMsg,
     DispatchReply,
     DispatchReplyMsg,
+    DriverEvent,
     DriverEventMsg,
+    Refusal,
     ResyncMsg,
     SourceFreshness,
     Status,
@@ -67,7 +70,7 @@ from sync.streams import Replay, SendSnapshot, plan_repair
 from sync.topics import Topics
 
 log = logging.getLogger(__name__)
-VERSION = "0.2.0"
+VERSION = "0.3.0"
 
 Clock = Callable[[], _dt.datetime]
 
@@ -472,8 +475,11 @@ class GatewayService:
         with store.transaction(durable=True):  # acknowledged below: the tablet forgets it
             outcome = devices.event_outcome(device, event.event_id)  # per device
             if outcome is None:
-                outcome = commands.driver_event(store, device, driver, event, policy=self.policy,
-                                                now=now)
+                if event.action == "dismiss":
+                    outcome = _dismiss(devices, device, event, now)
+                else:
+                    outcome = commands.driver_event(store, device, driver, event,
+                                                    policy=self.policy, now=now)
                 devices.record_event(event.event_id, device, event.order_id, event.action,
                                      event.model_dump_json(), outcome, now)
                 devices.bump("driver_events")
@@ -484,10 +490,16 @@ class GatewayService:
             else:
                 devices.bump("duplicate_events")
             hlc = store.next_hlc(self.clock())  # the ack's stamp, in the event's transaction
+            # a tablet that reads refusals hears the reason; an older one a plain ack
+            tells_refusals = not older_than(devices.app_version(device), READS_REFUSALS)
         # stored durably (committed): now it may be acknowledged
+        if outcome != "applied" and tells_refusals:
+            reason = outcome.removeprefix("refused: ")
+            ack = Ack(refused=(Refusal(event_id=event.event_id, reason=reason[:500]),))
+        else:
+            ack = Ack(event_ids=(event.event_id,))
         self._publish(self.topics.acks(device), AckMsg(
-            v=1, kind="ack", id=f"ack-{event.event_id}", origin="gateway",
-            hlc=hlc, body=Ack(event_ids=(event.event_id,))))
+            v=1, kind="ack", id=f"ack-{event.event_id}", origin="gateway", hlc=hlc, body=ack))
         self._refresh_and_publish(store)
 
     # --- dispatch commands --------------------------------------------------------------
@@ -757,3 +769,15 @@ class GatewayService:
                 devices = DeviceStore(store)
                 for device in devices.all():
                     devices.compact(device.device, self.cfg.policy.changelog_keep)
+
+
+def _dismiss(devices: DeviceStore, device: str, event: DriverEvent, now: _dt.datetime) -> str:
+    """A driver saw a refusal: recorded against the refused event it names, same device only."""
+    target = event.dismisses or ""  # never empty: DriverEvent requires it with dismiss
+    outcome = devices.event_outcome(device, target)  # event ids are unique per device
+    if outcome is None:
+        return f"refused: no event {target} of device {device} to dismiss"
+    if outcome == "applied":
+        return f"refused: event {target} was applied, not refused"
+    devices.record_dismissal(target, device, event.event_id, now)
+    return "applied"

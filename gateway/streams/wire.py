@@ -1,7 +1,7 @@
 """The stream messages, composed around the stored bodies: ``view_change``, ``view_changes``
 and ``snapshot`` envelopes as bytes, and how entries and routes are cut into messages.
 Exports ``view_change_bytes``, ``view_changes_bytes``, ``snapshot_bytes``, ``batches``,
-``snapshot_parts``, ``older_than``, ``READS_VIEW_CHANGES``, ``BATCH_BYTES``,
+``snapshot_parts``, ``older_than``, ``READS_VIEW_CHANGES``, ``READS_REFUSALS``, ``BATCH_BYTES``,
 ``SNAPSHOT_PART_CHARS``."""
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ def view_change_bytes(device: str, entry: Entry, *, hlc: str, head: int | None) 
 
 READS_VIEW_CHANGES = (0, 2)
 """The first tablet version that reads ``view_changes`` (docs/PROTOCOL.md, Compatibility)."""
+
+READS_REFUSALS = (0, 3)
+"""The first tablet version that reads an ack's ``refused`` (docs/PROTOCOL.md, Compatibility);
+older ones (and one that never sent its version) are acked refused events plainly."""
 
 
 def older_than(version: str, wanted: tuple[int, ...]) -> bool:

@@ -151,3 +151,41 @@ def test_a_valid_message_with_a_wrong_version_is_refused_by_both_paths(v):
     for raw in (json.loads(encode(_view_change())), _batch(1, 2)):
         data = json.dumps({**raw, "v": v}).encode()
         assert _outcome(decode, data) == _outcome(_diagnose, data) == "bad-version"
+
+
+def _ack(body: dict[str, object]) -> bytes:
+    return json.dumps({"v": 1, "kind": "ack", "id": "a", "origin": "gateway", "hlc": stamp(1),
+                       "body": body}).encode()
+
+
+def test_an_ack_carries_applied_ids_refusals_with_reasons_or_both_but_never_neither() -> None:
+    refused = decode(_ack({"refused": [{"event_id": "e1", "reason": "order X left the route"}]}))
+    assert isinstance(refused, AckMsg)
+    assert refused.body.event_ids == () and refused.body.refused[0].reason.startswith("order X")
+    both = decode(_ack({"event_ids": ["e2"], "refused": [{"event_id": "e1", "reason": "no"}]}))
+    assert isinstance(both, AckMsg) and both.body.event_ids == ("e2",)
+    assert decode(encode(both)) == both
+    with pytest.raises(CodecError):
+        decode(_ack({}))
+    with pytest.raises(CodecError):
+        decode(_ack({"event_ids": [], "refused": []}))
+    with pytest.raises(CodecError):  # a refusal says why
+        decode(_ack({"refused": [{"event_id": "e1"}]}))
+
+
+@pytest.mark.parametrize(("action", "dismisses", "ok"), [
+    ("dismiss", "e1", True), ("dismiss", None, False), ("deliver", "e1", False),
+    ("deliver", None, True)])
+def test_dismisses_goes_with_dismiss_and_only_with_it(action: str, dismisses: str | None,
+                                                      ok: bool) -> None:
+    body: dict[str, object] = {"event_id": "d1", "order_id": "X", "action": action,
+                               "at": at(1).isoformat()}
+    if dismisses is not None:
+        body["dismisses"] = dismisses
+    payload = json.dumps({"v": 1, "kind": "driver_event", "id": "d1", "origin": "tab-7",
+                          "hlc": stamp(1), "body": body}).encode()
+    if ok:
+        assert decode(payload).body.dismisses == dismisses  # type: ignore[union-attr]
+    else:
+        with pytest.raises(CodecError):
+            decode(payload)

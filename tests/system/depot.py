@@ -47,9 +47,12 @@ cancelled = ["CANC", "Cancelled"]
 """
 
 
-def write_orders(path: Path, rows: Iterable[tuple[str, str, int, str]]) -> None:
+COLUMNS = "ORDER_ID C(12); DRIVER_ID C(8); SEQ N(4,0); STATUS C(12)"
+
+
+def write_orders(path: Path, rows: Iterable[tuple[Any, ...]], columns: str = COLUMNS) -> None:
     """A Visual FoxPro orders table, as the legacy system's nightly export writes it."""
-    write_vfp_table(path, "ORDER_ID C(12); DRIVER_ID C(8); SEQ N(4,0); STATUS C(12)", rows)
+    write_vfp_table(path, columns, rows)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -64,17 +67,21 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
 class Depot:
     def __init__(self, root: Path, host: str = "", port: int = 0, *,
                  network: Network | None = None, escalate_after_min: float = 30,
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
-        """On ``network``, or (without one) on the Mosquitto at ``host:port``."""
+                 clock: Callable[[], dt.datetime] | None = None, mapping: str = MAPPING,
+                 columns: str = COLUMNS) -> None:
+        """On ``network``, or (without one) on the Mosquitto at ``host:port``. ``mapping`` and
+        ``columns`` (the export's DBF fields) for an export with more columns than the four the
+        scenarios need (the UI tests show customers and windows)."""
         self.root = root
         self.network = network
         if network is not None:
             host, port = network.host, network.port
         self.host, self.port = host, port
+        self.columns = columns
         self.link = MqttLink if network is None else network.link
         self.transport: TransportMaker = MqttSession if network is None else network.transport
         (root / "export").mkdir(parents=True, exist_ok=True)
-        (root / "legacy.mapping.toml").write_text(MAPPING, encoding="utf-8")
+        (root / "legacy.mapping.toml").write_text(mapping, encoding="utf-8")
         (root / "gateway.toml").write_text(
             f'depot = "test-depot"\ndb = "gateway.sqlite"\n\n[broker]\n'
             f'url = "mqtt://{host}:{port}"\n\n[policy]\n'
@@ -105,9 +112,9 @@ class Depot:
             agent.stop()
         self.service.stop()
 
-    def export(self, rows: Iterable[tuple[str, str, int, str]]) -> None:
+    def export(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """The legacy system writes its nightly export; the gateway reads it."""
-        write_orders(self.root / "export" / "orders.dbf", rows)
+        write_orders(self.root / "export" / "orders.dbf", rows, self.columns)
         self.ingest()
 
     def ingest(self) -> list[Any]:
