@@ -131,6 +131,7 @@ _PARTS = (
     ("agent.cli", "agent", "agent", "the tablet agent is not built yet"),
     ("ui.cli", "tablet", "tablet", "the Kivy tablet UI is not built yet"),
     ("gateway.demo", "demo", "demo", "the end-to-end demo is not built yet"),
+    ("gateway.board.cli", "board", "board", "the dispatch board is not built yet"),
 )
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.bench_fanout [--agents 200] [--orders 250] [--changes 50000]
                                            [--dispatch 1000] [--dispatch-rate 100] [--dir DIR]
+                                           [--boards 20]
 
 One Mosquitto (anonymous, no ACL, loopback, a queue of 1,000,000) serves both runs:
 
@@ -27,6 +28,13 @@ One Mosquitto (anonymous, no ACL, loopback, a queue of 1,000,000) serves both ru
 
 Prints a table with both throughputs, their ratio (the target is >= 0.5), latency p50/p99,
 and RSS/PSS and CPU of the processes.
+
+With ``--boards N`` the crossdock run is done twice in the same run, on the same store: first
+with no board open, then with the dispatch board served from the gateway's process (as
+``gateway run`` serves it) and ``N`` boards logged in and holding its event stream open (one
+client process, ``bench._boards``); the second run's changes are new ETAs again
+(``--boards-first``: the run with boards first, to see what the order itself does). The table
+gives both ratios to raw paho, and how often the board redrew and what that took.
 """
 
 from __future__ import annotations
@@ -151,12 +159,13 @@ class _BatchSource:
         return None
 
 
-def inject(gw: BenchGateway, changes: int, batch: int, rate: float, *, merged: bool = False
-           ) -> dict[tuple[str, str], list[float]]:
+def inject(gw: BenchGateway, changes: int, batch: int, rate: float, *, merged: bool = False,
+           offset: int = 0) -> dict[tuple[str, str], list[float]]:
     """Hand ``changes`` new ETAs to the gateway (legacy run 2, 3...) through the scheduler's
     own path: one run of the source's job per ``batch`` (its own thread and Store, then
     ``hand_refresh``), without waiting for the merge (``merged``: waiting until it is done,
-    so each batch is merged alone); (device, order) -> times handed (committed)."""
+    so each batch is merged alone); (device, order) -> times handed (committed). ``offset``: the
+    changes are ``offset ...``, later ETAs than those of a run before with that many."""
     from gateway.scheduler import GatewayScheduler
 
     drivers, orders = gw.drivers, gw.orders
@@ -168,10 +177,10 @@ def inject(gw: BenchGateway, changes: int, batch: int, rate: float, *, merged: b
     handed: dict[tuple[str, str], list[float]] = defaultdict(list)
     t_start = time.time()
     try:
-        for first in range(0, changes, batch):
-            ks = range(first, min(changes, first + batch))
+        for first in range(offset, offset + changes, batch):
+            ks = range(first, min(offset + changes, first + batch))
             if rate > 0:
-                wait = t_start + first / rate - time.time()
+                wait = t_start + (first - offset) / rate - time.time()
                 if wait > 0:
                     time.sleep(wait)
             runs = sched.runs["source:legacy"]
@@ -264,14 +273,59 @@ def latencies(results: list[dict[str, Any]], handed: dict[tuple[str, str], list[
     return out, count, last
 
 
-def run_crossdock(gw: BenchGateway, host: str, port: int, work: Path, args: argparse.Namespace
-                  ) -> dict[str, Any]:
+class Boards:
+    """The board served from this (the gateway's) process, and ``n`` boards open on it."""
+
+    def __init__(self, gw: BenchGateway, n: int, work: Path) -> None:
+        from bench._depot import free_port
+        from gateway.board.server import BoardServer
+        from gateway.store.accounts import AccountStore
+        from gateway.store.core import Store
+
+        self.n = n
+        self.out = work / "boards.json"
+        work.mkdir(parents=True, exist_ok=True)
+        with Store(gw.cfg.db_path) as store:
+            if "bench" not in AccountStore(store).users():
+                AccountStore(store).add_user("bench", "bench-password", dt.datetime.now(dt.UTC))
+        self.server = BoardServer(gw.cfg, port=free_port())
+        self.proc: Any = None
+
+    def __enter__(self) -> Boards:
+        import subprocess
+
+        self.server.start()
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench._boards", self.server.url,
+                                      str(self.n), "bench", "bench-password", str(self.out)])
+        if not wait_until(lambda: self.server.board.hub.subscribers >= self.n, 60, 0.1):
+            raise RuntimeError(f"only {self.server.board.hub.subscribers} of {self.n} boards "
+                               "opened their event stream")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.server.stop()
+
+    def figures(self) -> dict[str, Any]:
+        hub = self.server.board.hub
+        got = json.loads(self.out.read_text()) if self.out.exists() else {}
+        return {"boards": self.n, "renders": hub.renders, "render_s": hub.render_s,
+                "events": got.get("events", 0), "bytes": got.get("bytes", 0),
+                "errors": got.get("errors", 0)}
+
+
+def run_crossdock(gw: BenchGateway, host: str, port: int, work: Path, args: argparse.Namespace,
+                  *, boards: int = 0, offset: int = 0) -> dict[str, Any]:
+    import contextlib
+
     specs = gw.agent_specs(range(gw.drivers), work / "agents")
     fleet = Fleet("agent", host, port, specs, work)
     gw.start(**({} if args.coalesce is None else {"coalesce_s": args.coalesce}),
              **({} if args.settle is None else {"ingest_settle_s": args.settle}))
+    board = Boards(gw, boards, work / "boards") if boards else None
     try:
-        with running(fleet):
+        with running(fleet), board or contextlib.nullcontext():
             t = time.time()
             if not fleet.wait_ready(600):
                 raise RuntimeError(f"only {fleet.ready()} of {len(specs)} agents online")
@@ -290,7 +344,7 @@ def run_crossdock(gw: BenchGateway, host: str, port: int, work: Path, args: argp
                 gw.service.call(lambda _s: profiler.enable())  # profiles the worker thread
             wcpu0 = gw.service.call(lambda _s: time.thread_time())  # the worker's CPU clock
             t0 = time.time()
-            handed = inject(gw, args.changes, args.batch, args.rate)
+            handed = inject(gw, args.changes, args.batch, args.rate, offset=offset)
             t_handed = time.time()
             ok = wait_converged(gw, args.timeout)
             worker_cpu = gw.service.call(lambda _s: time.thread_time()) - wcpu0
@@ -311,7 +365,7 @@ def run_crossdock(gw: BenchGateway, host: str, port: int, work: Path, args: argp
             sent: dict[tuple[str, str], list[float]] = {}
             if args.dispatch:
                 sent = dispatch_cancels(gw, host, port, args.dispatch, args.dispatch_rate,
-                                        args.changes)
+                                        args.changes + offset + (args.dispatch if offset else 0))
                 wait_converged(gw, args.timeout)
             published = gw.service.published
             published_entries = gw.service.published_entries
@@ -327,6 +381,7 @@ def run_crossdock(gw: BenchGateway, host: str, port: int, work: Path, args: argp
         for k, v in r.get("usage", {}).items():
             usage[k] += v
     return {
+        "board": board.figures() if board is not None else None,
         "usage": dict(usage),
         "agents": len(specs), "expected": expected, "committed": bulk_committed,
         "wall": wall, "handed_wall": t_handed - t0, "rate": bulk_committed / wall,
@@ -362,6 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true", help="cProfile the gateway worker")
     ap.add_argument("--profile-sort", default="tottime")
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--boards", type=int, default=0,
+                    help="also run crossdock with this many dispatch boards open (e.g. 20)")
+    ap.add_argument("--boards-first", action="store_true",
+                    help="with --boards: the run with boards open first, then the one without")
     args = ap.parse_args(argv)
     if args.agents < 1 or args.changes < 1 or args.orders < 1:
         ap.error("--agents, --orders and --changes must be positive")
@@ -380,7 +439,17 @@ def main(argv: list[str] | None = None) -> int:
                 raw = run_raw(broker.host, broker.port, work / "raw", subscribers=args.agents,
                               messages=args.changes, size=size)
                 print(f"  raw: {raw['received']:.0f} received, {raw['rate']:.0f} msgs/s")
-            cd = run_crossdock(gw, broker.host, broker.port, work / "cd", args)
+            with_boards: dict[str, Any] | None = None
+            if args.boards > 0 and args.boards_first:
+                print(f"  with {args.boards} dispatch boards open first")
+                with_boards = run_crossdock(gw, broker.host, broker.port, work / "cd-boards",
+                                            args, boards=args.boards)
+            cd = run_crossdock(gw, broker.host, broker.port, work / "cd", args,
+                               offset=args.changes if with_boards is not None else 0)
+            if args.boards > 0 and not args.boards_first:
+                print(f"  again with {args.boards} dispatch boards open")
+                with_boards = run_crossdock(gw, broker.host, broker.port, work / "cd-boards",
+                                            args, boards=args.boards, offset=args.changes)
         finally:
             broker.stop()
     ratio = cd["rate"] / raw["rate"] if raw.get("rate") else float("nan")
@@ -415,9 +484,27 @@ def main(argv: list[str] | None = None) -> int:
          f"(PSS {cd['pss_busy']:,.0f} MiB); raw subs RSS {raw.get('rss_mib', 0):,.0f} MiB "
          f"(PSS {raw.get('pss_mib', 0):,.0f} MiB)"),
     ]
+    if with_boards is not None:
+        wb, b = with_boards, with_boards["board"]
+        ratio_b = wb["rate"] / raw["rate"] if raw.get("rate") else float("nan")
+        rows += [
+            (f"with {args.boards} boards open", f"{wb['rate']:,.0f} changes/s ({wb['committed']} "
+             f"of {wb['expected']} entries in {wb['wall']:.2f} s), ratio {ratio_b:.2f} "
+             f"(without: {ratio:.2f})"),
+            ("  latency hand-in->COMMIT", f"p50 {wb['p50'] * 1000:,.0f} ms, p99 "
+             f"{wb['p99'] * 1000:,.0f} ms (without: p50 {cd['p50'] * 1000:,.0f}, p99 "
+             f"{cd['p99'] * 1000:,.0f})"),
+            ("  CPU bulk phase", f"gateway process {wb['gw_cpu']:.1f} s, its worker thread "
+             f"{wb['worker_cpu']:.1f} s (without: {cd['gw_cpu']:.1f} s, "
+             f"{cd['worker_cpu']:.1f} s)"),
+            ("  the board", f"{b['renders']} redraws, {b['render_s']:.1f} s reading and "
+             f"rendering, {b['events']} events ({b['bytes'] / 1024:,.0f} KiB) to "
+             f"{args.boards} boards, {b['errors']} errors"),
+        ]
     print()
     print(table(rows, "fan-out: crossdock vs raw paho through the same Mosquitto"))
-    print(json.dumps({"raw": raw, "crossdock": cd}, default=float), file=sys.stderr)
+    print(json.dumps({"raw": raw, "crossdock": cd, "with_boards": with_boards},
+                     default=float), file=sys.stderr)
     return 0
 
 

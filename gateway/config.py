@@ -33,6 +33,10 @@ commented example; ``crossdock gateway sample`` writes one pointing at a generat
     [writeback]
     kind = "dbf"              # csv | dbf | odbc
     path = "import"
+
+    [board]                   # the dispatch board, served by `gateway run`
+    host = "127.0.0.1"        # beyond loopback: certfile and keyfile (HTTPS) are required
+    port = 8080
 """
 
 from __future__ import annotations
@@ -228,6 +232,37 @@ class WritebackSection(_Model):
     timezone: str | None = None
 
 
+class BoardSection(_Model):
+    """``[board]``: the dispatch board (``gateway/board``), served by ``gateway run``."""
+
+    host: str = "127.0.0.1"   # loopback by default; beyond it needs certfile and keyfile
+    port: int = Field(default=8080, ge=1, le=65535)
+    certfile: str | None = None   # TLS (the depot's certificate), relative to gateway.toml
+    keyfile: str | None = None
+    timezone: str | None = None   # the depot's zone; default: the first mapped source's
+    session_hours: float = Field(default=12, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_beyond_loopback(self) -> BoardSection:
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("certfile and keyfile go together")
+        if self.certfile is None and not _loopback(self.host):
+            raise ValueError(f"host {self.host!r} is beyond loopback: set certfile and keyfile "
+                             "(the board is served over TLS there), or bind 127.0.0.1")
+        return self
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class GatewayConfig(_Model):
     depot: str = Field(default="depot-1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     db: str = "gateway.sqlite"
@@ -235,6 +270,7 @@ class GatewayConfig(_Model):
     policy: PolicySection = PolicySection()
     sources: tuple[SourceSection, ...] = ()
     writeback: WritebackSection | None = None
+    board: BoardSection | None = None
     base_dir: str = "."
 
     @model_validator(mode="after")

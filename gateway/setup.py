@@ -108,6 +108,13 @@ cron = "30 0 * * *"       # read the nightly export at 00:30
 [writeback]
 kind = "csv"              # csv | dbf | odbc
 path = "import"
+
+# The dispatch board, served by `gateway run` (logins: `crossdock gateway users add NAME`).
+# Beyond loopback it needs the depot's certificate (certfile, keyfile) and serves HTTPS.
+# [board]
+# host = "127.0.0.1"
+# port = 8080
+# timezone = "Europe/Berlin"   # the depot's zone; default: the first mapping's
 """
 
 DISPATCH_TEMPLATE = """\

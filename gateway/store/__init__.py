@@ -3,5 +3,8 @@ claims, resolutions, views, quarantine, runs, results, audit), ``schema`` (table
 migration of older files), ``claims`` (claim set rows decoded), ``devices`` (``DeviceStore``:
 devices, routes, streams, commands), ``runs`` (``SourceRun``: one source run staged and
 applied), ``proposals`` (held-back changes and their decisions), ``checkpointer`` (the WAL
-checkpoint thread) and ``sql`` (the helpers they share). Imports no other wing.
+checkpoint thread), ``accounts`` (``AccountStore``: the board's logins and sessions),
+``listings`` (what the dispatch board and ``gateway proposals`` list), ``shadow``
+(``ShadowStore``: what a shadow run records) and ``sql`` (the helpers they share). Imports no
+other wing.
 """

@@ -14,6 +14,7 @@ import collections
 import datetime as dt
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,14 @@ class Gateway:
                                       status_interval_s=3600, event_rate=1e9,
                                       event_burst=10**9)
         self.service.start()
+        # the service merges what the ingest left dirty once it settles: wait until the
+        # stored rows hold still, so each example's before/after sees only its own writes
+        seen: list[dict[str, int]] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (len(seen) < 5 or any(r != seen[-1]
+                                                                     for r in seen[-5:])):
+            seen.append(self.state()[1])
+            time.sleep(0.2)
 
     def state(self) -> tuple[dict[str, int], dict[str, int]]:
         def read(store: Store) -> tuple[dict[str, int], dict[str, int]]:

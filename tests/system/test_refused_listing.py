@@ -11,7 +11,6 @@ import sys
 
 import pytest
 
-from tests.broker import MqttProbe
 from tests.system.depot import Depot, reopen, wait_for
 from tests.system.test_bad_input import _counters
 
@@ -24,7 +23,7 @@ def _crossdock(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_actions_on_orders_moved_away_while_offline_are_listed_for_dispatch(
-        depot: Depot, mosquitto) -> None:
+        depot: Depot, network) -> None:
     depot.export([("A", "7", 1, "PLANNED"), ("B", "7", 2, "PLANNED"), ("C", "12", 1, "PLANNED")])
     tab = depot.add_device("tab-7", "7")
     assert wait_for(lambda: {s.order_id for s in tab.route()} == {"A", "B"}, 30)
@@ -64,6 +63,6 @@ def test_actions_on_orders_moved_away_while_offline_are_listed_for_dispatch(
         audit = [a for a in store.audit_log() if a["action"] == "refused-event"]
     assert {a["detail"]["kind"] for a in audit} == {"moved_result", "refused"}
 
-    with MqttProbe.connect(mosquitto, "status-reader") as probe:
+    with network.probe("status-reader") as probe:
         counters = _counters(probe, {"refused_events": 2, "moved_results": 1})
     assert counters["refused_open"] == 2
