@@ -491,7 +491,8 @@ class GatewayService:
                 devices.bump("duplicate_events")
             hlc = store.next_hlc(self.clock())  # the ack's stamp, in the event's transaction
             # a tablet that reads refusals hears the reason; an older one a plain ack
-            tells_refusals = not older_than(devices.app_version(device), READS_REFUSALS)
+            version = devices.app_version(device)  # "" before its first status: an old one
+            tells_refusals = bool(version) and not older_than(version, READS_REFUSALS)
         # stored durably (committed): now it may be acknowledged
         if outcome != "applied" and tells_refusals:
             reason = outcome.removeprefix("refused: ")
