@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from gateway.store.sql import parse_time
-from sync.merge import OneSet
+from sync.merged import OneSet
 from sync.model import Claim, trusted
 
 

@@ -31,7 +31,7 @@ from gateway.store.claims import build_claims, claims_to_merge, one_set, parse_r
 from gateway.store.schema import create
 from gateway.store.sql import Transaction, canonical_json, iso, rows_in, text_digest
 from sync.hlc import Hlc, tick
-from sync.merge import Merged, OneSet
+from sync.merged import Merged, OneSet
 from sync.model import Claim, OrderView, Resolution, canonical
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,8 @@ from pydantic import JsonValue
 
 from gateway.store.core import Store
 from gateway.store.devices import Device, DeviceStore, Entry, body_with_warnings
-from sync.merge import Merged, OneSet, merge_order
+from sync.merge import merge_order
+from sync.merged import Merged, OneSet
 from sync.model import Policy, Warning
 from sync.rules import RouteCheck, RuleInputs, check_inputs
 
