@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
@@ -61,30 +61,54 @@ class Merged:
     def of_one_set(cls, order_id: str, one: OneSet) -> Merged:
         """``Merged.of(merge_order(...))`` for an order whose claims are ``one``'s, built from
         the set's values without the claims and views: every field agreed on its one
-        candidate. The same text, byte for byte."""
+        candidate. The same text, byte for byte: a template per shape (source, field names,
+        times; ``_template``) filled with the order's id, set id and value texts."""
         vals = one.vals
-        source = encode_basestring(one.source)
-        times = f',"as_of":{_time_text(one.as_of)},"claim_id":'
-        received = f',"received_at":{_time_text(one.received_at)}}}]}}'
-        set_open = encode_basestring(one.set_id)[:-1]  # the claim id's text up to the '#'
-        parts: list[str] = []
-        for name in sorted(vals):
-            key, tail = _name_texts(name)
-            value = vals[name]
-            if value is None:  # the models' default: left out, as exclude_defaults does
-                parts.append(f'{key}:{{"field":{key},"state":"agreed","candidates":[{{'
-                             f'"source":{source}{times}{set_open}{tail}{received}')
+        names = tuple(vals)
+        key = (one.source, names, one.as_of, one.as_of.utcoffset(), one.received_at,
+               one.received_at.utcoffset())  # equal instants in other zones are written apart
+        found = _TEMPLATES.get(key)
+        if found is None:
+            if len(_TEMPLATES) > 256:
+                _TEMPLATES.clear()
+            found = _TEMPLATES[key] = _template(one.source, names, one.as_of, one.received_at)
+        template, order = found
+        set_text = encode_basestring(one.set_id)[:-1]  # the claim id's text up to the '#'
+        args = [encode_basestring(order_id)]
+        for name in order:
+            v: Any = vals[name]
+            cls_ = v.__class__
+            if cls_ is str:
+                text = ',"value":' + encode_basestring(v)
+            elif v is None:  # the models' default: left out, as exclude_defaults does
+                text = ""
             else:
-                text = json_text(value)
-                parts.append(f'{key}:{{"field":{key},"state":"agreed","value":{text},'
-                             f'"candidates":[{{"source":{source},"value":{text}{times}'
-                             f'{set_open}{tail}{received}')
-        body = f'{{"order_id":{encode_basestring(order_id)},"fields":{{{",".join(parts)}}}}}'
+                text = ',"value":' + json_text(v)
+            args += (text, text, set_text)
         driver = vals.get("driver")
-        inputs: dict[str, JsonValue] = {n: v for n in RULE_FIELDS
-                                        if (v := vals.get(n)) is not None}
-        return cls(order_id, body, [driver] if isinstance(driver, str) and driver else [],
-                   inputs, None)
+        return cls(order_id, template % tuple(args),
+                   [driver] if isinstance(driver, str) and driver else [],
+                   {n: v for n in RULE_FIELDS if (v := vals.get(n)) is not None}, None)
+
+
+def _template(source: str, names: tuple[str, ...], as_of: datetime, received_at: datetime
+              ) -> tuple[str, tuple[str, ...]]:
+    """The ``%``-template of a one-set view's JSON and the field order of its arguments: the
+    order id's text, then per field (by name) its ``,"value":...`` text (empty for None)
+    twice and the claim id's text up to the ``#``."""
+    def lit(text: str) -> str:
+        return text.replace("%", "%%")
+
+    order = tuple(sorted(names))
+    src, times = lit(encode_basestring(source)), lit(to_json(as_of).decode())
+    received = lit(to_json(received_at).decode())
+    parts = []
+    for name in order:
+        key, tail = lit(encode_basestring(name)), lit(encode_basestring("#" + name)[1:])
+        parts.append(f'{key}:{{"field":{key},"state":"agreed"%s,"candidates":[{{"source":'
+                     f'{src}%s,"as_of":{times},"claim_id":%s{tail},"received_at":'
+                     f'{received}}}]}}')
+    return '{"order_id":%s,"fields":{' + ",".join(parts) + "}}", order
 
 
 def json_text(value: JsonValue) -> str:
@@ -108,26 +132,4 @@ def json_text(value: JsonValue) -> str:
     return to_json(v).decode()
 
 
-_NAMES: dict[str, tuple[str, str]] = {}
-_TIMES: dict[tuple[datetime, timedelta | None], str] = {}
-
-
-def _name_texts(name: str) -> tuple[str, str]:
-    """A field name's JSON text, and the end of its claim ids' text (``#name"``)."""
-    found = _NAMES.get(name)
-    if found is None:
-        if len(_NAMES) > 1000:
-            _NAMES.clear()
-        found = _NAMES[name] = (encode_basestring(name), encode_basestring("#" + name)[1:])
-    return found
-
-
-def _time_text(moment: datetime) -> str:
-    """A datetime's JSON text as to_json writes it (a run's rows share theirs: kept)."""
-    key = (moment, moment.utcoffset())  # equal instants in other zones are written apart
-    found = _TIMES.get(key)
-    if found is None:
-        if len(_TIMES) > 64:
-            _TIMES.clear()
-        found = _TIMES[key] = to_json(moment).decode()
-    return found
+_TEMPLATES: dict[tuple[object, ...], tuple[str, tuple[str, ...]]] = {}
