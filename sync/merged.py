@@ -13,7 +13,6 @@ of the view two thirds of what was left). Property tests hold the two paths toge
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple
@@ -39,8 +38,7 @@ class OneSet(NamedTuple):
     received_at: datetime
 
 
-@dataclass(frozen=True)
-class Merged:
+class Merged(NamedTuple):
     """A merged view as the gateway stores and streams it: its JSON (the wire's compact form,
     ``model_dump_json(exclude_defaults=True)``), its drivers (``drivers_of``), its rule inputs
     (``sync.rules.rule_inputs``) and the earliest deadline of its open, unescalated conflicts."""
@@ -78,10 +76,14 @@ class Merged:
         for name in order:
             v: Any = vals[name]
             cls_ = v.__class__
-            if cls_ is str:
+            if cls_ is str:  # json_text, inlined for the kinds of an export's values
                 text = ',"value":' + encode_basestring(v)
             elif v is None:  # the models' default: left out, as exclude_defaults does
                 text = ""
+            elif cls_ is int:
+                text = ',"value":' + int.__repr__(v)
+            elif cls_ is float and (1e-4 <= abs(v) < 1e16 or v == 0.0):
+                text = ',"value":' + float.__repr__(v)
             else:
                 text = ',"value":' + json_text(v)
             args += (text, text, set_text)
