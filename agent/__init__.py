@@ -5,7 +5,7 @@ Modules:
     errors   -- AgentError and its tree (ConfigError, StoreError, ActionError, SessionError)
     model    -- RouteStop, LocalAction, OutboxItem, RefusedAction, SyncStatus, Change: what
                 callers get back
-    store    -- the tablet's SQLite (the only module importing sqlite3 / sqlite-utils)
+    store    -- the tablet's SQLite (the only package importing sqlite3 / sqlite-utils)
     session  -- the MQTT session over paho (the only module importing paho); Transport seam
     engine   -- the stream protocol engine: session calls, ticker (timing: sync.follow)
     service  -- Agent: the API the UI calls and ``crossdock agent run`` runs
