@@ -60,3 +60,4 @@ def _imported(path):
             yield from (a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             yield node.module or ""
+
