@@ -11,6 +11,8 @@ Modules:
     ticker   -- the engine's ticker thread: sleeps as sync.follow.wake says, nudged by messages
     snapshots -- a snapshot sent in parts, put together
     service  -- Agent: the API the UI calls and ``crossdock agent run`` runs
+    route    -- the route the driver sees: views with the driver's own actions overlaid (pure)
+    actions  -- a driver's tap as the event the gateway gets, checked against the view (pure)
     cli      -- the ``crossdock agent`` command group
 
 The UI imports ``Agent`` from ``agent.service`` and the models from ``agent.model``.
