@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import secrets
 from pathlib import Path
 from typing import Any
 
 import click
 
-from gateway.cli.common import config_option, emit, json_option, open_depot, utc_now, who
+from gateway.cli.common import (
+    age_text,
+    config_option,
+    emit,
+    json_option,
+    open_depot,
+    utc_now,
+    who,
+)
 from gateway.config import GatewayConfig
 from gateway.setup import (
     check_agent_config,
@@ -136,19 +145,24 @@ def devices_bind(device: str, driver: str, config_path: Path) -> None:
 @json_option
 def devices_list(config_path: Path, as_json: bool) -> None:
     """Registered devices: driver, state (active/revoked), last change, stream positions,
-    presence."""
+    when each last acknowledged its stream (``acked_at``, and its age in seconds), presence."""
     _cfg, store = open_depot(config_path)
+    now = utc_now()
     with store:
         ds = DeviceStore(store)
         statuses = ds.statuses()
-        rows: list[dict[str, Any]] = [
-            {"device": d.device, "driver": d.driver, "state": d.state,
-             "created_at": d.created_at, "changed_at": d.changed_at,
-             "previous_driver": d.previous_driver, "rebound_at": d.rebound_at,
-             "last_seq": ds.bounds(d.device)[1], "applied_seq": ds.applied(d.device),
-             "status": statuses.get(d.device)}
-            for d in ds.all()
-        ]
+        positions = ds.stream_positions()
+        rows: list[dict[str, Any]] = []
+        for d in ds.all():
+            acked = positions[d.device].acked_at if d.device in positions else None
+            rows.append(
+                {"device": d.device, "driver": d.driver, "state": d.state,
+                 "created_at": d.created_at, "changed_at": d.changed_at,
+                 "previous_driver": d.previous_driver, "rebound_at": d.rebound_at,
+                 "last_seq": ds.bounds(d.device)[1], "applied_seq": ds.applied(d.device),
+                 "acked_at": acked, "ack_age_s": None if acked is None else round(
+                     (now - _dt.datetime.fromisoformat(acked)).total_seconds(), 1),
+                 "status": statuses.get(d.device)})
     if as_json:
         emit(rows)
         return
@@ -156,7 +170,7 @@ def devices_list(config_path: Path, as_json: bool) -> None:
         online = (r["status"] or {}).get("online")
         state = "REVOKED" if r["state"] == "revoked" else ("online" if online else "offline")
         click.echo(f"{r['device']}: driver {r['driver']}, seq {r['applied_seq']}/{r['last_seq']}"
-                   f", {state}")
+                   f", last stream ack {age_text(r['acked_at'], now)}, {state}")
 
 
 def apply_registry(cfg: GatewayConfig, store: Store) -> None:
