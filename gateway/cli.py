@@ -20,7 +20,6 @@ import click
 from gateway.broker.tls import make_self_signed
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
-from gateway.lock import StoreLock
 from gateway.setup import (
     check_agent_config,
     check_agent_file,
@@ -34,6 +33,7 @@ from gateway.store.devices import DeviceStore
 from gateway.streams.status import broker_link, source_freshness
 from gateway.timefmt import depot_zone, local, zone_line
 from gateway.writeback.flush import flush_writeback
+from sync.host.lock import StoreLock
 
 
 def _now() -> _dt.datetime:
@@ -586,19 +586,24 @@ def devices_bind(device: str, driver: str, config_path: Path) -> None:
 @json_option
 def devices_list(config_path: Path, as_json: bool) -> None:
     """Registered devices: driver, state (active/revoked), last change, stream positions,
-    presence."""
+    when each last acknowledged its stream (``acked_at``, and its age in seconds), presence."""
     _cfg, store = _open(config_path)
+    now = _now()
     with store:
         ds = DeviceStore(store)
         statuses = ds.statuses()
-        rows: list[dict[str, Any]] = [
-            {"device": d.device, "driver": d.driver, "state": d.state,
-             "created_at": d.created_at, "changed_at": d.changed_at,
-             "previous_driver": d.previous_driver, "rebound_at": d.rebound_at,
-             "last_seq": ds.bounds(d.device)[1], "applied_seq": ds.applied(d.device),
-             "status": statuses.get(d.device)}
-            for d in ds.all()
-        ]
+        positions = ds.stream_positions()
+        rows: list[dict[str, Any]] = []
+        for d in ds.all():
+            acked = positions[d.device].acked_at if d.device in positions else None
+            rows.append(
+                {"device": d.device, "driver": d.driver, "state": d.state,
+                 "created_at": d.created_at, "changed_at": d.changed_at,
+                 "previous_driver": d.previous_driver, "rebound_at": d.rebound_at,
+                 "last_seq": ds.bounds(d.device)[1], "applied_seq": ds.applied(d.device),
+                 "acked_at": acked, "ack_age_s": None if acked is None else round(
+                     (now - _dt.datetime.fromisoformat(acked)).total_seconds(), 1),
+                 "status": statuses.get(d.device)})
     if as_json:
         _emit(rows)
         return
@@ -606,7 +611,7 @@ def devices_list(config_path: Path, as_json: bool) -> None:
         online = (r["status"] or {}).get("online")
         state = "REVOKED" if r["state"] == "revoked" else ("online" if online else "offline")
         click.echo(f"{r['device']}: driver {r['driver']}, seq {r['applied_seq']}/{r['last_seq']}"
-                   f", {state}")
+                   f", last stream ack {_age(r['acked_at'], now)}, {state}")
 
 
 # --- running -----------------------------------------------------------------------------
