@@ -68,7 +68,7 @@ def test_the_boards_zone_is_the_depots_zone_when_it_is_set(tmp_path: Path) -> No
 
 
 @pytest.mark.ui
-def test_the_tablet_from_that_file_states_the_zone_and_shows_times_in_it(
+def test_the_tablet_from_that_file_states_the_zone_and_formats_its_times_in_it(
         tmp_path: Path, kiosk: Kiosk) -> None:
     from ui.app import TabletApp
 
