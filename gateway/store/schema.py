@@ -1,6 +1,11 @@
 """The store's tables (``SCHEMA``: claims, runs, quarantine, views, results; ``DEVICE_SCHEMA``:
 devices, routes, streams) and the migration of a file an older gateway wrote (``create`` runs
-both on a connection)."""
+both on a connection).
+
+The tables are DDL, not sqlite-utils' ``Table.create``: the hot stream tables (``changelog``,
+``route_members``, ``device_orders``, ``source_state``, ``dirty``) are ``WITHOUT ROWID`` (one
+B-tree, clustered on the key), which ``create()`` cannot say; the migration, which inspects
+and adds columns, is sqlite-utils' (``columns_dict``, ``add_column``)."""
 
 from __future__ import annotations
 
