@@ -21,8 +21,6 @@ work and never publishes or notifies while holding it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.metadata
 import os
 import threading
@@ -52,6 +50,7 @@ from sync.codec import encode
 from sync.envelope import DriverAction, DriverEvent, DriverEventMsg
 from sync.errors import CodecError
 from sync.follow import Timing
+from sync.host.lock import try_flock
 from sync.model import Conflict, OrderView
 from sync.topics import Topics
 
@@ -155,7 +154,7 @@ class Agent:
         """
         if self._engine.transport is not None:
             return
-        lock = self._take_run_lock()
+        lock = try_flock(self.config.db.with_name(self.config.db.name + ".run.lock"))
         if follow_stream:
             self._run_lock = lock
         elif lock is None:
@@ -181,21 +180,6 @@ class Agent:
             self._run_lock = None
 
     close = stop
-
-    def _take_run_lock(self) -> int | None:
-        """An fd holding ``<db>.run.lock`` (exclusive), or None when another process holds it."""
-        path = self.config.db.with_name(self.config.db.name + ".run.lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-            raise
-        return fd
 
     def __enter__(self) -> Agent:
         return self

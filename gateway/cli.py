@@ -20,7 +20,6 @@ import click
 from gateway.broker.tls import make_self_signed
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
-from gateway.lock import StoreLock
 from gateway.setup import (
     check_agent_config,
     check_agent_file,
@@ -34,6 +33,7 @@ from gateway.store.devices import DeviceStore
 from gateway.streams.status import broker_link, source_freshness
 from gateway.timefmt import depot_zone, local, zone_line
 from gateway.writeback.flush import flush_writeback
+from sync.host.lock import StoreLock
 
 
 def _now() -> _dt.datetime:
