@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,11 +57,15 @@ def share(fraction: float) -> settings:
     return settings(FUZZ, max_examples=max(50, int(EXAMPLES * fraction)))
 
 
-def report(name: str, seen: collections.Counter[str], seconds: float) -> None:
-    """One line per test (``pytest -s``): examples, seconds, and what became of them."""
-    total = sum(seen.values())
-    print(f"\n{name}: {total} examples in {seconds:.1f} s ({PROFILE}): "
-          + ", ".join(f"{k} {v}" for k, v in sorted(seen.items())))
+@contextlib.contextmanager
+def reported(name: str, seen: collections.Counter[str]) -> Iterator[None]:
+    """Around a fuzz run: one line (``pytest -s``) with its examples, wall and CPU seconds (the
+    process's, every thread: the box may be shared), and what became of the examples."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(f"\n{name}: {sum(seen.values())} examples in {wall:.1f} s (CPU {cpu:.1f} s, "
+          f"{PROFILE}): " + ", ".join(f"{k} {v}" for k, v in sorted(seen.items())))
 
 
 @contextlib.contextmanager

@@ -26,7 +26,6 @@ import datetime as dt
 import shutil
 import sqlite3
 import struct
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ from gateway.setup import write_sample_config
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
 from gateway.streams.views import refresh
-from tests.security.fuzzing import FILE_SHARE, INSPECT_SHARE, fast_dir, report, share
+from tests.security.fuzzing import FILE_SHARE, INSPECT_SHARE, fast_dir, reported, share
 
 NOW = dt.datetime(2026, 12, 2, 6, 0, tzinfo=dt.UTC)
 FILES = share(FILE_SHARE)
@@ -53,6 +52,8 @@ MEMO_COLUMNS = ORDER_COLUMNS.replace("NOTES C(80)", "NOTES M")
 KEPT = ("claim_sets", "source_state", "views", "route_members", "device_orders", "changelog",
         "streams", "quarantine", "resolutions", "writeback")
 """What a refused file must leave exactly as it was."""
+
+pytestmark = pytest.mark.slow
 
 
 def _state(db: Path) -> dict[str, Any]:
@@ -302,9 +303,8 @@ def test_a_damaged_foxpro_export_is_a_typed_error_or_quarantine_and_keeps_the_la
         runs, after = foxpro.run({**foxpro.files, name: data})
         _check_run(foxpro, runs, after, name, f"{name} {what}", seen)
 
-    started = time.perf_counter()
-    run()
-    report("ingest of orders.dbf + orders.fpt (byte-level)", seen, time.perf_counter() - started)
+    with reported("ingest of orders.dbf + orders.fpt (byte-level)", seen):
+        run()
 
 
 def test_a_missing_memo_file_fails_the_run_and_keeps_the_last_good_data(
@@ -327,10 +327,8 @@ def test_a_broken_csv_drop_is_a_typed_error_or_quarantine_and_keeps_the_last_goo
         runs, after = csv_drop.run({"orders.csv": data})
         _check_run(csv_drop, runs, after, "orders.csv", how, seen)
 
-    started = time.perf_counter()
-    run()
-    report("ingest of a CSV drop (encodings, quotes, bytes)", seen,
-           time.perf_counter() - started)
+    with reported("ingest of a CSV drop (encodings, quotes, bytes)", seen):
+        run()
 
 
 # --- inspect ------------------------------------------------------------------------------------
@@ -385,9 +383,8 @@ def test_inspect_of_a_damaged_export_is_a_one_line_error_naming_the_file_or_a_de
         json.dumps(found)  # what --json prints
         seen["described"] += 1
 
-    started = time.perf_counter()
-    run()
-    report("inspect (DBF/FPT/DBT/CSV, byte-level)", seen, time.perf_counter() - started)
+    with reported("inspect (DBF/FPT/DBT/CSV, byte-level)", seen):
+        run()
 
 
 # --- what the fuzz found ----------------------------------------------------------------------
