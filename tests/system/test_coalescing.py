@@ -76,7 +76,7 @@ def test_entries_held_when_the_gateway_dies_reach_the_tablet_when_it_is_back(
 
 def test_an_ingest_handing_in_batch_after_batch_is_merged_once_it_settles(
         depot: Depot, monkeypatch: pytest.MonkeyPatch) -> None:
-    import gateway.streams.service
+    import gateway.streams.outflow  # where the service calls refresh()
 
     depot.export([(o, "7", n + 1, "PLANNED") for n, o in enumerate(ORDERS)])
     tab = depot.add_device("tab-7", "7")
@@ -84,13 +84,13 @@ def test_an_ingest_handing_in_batch_after_batch_is_merged_once_it_settles(
     service = depot.service
     service.ingest_settle_s = 1.0
     refreshes: list[float] = []
-    merge = gateway.streams.service.refresh
+    merge = gateway.streams.outflow.refresh
 
     def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
         refreshes.append(time.monotonic())
         return merge(*args, **kwargs)
 
-    monkeypatch.setattr(gateway.streams.service, "refresh", counted)
+    monkeypatch.setattr(gateway.streams.outflow, "refresh", counted)
     t0 = time.monotonic()
     for n, order_id in enumerate(ORDERS[:3]):  # as an ingest job: its own store, then a request
         with depot.store() as store, store.transaction():
