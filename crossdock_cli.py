@@ -2,7 +2,7 @@
 
 This module only wires the groups together and turns crossdock's own errors into a one-line
 message and exit 1 (2 for bad usage, as click does). Each part keeps its commands beside it:
-``gateway/cli.py`` (gateway), ``gateway/dispatch.py`` (dispatch), ``agent/cli.py`` (agent),
+``gateway/cli/`` (gateway), ``gateway/dispatch.py`` (dispatch), ``agent/cli.py`` (agent),
 ``ui/cli.py`` (tablet).
 A traceback is printed only with ``--debug``.
 """

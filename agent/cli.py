@@ -19,9 +19,9 @@ from typing import Any
 import click
 
 from agent.config import load_config
-from agent.lock import StoreLock
 from agent.model import OutboxItem, RouteStop, SyncStatus, age
 from agent.service import Agent
+from sync.host.lock import StoreLock
 from sync.model import Conflict, canonical
 
 _CONFIG = click.option(

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.errors import ConfigError
 from sync.errors import SyncError
 from sync.topics import check_segment
+from sync.zones import check_zone
 
 
 class _Settings(BaseModel):
@@ -79,10 +79,9 @@ class AgentConfig(_Settings):
     @classmethod
     def _zone(cls, value: str) -> str:
         try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from None
-        return value
+            return check_zone(value)
+        except SyncError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("depot", "device")
     @classmethod

@@ -1,5 +1,8 @@
 """The tablet's stream protocol engine: the I/O around ``sync.streams`` and ``sync.follow``.
 
+(About 430 lines, one idea: what each inbound message does to the store and what goes back;
+what stands apart -- the ticker thread, snapshot parts, the pure timing -- lives apart.)
+
 ``Engine`` owns the store, the session and the agent's lock; ``agent.service.Agent`` (the API
 the UI calls) holds one and hands it the session's calls.
 
@@ -11,7 +14,8 @@ the UI calls) holds one and hands it the session's calls.
 * WHEN to ask again (every (re)connect, ``resync_quiet_s`` without progress, a gap with no
   progress for ``gap_retry_s``) and when to report ``Applied`` (only when the seq moved, at
   most every ``applied_every_s``, the first one after a connect at once) is
-  ``sync.follow``'s pure state machine; this module keeps its state and runs its ticker;
+  ``sync.follow``'s pure state machine; this module keeps its state and ``agent.ticker`` runs
+  the ticker thread; a snapshot sent in parts is put together by ``agent.snapshots``;
 * the stamp of an ``Applied`` (as of any status-like message) is stored without fsync
   (``synchronous=NORMAL``) -- only a driver action's is FULL;
 * the outbox is resent on every reconnect, ``REPLAY_WINDOW`` rows at a time, more as acks
@@ -42,7 +46,9 @@ from pydantic import BaseModel
 from agent.config import AgentConfig
 from agent.model import Change, ChangeKind
 from agent.session import Incoming, Outgoing, SessionSettings, Transport
+from agent.snapshots import SnapshotParts
 from agent.store import Store
+from agent.ticker import Ticker
 from sync import follow
 from sync.envelope import (
     AckMsg,
@@ -50,7 +56,6 @@ from sync.envelope import (
     AppliedMsg,
     Resync,
     ResyncMsg,
-    Snapshot,
     SnapshotMsg,
     Status,
     StatusMsg,
@@ -60,7 +65,6 @@ from sync.envelope import (
 )
 from sync.errors import CodecError, SyncError
 from sync.hlc import Hlc, observe
-from sync.model import OrderView
 from sync.streams import receive_batch, restart, snapshot
 from sync.topics import Topics
 
@@ -110,14 +114,9 @@ class Engine:
         self.following = True
         self.closed = False
         self.state = follow.start(clock())
-        self._ticker: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._wake = threading.Event()  # set: the ticker should look now (it may be sleeping long)
-        self._ticker_idle = False  # the ticker sleeps past tick_s, until _ticker_until or a nudge
-        self._ticker_until = float("inf")  # clock() at which an idle ticker looks again
+        self._ticker = Ticker(self)
         self._unnotified: set[ChangeKind] = set()  # changes of a burst not yet told observers
-        self._snapshot_parts: dict[int, tuple[OrderView, ...]] = {}  # part -> its views
-        self._snapshot_seq: tuple[int, int] = (-1, 0)  # (seq, parts) of the parts held
+        self._snapshots = SnapshotParts()
         self._replay: list[tuple[str, bytes]] = []  # outbox rows still to resend since connect
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -155,15 +154,11 @@ class Engine:
         )
         self.transport = make_transport(settings)
         self.transport.start()
-        self._ticker = threading.Thread(target=self._tick_loop, name="agent-ticker", daemon=True)
         self._ticker.start()
 
     def stop(self) -> None:
         """Say "offline" (retained), disconnect, and close the store."""
-        self._stopping.set()
-        self._wake.set()
-        if self._ticker is not None:
-            self._ticker.join()
+        self._ticker.stop()
         transport = self.transport
         if transport is not None:
             final = None
@@ -202,7 +197,7 @@ class Engine:
             self._replay = self.store.pending_payloads()
             out += self._next_replay(REPLAY_WINDOW)
         self.send(out)
-        self._nudge()
+        self._ticker.nudge()
         self.notify({"sync"})
 
     def _next_replay(self, n: int) -> Outgoings:
@@ -280,7 +275,7 @@ class Engine:
                         out.append((None, self._resync(step.request_after)))
                     self.state = follow.gap(self.state, self.clock(), asked_now=asks)
             elif isinstance(envelope, SnapshotMsg) and topic == self.inbox_topic:
-                views = self._snapshot_views(envelope.body)
+                views = self._snapshots.add(envelope.body)
                 if views is None:  # a part of a larger snapshot: replaced once all are here
                     self.state = follow.snapshot_part(self.state, self.clock())
                 else:
@@ -322,7 +317,7 @@ class Engine:
             if stamp is not None:
                 store.observe_stamp(stamp)
         self.send(out)
-        self._nudge()
+        self._ticker.nudge()
         if changed:
             self.notify(changed)
 
@@ -356,6 +351,10 @@ class Engine:
             except Exception:
                 log.exception("an agent observer failed on %s", sorted(change.what))
 
+    def unnotified(self) -> bool:
+        """Changes of a burst not yet told observers (the ticker tells them within tick_s)."""
+        return bool(self._unnotified)
+
     def status_bytes(self, *, online: bool) -> bytes:
         """Under the lock: this device's status envelope."""
         status = Status(
@@ -369,23 +368,6 @@ class Engine:
         return self._envelope(StatusMsg, "status", status)
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _snapshot_views(self, body: Snapshot) -> tuple[OrderView, ...] | None:
-        """The whole route of a snapshot, once every part of it is here (None until then).
-        Parts of an older snapshot are dropped when one with another ``seq`` begins."""
-        if body.parts == 1:
-            self._snapshot_parts.clear()
-            return body.views
-        if self._snapshot_parts and self._snapshot_seq != (body.seq, body.parts):
-            self._snapshot_parts.clear()
-        self._snapshot_seq = (body.seq, body.parts)
-        self._snapshot_parts[body.part] = body.views
-        if len(self._snapshot_parts) < body.parts:
-            return None
-        views = tuple(v for part in sorted(self._snapshot_parts)
-                      for v in self._snapshot_parts[part])
-        self._snapshot_parts.clear()
-        return views
 
     def _stamp(self) -> str:
         """A stamp for a status-like message (resync, applied, status): its clock tick is
@@ -413,45 +395,6 @@ class Engine:
     def _resync(self, after: int) -> Outgoing:
         body = Resync(after=after)
         return Outgoing(self.outbox_topic, self._envelope(ResyncMsg, "resync", body))
-
-    def _nudge(self) -> None:
-        """After a message: wake a ticker that sleeps long if the message made work due sooner
-        than it looks again (``sync.follow.wakes_sooner``) or left observers to tell. Read
-        without the lock: the ticker says it is idle, and until when, BEFORE it looks at the
-        state, and this looks AFTER the state was written, so one of the two always sees the
-        other (at worst the ticker wakes once for nothing)."""
-        if self._ticker_idle and (self._unnotified or follow.wakes_sooner(
-                self.state, self.timing, self._ticker_until)):
-            self._wake.set()
-
-    def _tick_loop(self) -> None:
-        """Wait as ``sync.follow.wake`` says, then ``tick``: a gap or observers not yet told
-        are looked at every tick_s; an ``Applied`` is sent when it is due, not polled for."""
-        while not self._stopping.is_set():
-            self._ticker_idle = True
-            self._ticker_until = float("inf")  # until it knows: any nudge wakes it
-            now = self.clock()
-            wake = follow.wake(self.state, self.timing, now,
-                               online=self.following and self.online,
-                               unnotified=bool(self._unnotified))
-            if wake.poll:
-                self._ticker_idle = False
-                # due within tick_s, not at once: a burst's next messages join this tick
-                if self._stopping.wait(wake.after_s):
-                    break
-            else:
-                self._ticker_until = now + wake.after_s
-                nudged = self._wake.wait(wake.after_s)
-                self._wake.clear()
-                self._ticker_idle = False
-                if nudged:  # a message made work due sooner (or stop): look again, or stop
-                    continue
-            try:
-                if self._unnotified:
-                    self.notify(())
-                self.tick()
-            except Exception:
-                log.exception("agent ticker failed")
 
     def tick(self) -> None:
         """Send the actions another process recorded (``agent act``), then what

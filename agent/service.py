@@ -6,7 +6,8 @@ overlay + outbox row, in one transaction, then published if online; the outbox i
 every reconnect, ``REPLAY_WINDOW`` at a time, until each event is acked). The stream protocol
 behind it -- the inbox stream, gap repair, acks, the ticker and its timing -- is
 ``agent.engine`` over the pure ``sync.streams`` and ``sync.follow``; ``Agent`` hands it the
-session's calls (it is the session's handler).
+session's calls (it is the session's handler). What a screen reads and what a tap becomes
+are pure and apart: ``agent.route`` (the overlay) and ``agent.actions`` (the event).
 
 The broker makes a connection's client id its username (``use_username_as_clientid``), so a
 device has ONE MQTT session: ``agent run`` (``start()``) holds ``<db>.run.lock`` while it runs,
@@ -21,8 +22,6 @@ work and never publishes or notifies while holding it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.metadata
 import os
 import threading
@@ -30,29 +29,27 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any
 
-from pydantic import ValidationError
-
+from agent.actions import ACTIONS, DriverEventFields, based_on_of, check_action, event_message
 from agent.config import AgentConfig
 from agent.engine import REPLAY_WINDOW, Engine, Observer, ms
 from agent.errors import ActionError
 from agent.model import (
-    ACTION_STATUS,
     ChangeKind,
-    LocalAction,
     OutboxItem,
     RefusedAction,
     RouteStop,
     SyncStatus,
     age,
 )
+from agent.route import route_stops
 from agent.session import Incoming, MqttSession, Outgoing, SessionSettings, Transport
 from sync.codec import encode
-from sync.envelope import DriverAction, DriverEvent, DriverEventMsg
 from sync.errors import CodecError
 from sync.follow import Timing
-from sync.model import Conflict, OrderView
+from sync.host.lock import try_flock
+from sync.model import Conflict
 from sync.topics import Topics
 
 __all__ = ["ACTIONS", "APPLIED_EVERY_S", "GAP_RETRY_S", "HANDOVER_POLL_S", "REPLAY_WINDOW",
@@ -81,8 +78,6 @@ GAP_RETRY_S = 2.0
 request or part of its replay was lost (a broker restart before the gateway re-subscribed, a
 broker queue that dropped the replay's tail): ask again rather than wait out the quiet timeout.
 If nothing was lost the gateway answers "up to date" by sending nothing."""
-
-ACTIONS: tuple[str, ...] = get_args(DriverAction)
 
 TransportMaker = Callable[[SessionSettings, "Agent"], Transport]
 
@@ -155,7 +150,7 @@ class Agent:
         """
         if self._engine.transport is not None:
             return
-        lock = self._take_run_lock()
+        lock = try_flock(self.config.db.with_name(self.config.db.name + ".run.lock"))
         if follow_stream:
             self._run_lock = lock
         elif lock is None:
@@ -181,21 +176,6 @@ class Agent:
             self._run_lock = None
 
     close = stop
-
-    def _take_run_lock(self) -> int | None:
-        """An fd holding ``<db>.run.lock`` (exclusive), or None when another process holds it."""
-        path = self.config.db.with_name(self.config.db.name + ".run.lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-            raise
-        return fd
 
     def __enter__(self) -> Agent:
         return self
@@ -225,11 +205,7 @@ class Agent:
         with self._lock:
             views = self._store.views()
             actions = self._store.local_actions()
-        by_order: dict[str, list[LocalAction]] = {}
-        for action in actions:
-            by_order.setdefault(action.order_id, []).append(action)
-        stops = [_stop(v, tuple(by_order.get(v.order_id, ()))) for v in views]
-        return sorted(stops, key=_route_key)
+        return route_stops(views, actions)
 
     def conflicts(self) -> list[Conflict]:
         with self._lock:
@@ -297,10 +273,7 @@ class Agent:
         the field's), i.e. what the driver saw when tapping. ``choose`` for ``resolve`` is a
         candidate's claim id or source name.
         """
-        if action not in ACTIONS:
-            raise ActionError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
-        if action == "dismiss":
-            raise ActionError("a refused action is dismissed with dismiss(event_id), not act()")
+        check_action(action)
         with self._lock:
             view = self._store.view(order_id)
             if view is None:
@@ -309,34 +282,15 @@ class Agent:
                     f"order {order_id} is not on this tablet's route (synced to seq {last}); "
                     "check the order id or wait for the route to sync"
                 )
-            based_on, choose_id = _based_on(view, action, field, choose)
+            based_on, choose_id = based_on_of(view, action, field, choose)
             now = self._now()
             event_id = self._new_id()
             stamp = self._store.next_stamp(self.config.device, ms(self._clock()))
-            try:
-                event = DriverEvent(
-                    event_id=event_id,
-                    order_id=order_id,
-                    action=action,
-                    at=now,
-                    reason=reason,
-                    note=note,
-                    based_on=based_on,
-                    field=field,
-                    choose=choose_id,
-                )
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                where = ".".join(str(p) for p in err["loc"])
-                raise ActionError(f"order {order_id}: {action}: {where}: {err['msg']}") from None
-            message = DriverEventMsg(
-                v=1,
-                kind="driver_event",
-                id=event_id,
-                origin=self.config.device,
-                hlc=str(stamp),
-                body=event,
-            )
+            message = event_message(
+                DriverEventFields(event_id=event_id, order_id=order_id, action=action, at=now,
+                                  reason=reason, note=note, based_on=based_on, field=field,
+                                  choose=choose_id),
+                device=self.config.device, stamp=stamp)
             self._store.record_action(message, created_at=now)
         self._send([(event_id, Outgoing(self._outbox_topic, encode(message)))])
         self._notify({"route", "sync"})
@@ -362,15 +316,10 @@ class Agent:
             now = self._now()
             dismissal_id = self._new_id()
             stamp = self._store.next_stamp(self.config.device, ms(self._clock()))
-            message = DriverEventMsg(
-                v=1,
-                kind="driver_event",
-                id=dismissal_id,
-                origin=self.config.device,
-                hlc=str(stamp),
-                body=DriverEvent(event_id=dismissal_id, order_id=target.order_id,
-                                 action="dismiss", at=now, dismisses=event_id),
-            )
+            message = event_message(
+                DriverEventFields(event_id=dismissal_id, order_id=target.order_id,
+                                  action="dismiss", at=now, dismisses=event_id),
+                device=self.config.device, stamp=stamp)
             self._store.dismiss(event_id, message, at=now)
         self._send([(dismissal_id, Outgoing(self._outbox_topic, encode(message)))])
         self._notify({"route", "sync"})
@@ -428,56 +377,3 @@ class Agent:
 
     def _notify(self, what: Iterable[ChangeKind]) -> None:
         self._engine.notify(what)
-
-
-def _based_on(
-    view: OrderView, action: str, field: str | None, choose: str | None
-) -> tuple[tuple[str, ...], str | None]:
-    """The claim ids the driver saw, and (for ``resolve``) the chosen claim id."""
-    if action != "resolve":
-        if field is not None or choose is not None:
-            raise ActionError(f"order {view.order_id}: field and choose are only for resolve")
-        ids = [c.claim_id for name in sorted(view.fields) for c in view.fields[name].candidates]
-        return tuple(dict.fromkeys(ids)), None
-    if field is None or choose is None:
-        raise ActionError(f"order {view.order_id}: resolve needs a field and a choice")
-    fv = view.fields.get(field)
-    if fv is None or fv.state != "conflict":
-        raise ActionError(f"order {view.order_id}: field {field} is not in conflict")
-    for candidate in fv.candidates:
-        if choose in (candidate.claim_id, candidate.source):
-            return tuple(c.claim_id for c in fv.candidates), candidate.claim_id
-    sides = ", ".join(f"{c.source} ({c.claim_id})" for c in fv.candidates)
-    raise ActionError(f"order {view.order_id}: {field}: choose one of {sides}")
-
-
-def _stop(view: OrderView, local: tuple[LocalAction, ...]) -> RouteStop:
-    shown: str | None = None
-    for action in reversed(local):
-        if action.action in ACTION_STATUS:
-            shown = f"{ACTION_STATUS[action.action]} ({'sent' if action.acked else 'pending'})"
-            break
-    if shown is None:
-        status = view.fields.get("status")
-        if status is not None and status.state == "conflict":
-            shown = "conflict"
-        elif status is not None and status.state != "withdrawn" and status.value is not None:
-            shown = str(status.value)
-    return RouteStop(
-        order_id=view.order_id,
-        view=view,
-        local=local,
-        status_shown=shown,
-        hold=view.hold,
-        warnings=view.warnings,
-        conflicts=view.conflicts(),
-    )
-
-
-def _route_key(stop: RouteStop) -> tuple[int, str]:
-    """Route order: the assignment's ``sequence`` when sources agree on it, then order id."""
-    assignment = stop.view.value("assignment")
-    sequence = assignment.get("sequence") if isinstance(assignment, dict) else None
-    if isinstance(sequence, int) and not isinstance(sequence, bool):
-        return sequence, stop.order_id
-    return 1 << 30, stop.order_id

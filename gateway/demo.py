@@ -39,13 +39,13 @@ from gateway.dispatch import load_dispatch_config, send_command
 from gateway.errors import GatewayError
 from gateway.ingest.mapping import source_mapping
 from gateway.ingest.pipeline import ingest_source
-from gateway.lock import StoreLock
 from gateway.runner import GatewayRunner
 from gateway.setup import check_folder, write_agent_config, write_sample_config
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
 from gateway.streams.views import sync_driver
 from gateway.writeback.flush import flush_writeback
+from sync.host.lock import StoreLock
 
 
 def _now() -> _dt.datetime:

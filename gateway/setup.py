@@ -17,6 +17,7 @@ from gateway.errors import ConfigError
 from gateway.ingest.mapping import source_mapping
 from gateway.ingest.pipeline import known_drivers
 from gateway.private import private_dir, write_private
+from gateway.shadow import depot_zone
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
 
@@ -303,9 +304,15 @@ def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: s
     With TLS the tablet connects to ``public_host:tls_port`` and verifies the broker against
     that copy (``ca_file`` relative to the config, so both files move together). Returns the
     paths written; ConfigError if TLS is configured without ``public_host`` or a readable
-    certificate. ``timezone``: the depot's zone, in which the tablet shows times (UTC if not
-    given).
+    certificate. ``timezone``: the zone in which the tablet shows times; by default the
+    depot's zone as the board shows it (``gateway.shadow.depot_zone``: ``[board] timezone``,
+    else the first mapping's zone, else UTC). Not ``[writeback] timezone``: that names the
+    zone of the legacy system's naive times, which may run elsewhere; the driver reads the
+    same clock as the dispatcher on the board and the depot's people (the mapping's zone is
+    theirs unless the board says otherwise), so a time said on the phone matches the screen.
     """
+    if timezone is None:
+        timezone = depot_zone(cfg).key
     host, port = cfg.broker.address
     tls_lines = "tls = false\n"
     written = [path]
@@ -323,7 +330,7 @@ def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: s
         f'device = "{device}"\n'
         f'driver = "{driver}"\n'
         f'db = "{device}.sqlite"\n'
-        + ("" if timezone is None else f'timezone = "{timezone}"\n')
+        f'timezone = "{timezone}"\n'
         + "\n[broker]\n"
         f'host = "{host}"\n'
         f"port = {port}\n"

@@ -16,7 +16,10 @@ Exports:
     follow    -- the tablet's stream timing: when to ask again, when to report ``applied``
     membroker -- an in-memory MQTT broker core (topic filters, sessions, QoS 1, retained,
                  wills, ACL, faults) for scenario tests; tests/memnet.py gives it threads
+    zones     -- check_zone: the one check of a time-zone name (agent config, mappings)
     errors    -- the package's exception tree
+    host/     -- NOT pure: the store lock both shells take (``sync.host.lock.StoreLock``);
+                 no module above imports it
 """
 
 from sync.errors import CodecError, CrossdockError, SyncError

@@ -13,7 +13,11 @@ fast as its gateway and agents do.
 * ``network.probe(client_id)`` is a raw client with ``MqttProbe``'s methods;
 * ``network.kill()`` / ``network.restart()`` crash and restart the broker (``MemBroker.crash``);
   ``network.sever(client_id)`` ends a client's connection as its process dying would (its
-  will goes out; that client object never connects or publishes again).
+  will goes out; that client object never connects or publishes again);
+* ``network.cut(client_id)`` / ``network.mend(client_id)``: the client loses the network (a
+  tablet out of signal) and later finds it again. Its connection ends without a DISCONNECT (its
+  will goes out, its session stays), it cannot connect while cut, and it is told it is offline;
+  a link keeps what it publishes meanwhile, as paho does. The broker and everyone else stay up.
 
 The host and port in the settings are ignored: there is one broker.
 """
@@ -75,7 +79,8 @@ class _Connection:
         net, broker, cid = self.net, self.net.broker, self.client_id
         while True:
             with net.cond:
-                net.cond.wait_for(lambda: self._stopping or self.dead or net.up)
+                net.cond.wait_for(lambda: self._stopping or self.dead
+                                  or (net.up and cid not in net.cut_off))
                 if self._stopping or self.dead:
                     return
                 self._conn, _present = broker.connect(
@@ -151,6 +156,13 @@ class _Connection:
             self.net.cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(10)
+
+    def lose(self) -> None:
+        """The connection drops without a DISCONNECT; its thread connects again when it may.
+        Call under the network's lock."""
+        if self._conn is not None and self._live():
+            self.net.broker.disconnect(self.client_id, self._conn, now=time.monotonic(),
+                                       graceful=False)
 
     def sever(self) -> None:
         """The client's process died: the connection ends without a DISCONNECT."""
@@ -293,6 +305,7 @@ class MemNetwork:
         self.broker = broker if broker is not None else MemBroker()
         self.cond = threading.Condition()
         self.up = True
+        self.cut_off: set[str] = set()  # client ids that cannot reach the broker (``cut``)
         self._made: list[MemTransport | MemLink] = []
 
     def transport(self, settings: SessionSettings, handler: SessionHandler) -> MemTransport:
@@ -334,6 +347,22 @@ class MemNetwork:
         for made in self._made:
             if made.connection.client_id == client_id and made.connection.online:
                 made.connection.sever()
+
+    def cut(self, client_id: str) -> None:
+        """The client connected as ``client_id`` loses the network until ``mend(client_id)``
+        (see the module doc; unlike ``sever``, it lives on and connects again then)."""
+        with self.cond:
+            self.cut_off.add(client_id)
+            for made in self._made:
+                if made.connection.client_id == client_id:
+                    made.connection.lose()
+            self.cond.notify_all()
+
+    def mend(self, client_id: str) -> None:
+        """The client reaches the broker again: it connects as after any loss."""
+        with self.cond:
+            self.cut_off.discard(client_id)
+            self.cond.notify_all()
 
     def call(self, fn: Callable[[MemBroker], object]) -> object:
         """Run ``fn(broker)`` under the network's lock (for a look at, or a fault in, it)."""

@@ -3,7 +3,7 @@
 A desktop window for trying the tablet (the Android build is packaging's). Kivy is set up
 before it is imported: ``KIVY_NO_ARGS`` (it must not read crossdock's arguments), the window's
 size for the orientation asked for, and Kivy's logging left to Python's. Like ``agent run`` it
-holds the tablet store's lock (``agent.lock.StoreLock``) while it runs: a second tablet or agent
+holds the tablet store's lock (``sync.host.lock.StoreLock``) while it runs: a second tablet or agent
 on the same store says who holds it and exits 1, before any window opens.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from agent.config import load_config
-from agent.lock import StoreLock
+from sync.host.lock import StoreLock
 
 SIZES = {"landscape": (1280, 800), "portrait": (800, 1280)}
 

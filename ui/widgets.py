@@ -15,6 +15,7 @@ from kivy.properties import ListProperty, StringProperty
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
 from kivy.uix.label import Label
+from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
 from ui import theme
@@ -124,3 +125,18 @@ class Tap(Button):
 def gap() -> float:
     """Spacing between targets, in pixels."""
     return float(mm(theme.GAP_MM))
+
+
+def column(**kwargs: Any) -> BoxLayout:
+    """A vertical box with the targets' gap between its children."""
+    kwargs.setdefault("spacing", gap())
+    return BoxLayout(orientation="vertical", **kwargs)
+
+
+def scrolling(content: BoxLayout) -> ScrollView:
+    """``content`` (as tall as its children) in a vertical scroll view with a wide bar."""
+    content.size_hint_y = None
+    content.bind(minimum_height=content.setter("height"))
+    view = ScrollView(do_scroll_x=False, bar_width=mm(2), scroll_type=["bars", "content"])
+    view.add_widget(content)
+    return view

@@ -19,7 +19,9 @@ from typing import Any
 
 import uvicorn
 
-from gateway.board.app import Board, Commands, Reply, create_app, mqtt_commands
+from gateway.board.app import create_app
+from gateway.board.commands import Commands, Reply, mqtt_commands
+from gateway.board.page import Board
 from gateway.config import BoardSection, GatewayConfig
 from gateway.dispatch import DispatchConfig, load_dispatch_config
 from gateway.errors import ConfigError

@@ -15,9 +15,12 @@ from zoneinfo import ZoneInfo
 from gateway.config import GatewayConfig
 from gateway.store import listings
 from gateway.store.core import Store
+from gateway.store.events import EventStore
 from gateway.streams.status import source_freshness
 
 QUARANTINE_LIMIT = 200
+REFUSED_LIMIT = 200
+"""The newest refused driver actions the board shows (``gateway refused`` lists them all)."""
 
 
 def words(value: Any) -> str:
@@ -98,12 +101,17 @@ def board_state(store: Store, cfg: GatewayConfig, now: _dt.datetime) -> dict[str
                           "current": now_values})
     decisions = _decisions(store)
     quarantine = store.quarantine()
+    events = EventStore(store)  # the listing `crossdock gateway refused` shows, newest first
+    refused = events.refused_events(newest_first=True, limit=REFUSED_LIMIT)
+    counts = events.refused_counts()
     return {
         "at": now.isoformat(),
         "depot": cfg.depot,
         "conflicts": conflicts,
         "proposals": proposals,
-        "refused": [vars(e) for e in listings.refused_events(store)],
+        "refused": [vars(e) for e in refused],
+        "refused_total": counts["refused_events"],
+        "refused_open": counts["refused_open"],
         "tablets": [{**vars(t), "behind": t.behind} for t in listings.tablets(store)],
         "sources": source_freshness(store, cfg),
         "quarantine": [vars(q) for q in quarantine[:QUARANTINE_LIMIT]],

@@ -33,13 +33,15 @@ import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.config import GatewayConfig
 from gateway.config import SourceSection as SourceConfig
 from gateway.errors import ConfigError
+from sync.errors import SyncError
+from sync.zones import check_zone
 
 FIELDS = (
     "order_id", "driver", "route", "sequence", "status", "customer", "address",
@@ -67,10 +69,9 @@ class SourceSection(_Model):
     @classmethod
     def _zone(cls, value: str) -> str:
         try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+            return check_zone(value)
+        except SyncError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("cadence")
     @classmethod

@@ -1,5 +1,6 @@
 """Listings the dispatch board and ``crossdock gateway proposals`` read from the gateway store:
-optimizer proposals, refused driver actions, tablets, the audit log of decisions.
+optimizer proposals, tablets, the audit log of decisions. (Refused driver actions: the one
+listing ``crossdock gateway refused`` uses too, ``EventStore.refused_events``.)
 
 SQL lives here (a store module), so the board's web layer only calls these functions. Each
 returns frozen dataclasses or plain dicts ready for JSON.
@@ -17,6 +18,7 @@ from typing import Any
 
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
+from gateway.store.streams import StreamPosition
 from sync.model import OrderView
 
 _IN_CONFLICT = "body LIKE '%\"state\":\"conflict\"%'"
@@ -33,10 +35,16 @@ EVENTS_INDEX = "CREATE INDEX IF NOT EXISTS events_device ON events(device, recei
 """Each tablet's last driver event (``tablets``) without a scan of every event ever stored."""
 
 
+AUDIT_INDEX = "CREATE INDEX IF NOT EXISTS audit_action ON audit(action)"
+"""The refused events' audit lines (``EventStore.refused_events``: each one's driver and kind)
+without a scan of the whole audit log at every redraw."""
+
+
 def ensure_indexes(store: Store) -> None:
     """Create the board's indexes on the gateway's tables (once; a scan of each)."""
     store.conn.execute(CONFLICT_INDEX)
     store.conn.execute(EVENTS_INDEX)
+    store.conn.execute(AUDIT_INDEX)
 
 
 def conflict_views(store: Store) -> list[OrderView]:
@@ -84,26 +92,6 @@ def proposals(store: Store, *, states: tuple[str, ...] = ("pending",)) -> list[P
 
 
 @dataclass(frozen=True)
-class RefusedEvent:
-    event_id: str
-    device: str
-    order_id: str
-    action: str
-    received_at: str
-    reason: str
-    body: dict[str, Any]
-
-
-def refused_events(store: Store, limit: int = 200) -> list[RefusedEvent]:
-    """Driver events the gateway refused (kept with their reason), newest first."""
-    rows = store.conn.execute(
-        "SELECT event_id, device, order_id, action, received_at, outcome, body FROM events "
-        "WHERE outcome != 'applied' ORDER BY received_at DESC LIMIT ?", (limit,))
-    return [RefusedEvent(e, d, o, a, at, outcome.removeprefix("refused: "), json.loads(body))
-            for e, d, o, a, at, outcome, body in rows]
-
-
-@dataclass(frozen=True)
 class Tablet:
     device: str
     driver: str
@@ -114,6 +102,9 @@ class Tablet:
     app_version: str
     head_seq: int
     applied_seq: int
+    acked_at: str | None
+    """When the tablet last acknowledged its stream (reported the seq it applied); None:
+    never (or not since the gateway began recording it)."""
     stops: int
     last_event_at: str | None
     """When the gateway last stored (and so acknowledged) a driver event from this tablet."""
@@ -124,12 +115,12 @@ class Tablet:
 
 
 def tablets(store: Store) -> list[Tablet]:
-    """Every registered tablet: presence, version, stream head and what it applied."""
+    """Every registered tablet: presence, version, stream head, what it applied and when it
+    last acknowledged its stream."""
     ds = DeviceStore(store)
     devices = ds.all()
     statuses = ds.statuses()
-    bounds = ds.bounds_of([d.device for d in devices])
-    applied = dict(store.conn.execute("SELECT device, applied_seq FROM streams"))
+    positions = ds.stream_positions()
     stops = dict(store.conn.execute(
         "SELECT driver, count(*) FROM route_members GROUP BY driver"))
     acked = {d.device: store.conn.execute(  # events_device: one index probe per tablet
@@ -139,10 +130,11 @@ def tablets(store: Store) -> list[Tablet]:
     for d in devices:
         status = statuses.get(d.device) or {}
         online = status.get("online")
+        position = positions.get(d.device, StreamPosition(1, 0, 0, None))
         out.append(Tablet(
             d.device, d.driver, None if online is None else bool(online),
             str(status["at"]) if "at" in status else None, str(status.get("app_version", "")),
-            bounds.get(d.device, (1, 0))[1], int(applied.get(d.device, 0)),
+            position.last, position.applied, position.acked_at,
             int(stops.get(d.driver, 0)), acked.get(d.device)))
     return out
 

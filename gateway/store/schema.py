@@ -85,7 +85,8 @@ CREATE TABLE IF NOT EXISTS route_warnings (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS streams (
     device TEXT PRIMARY KEY, first_seq INTEGER NOT NULL DEFAULT 1,
-    last_seq INTEGER NOT NULL DEFAULT 0, applied_seq INTEGER NOT NULL DEFAULT 0
+    last_seq INTEGER NOT NULL DEFAULT 0, applied_seq INTEGER NOT NULL DEFAULT 0,
+    acked_at TEXT  -- when the device last reported its applied seq (its stream ack)
 );
 CREATE TABLE IF NOT EXISTS changelog (
     device TEXT NOT NULL, seq INTEGER NOT NULL, order_id TEXT NOT NULL, body TEXT,
@@ -139,6 +140,8 @@ def migrate(db: sqlite_utils.Database, older: set[str]) -> None:
     * ``events`` keyed by ``event_id`` becomes keyed by ``(device, event_id)``: event ids are
       unique per device, and one device's id must not make another's event a "duplicate".
     * ``devices`` gains ``state``, ``changed_at``, ``previous_driver``, ``rebound_at``.
+    * ``streams`` gains ``acked_at`` (when the device last reported what it applied): NULL
+      until its next report, shown as "never" until then.
     """
     conn = db.conn
     if "rules" not in db.table("views").columns_dict:
@@ -178,6 +181,12 @@ def migrate(db: sqlite_utils.Database, older: set[str]) -> None:
     for column, kind in _DEVICE_STATE:
         if column not in device_columns:
             conn.execute(f"ALTER TABLE devices ADD COLUMN {column} {kind}")
+    if "acked_at" not in {r[1] for r in conn.execute("PRAGMA table_info(streams)")}:
+        try:
+            conn.execute("ALTER TABLE streams ADD COLUMN acked_at TEXT")
+        except sqlite3.OperationalError as exc:  # another process added it meanwhile
+            if "duplicate column" not in str(exc):
+                raise
     if "views" in older and "route_warnings" not in older:
         conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('route_warnings', 'unknown')")
 

@@ -411,7 +411,7 @@ class GatewayService:
                 self._resync(store, device, env.body.after)
             elif isinstance(env, AppliedMsg):
                 with store.transaction():
-                    DeviceStore(store).set_applied(device, env.body.seq)
+                    DeviceStore(store).set_applied(device, env.body.seq, self.clock())
             else:
                 self._unauthorized(store, topic, f"{env.kind} does not belong on an outbox")
         else:

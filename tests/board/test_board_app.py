@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.board.app import Board, Reply, create_app
+from gateway.board.app import create_app
+from gateway.board.commands import Reply
+from gateway.board.page import Board
 from gateway.config import GatewayConfig
 from gateway.shadow import depot_zone
 from gateway.store.accounts import AccountStore, check_password, hash_password
@@ -311,3 +313,77 @@ def test_a_source_held_as_suspect_says_so_with_the_accept_command(cfg: GatewayCo
     assert f"crossdock gateway ingest --accept {run.run_id}" in section
     (row,) = client.get("/api/state").json()["sources"]
     assert row["status"] == "suspect" and row["held"]["run_id"] == run.run_id
+
+
+def _refuse(cfg: GatewayConfig, device: str, driver: str, event_id: str, order_id: str,
+            at: dt.datetime) -> None:
+    """A driver event the gateway refuses, stored and audited as its service does."""
+    from gateway.store.devices import DeviceStore
+    from gateway.streams import commands
+    from sync.envelope import DriverEvent
+
+    event = DriverEvent(event_id=event_id, order_id=order_id, action="deliver", at=at)
+    with Store(cfg.db_path) as store, store.transaction():
+        outcome = commands.driver_event(store, device, driver, event,
+                                        policy=cfg.merge_policy(), now=at)
+        assert outcome.startswith("refused:")
+        DeviceStore(store).record_event(event_id, device, order_id, "deliver",
+                                        event.model_dump_json(), outcome, at)
+
+
+def test_the_board_and_gateway_refused_list_the_same_refused_events(cfg: GatewayConfig) -> None:
+    from click.testing import CliRunner
+
+    from crossdock_cli import cli
+    from gateway.store.devices import DeviceStore
+
+    add_device(cfg, "tab-1", "D1")
+    add_device(cfg, "tab-2", "D2")
+    t0 = now() - dt.timedelta(minutes=10)
+    # the same event id on two devices: two events (ids are unique per device only)
+    _refuse(cfg, "tab-1", "D1", "ev-1", "O-3", t0)
+    _refuse(cfg, "tab-2", "D2", "ev-1", "O-1", t0 + dt.timedelta(minutes=1))
+    with Store(cfg.db_path) as store, store.transaction():
+        DeviceStore(store).record_dismissal("ev-1", "tab-2", "ev-2", t0 + dt.timedelta(minutes=2))
+    result = CliRunner().invoke(cli, ["gateway", "refused", "--config",
+                                      str(cfg.path("gateway.toml")), "--json"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert [(e["device"], e["driver"], e["order_id"]) for e in listed] == [
+        ("tab-1", "D1", "O-3"), ("tab-2", "D2", "O-1")]
+    assert listed[0]["dismissed_at"] is None and listed[1]["dismissed_at"] is not None
+    client, _ = make_client(cfg)
+    login(client)
+    state = client.get("/api/state").json()
+    assert state["refused"] == listed[::-1]  # the same rows, newest first
+    assert state["refused_total"] == 2 and state["refused_open"] == 1
+    section = client.get("/").text.split('id="refused"')[1].split("</section>")[0]
+    assert "2, 1 not dismissed" in section
+    assert section.count("shown, not dismissed") == 1 and "dismissed 20" in section
+
+
+def test_tablets_show_the_last_stream_ack_with_its_age_and_live_a_moment_to_count_from(
+        cfg: GatewayConfig) -> None:
+    from gateway.store.devices import DeviceStore
+
+    add_device(cfg, "tab-1", "D1")
+    add_device(cfg, "tab-2", "D2")
+    acked = now() - dt.timedelta(minutes=7)
+    with Store(cfg.db_path) as store, store.transaction():
+        head = DeviceStore(store).bounds("tab-1")[1]
+        DeviceStore(store).set_applied("tab-1", head, acked)
+    client, _ = make_client(cfg)
+    login(client)
+    tablets = {t["device"]: t for t in client.get("/api/state").json()["tablets"]}
+    assert tablets["tab-1"]["acked_at"] == acked.isoformat() and tablets["tab-1"]["behind"] == 0
+    assert tablets["tab-2"]["acked_at"] is None and tablets["tab-2"]["behind"] > 0
+    page = client.get("/").text.split('id="tablets"')[1].split("</section>")[0]
+    assert "Last stream ack" in page
+    row = page.split('id="row-tablet-tab-1"')[1].split("</tr>")[0]
+    assert f'data-t="{acked.isoformat()}">7 min old' in row
+    other = page.split('id="row-tablet-tab-2"')[1].split("</tr>")[0]
+    assert "never" in other
+    board = Board(cfg, zone=depot_zone(cfg), commands=Recorder(Reply(True, "", {})))
+    with Store(cfg.db_path) as store:  # live rows: the page's script counts from data-t
+        sections, _state = board.render_sections(store, now(), live=True)
+    assert f'data-t="{acked.isoformat()}"></span>' in sections["row-tablet-tab-1"]

@@ -132,7 +132,7 @@ def test_gateway_run_serves_the_board_when_board_is_configured(tmp_path: Path) -
 
 def test_a_shadow_run_on_a_store_another_gateway_holds_says_who_and_exits_1(
         tmp_path: Path) -> None:
-    from gateway.lock import StoreLock
+    from sync.host.lock import StoreLock
 
     cfg, path = config(tmp_path)
     with StoreLock(cfg.db_path, holder="gateway run"):

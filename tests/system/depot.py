@@ -127,20 +127,17 @@ class Depot:
         return summaries
 
     def add_device(self, device: str, driver: str, *, start: bool = True,
-                   resync_quiet_s: float = 30) -> Agent:
+                   resync_quiet_s: float = 30, timezone: str = "UTC") -> Agent:
+        """Register ``device`` for ``driver`` and make its agent (on this depot's network;
+        started and online unless ``start=False``); ``timezone``: its config's depot zone."""
         def register(store: Store) -> None:
             with store.transaction():
                 DeviceStore(store).add(device, driver, "pw-" + device, self.clock())
             sync_driver(store, driver, self.cfg.merge_policy(), self.clock())
 
         self.service.call(register)
-        config = AgentConfig.model_validate({
-            "depot": "test-depot", "device": device, "driver": driver,
-            "db": str(self.root / f"{device}.sqlite"),
-            "broker": {"host": self.host, "port": self.port},
-            "sync": {"resync_quiet_s": resync_quiet_s, "backoff_min_s": 0.1,
-                     "backoff_max_s": 1.0},
-        })
+        config = agent_config(self, device, driver, resync_quiet_s=resync_quiet_s,
+                              timezone=timezone)
         agent = Agent(config, transport=self.transport)
         self.agents.append(agent)
         if start:
@@ -172,11 +169,11 @@ class SteppedClock:
         self.offset += dt.timedelta(**delta)
 
 
-def agent_config(depot: Depot, device: str, driver: str, *, resync_quiet_s: float = 30
-                 ) -> AgentConfig:
+def agent_config(depot: Depot, device: str, driver: str, *, resync_quiet_s: float = 30,
+                 timezone: str = "UTC") -> AgentConfig:
     """The config ``Depot.add_device`` gives a tablet (same db file, same broker)."""
     return AgentConfig.model_validate({
-        "depot": "test-depot", "device": device, "driver": driver,
+        "depot": "test-depot", "device": device, "driver": driver, "timezone": timezone,
         "db": str(depot.root / f"{device}.sqlite"),
         "broker": {"host": depot.host, "port": depot.port},
         "sync": {"resync_quiet_s": resync_quiet_s, "backoff_min_s": 0.1, "backoff_max_s": 1.0},

@@ -34,8 +34,8 @@ from sync.membroker import Chaos, MemBroker
 from sync.topics import Topics
 from tests.agent.dying import DIE_BEFORE_PUBLISH
 from tests.broker import BrokerFactory
+from tests.conftest import NETWORKS
 from tests.memnet import MemNetwork
-from tests.system.conftest import NETWORKS
 from tests.system.depot import (
     Depot,
     in_step,

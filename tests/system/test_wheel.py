@@ -59,7 +59,7 @@ def test_an_installed_wheel_samples_a_depot_and_runs_its_managed_mosquitto(
          cwd=tmp_path)
     (wheel,) = wheels.glob("crossdock-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "gateway/lock.py" in names and "agent/lock.py" in names
+    assert "sync/host/lock.py" in names and "agent/store/outbox.py" in names  # subpackages
     for template in ("acl.tmpl", "mosquitto.conf.tmpl", "tls-listener.tmpl"):
         assert f"gateway/broker/templates/{template}" in names
 

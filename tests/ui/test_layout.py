@@ -1,13 +1,14 @@
 """Every tappable widget on every screen, in both orientations, measured in millimetres; and
 a 500-entry stream burst redrawn a handful of times, not 500. A real Kivy window (Xvfb) over a
-real agent on a real SQLite file, fed through the agent's session interface (no broker)."""
+real agent on a real SQLite file, fed through the agent's session interface (no broker); the
+burst also through the broker (the ``network`` fixture: in memory and a real Mosquitto)."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,9 +19,11 @@ import pytest
 from agent.config import AgentConfig
 from agent.service import Agent
 from agent.session import Incoming
+from sync.codec import encode
 from sync.envelope import (
     Ack,
     AckMsg,
+    Envelope,
     Refusal,
     ViewChange,
     ViewChangeMsg,
@@ -30,6 +33,7 @@ from sync.envelope import (
 from sync.merge import merge_order
 from sync.model import Claim, OrderView, Policy
 from sync.topics import Topics
+from tests.system.networks import Network
 from tests.ui.conftest import LANDSCAPE, PORTRAIT, Kiosk
 
 pytestmark = pytest.mark.ui
@@ -237,8 +241,11 @@ def test_ages_keep_moving_with_no_message_arriving(agent: Agent, kiosk: Kiosk) -
     assert agent.sync_status().last_seq == seq
 
 
-def test_a_burst_of_500_stream_entries_is_a_handful_of_redraws(
-        agent: Agent, kiosk: Kiosk) -> None:
+def _burst(agent: Agent, kiosk: Kiosk, hand_in: Callable[[Envelope], None], name: str
+           ) -> int:
+    """150 stops, then 500 stream entries handed in one at a time from another thread (as
+    the network's thread hands them in); returns the redraws they caused, also written to
+    ``name``.json beside the screenshots."""
     from ui.screens import TabletRoot
 
     class Probe(TabletRoot):
@@ -248,22 +255,24 @@ def test_a_burst_of_500_stream_entries_is_a_handful_of_redraws(
             Probe.threads.add(threading.current_thread().name)
             super()._redraw(*args)
 
-    _route(agent)  # 150 stops, seq 1..150
+    views = [_view(i, conflict=(i == 3)) for i in range(1, 151)]
+    for first in range(0, len(views), 100):  # 150 stops, seq 1..150
+        hand_in(_batch(first + 1, views[first:first + 100]).envelope)
+    assert kiosk.until(lambda: agent.sync_status().last_seq == 150)
     root = Probe(agent, zone=ZONE)
     kiosk.window.add_widget(root)
     kiosk.pump(4)
     told = []
     agent.subscribe(told.append)
     before = root.redraws
-    inbox = Topics("test-depot").inbox("tab-7")
 
-    def burst() -> None:  # 500 entries, one message each, as paho's thread hands them in
+    def burst() -> None:  # 500 entries, one message each
         for n in range(500):
             seq = 151 + n
             view = _view(1 + n % 150, status="delivered" if n == 499 else "planned")
-            agent.session_message(Incoming(inbox, ViewChangeMsg(
+            hand_in(ViewChangeMsg(
                 v=1, kind="view_change", id=f"e{seq}", origin="gateway", hlc=HLC,
-                body=ViewChange(seq=seq, order_id=view.order_id, view=view, head=seq))))
+                body=ViewChange(seq=seq, order_id=view.order_id, view=view, head=seq)))
 
     thread = threading.Thread(target=burst)
     thread.start()
@@ -276,10 +285,38 @@ def test_a_burst_of_500_stream_entries_is_a_handful_of_redraws(
                                    for d in root.route_screen.list.data))
     kiosk.pump(10)
     redraws = root.redraws - before
-    (kiosk.shots / "redraws.json").write_text(json.dumps(
+    (kiosk.shots / f"{name}.json").write_text(json.dumps(
         {"entries": 500, "observer_calls": len(told), "redraws": redraws}) + "\n",
         encoding="utf-8")
-    print(f"500 entries: observer called {len(told)} times, {redraws} redraws")
+    print(f"{name}: 500 entries, observer called {len(told)} times, {redraws} redraws")
     assert len(told) == 500  # the agent told the UI of every entry (from the burst's thread)
     assert redraws <= 20  # ... and the UI coalesced them into a handful of redraws
     assert Probe.threads == {threading.main_thread().name}  # all of them on Kivy's thread
+    return redraws
+
+
+def test_a_burst_of_500_stream_entries_is_a_handful_of_redraws(
+        agent: Agent, kiosk: Kiosk) -> None:
+    inbox = Topics("test-depot").inbox("tab-7")
+    _burst(agent, kiosk, lambda envelope: agent.session_message(Incoming(inbox, envelope)),
+           "redraws")
+
+
+def test_a_burst_of_500_entries_through_the_broker_is_a_handful_of_redraws(
+        tmp_path: Path, kiosk: Kiosk, network: Network) -> None:
+    """The same burst published on the tablet's inbox through the broker (in memory, and a
+    real Mosquitto), received by the agent's own session."""
+    config = AgentConfig.model_validate({
+        "depot": "test-depot", "device": "tab-7", "driver": "7",
+        "db": str(tmp_path / "tab-7.sqlite"),
+        "broker": {"host": network.host, "port": network.port}, "timezone": "Europe/Berlin"})
+    agent = Agent(config, transport=network.transport)
+    inbox = Topics("test-depot").inbox("tab-7")
+    try:
+        agent.start()
+        assert agent.wait_online(10)
+        with network.probe("gateway-stand-in") as gateway:
+            _burst(agent, kiosk, lambda envelope: gateway.publish(inbox, encode(envelope)),
+                   f"redraws-{network.kind}")
+    finally:
+        agent.stop()

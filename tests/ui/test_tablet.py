@@ -1,10 +1,12 @@
 """The tablet in a real Kivy window (Xvfb), with real touches at widget positions, against a
-real agent (a real SQLite file) paired with the real gateway over a real Mosquitto."""
+real agent (a real SQLite file) paired with the real gateway: in memory (the fast suite) and
+over a real Mosquitto (``broker``), through the ``network`` fixture as ``tests/system`` runs."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,21 +14,22 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.service import Agent
-from gateway.broker.process import ManagedBroker
-from gateway.store.core import Store
-from gateway.store.devices import DeviceStore
-from gateway.streams.views import sync_driver
+from tests.memnet import MemNetwork
+from tests.system.depot import (
+    MAPPING as FOUR_COLUMNS,
+)
 from tests.system.depot import (
     Depot,
     SteppedClock,
-    agent_config,
     pause_gateway,
+    reopen,
     resume_gateway,
     wait_for,
 )
+from tests.system.networks import MosquittoNetwork, Network
 from tests.ui.conftest import Kiosk
 
-pytestmark = [pytest.mark.ui, pytest.mark.broker]
+pytestmark = [pytest.mark.ui]
 
 ZONE = ZoneInfo("Europe/Berlin")
 
@@ -36,30 +39,15 @@ def clock() -> SteppedClock:
     return SteppedClock()
 
 
-MAPPING = """\
-required = ["status"]
-
-[source]
-timezone = "Europe/Berlin"
-cadence = "0 0 * * *"
-
-[columns]
-order_id = "ORDER_ID"
-driver = "DRIVER_ID"
-sequence = "SEQ"
-status = "STATUS"
+# the depot's export with what a driver's screens show: customers, addresses, windows, ETAs
+MAPPING = FOUR_COLUMNS.replace('status = "STATUS"\n', """status = "STATUS"
 customer = "CUSTOMER"
 address = "ADDRESS"
 window_start = "WIN_START"
 window_end = "WIN_END"
 eta = "ETA"
 notes = "NOTES"
-
-[status]
-planned = ["PLANNED"]
-delivered = ["DELIVERED"]
-cancelled = ["CANC"]
-"""
+""")
 COLUMNS = ("ORDER_ID C(12); DRIVER_ID C(8); SEQ N(4,0); STATUS C(12); CUSTOMER C(40); "
            "ADDRESS C(60); WIN_START T; WIN_END T; ETA T; NOTES C(80)")
 
@@ -90,9 +78,9 @@ def rows(driver_of: dict[str, str] | None = None, status_of: dict[str, str] | No
 
 
 @pytest.fixture
-def depot(tmp_path: Path, mosquitto: ManagedBroker, clock: SteppedClock) -> Iterator[Depot]:
-    d = Depot(tmp_path / "depot", mosquitto.host, mosquitto.port, escalate_after_min=30,
-              clock=clock, mapping=MAPPING, columns=COLUMNS)
+def depot(tmp_path: Path, network: Network, clock: SteppedClock) -> Iterator[Depot]:
+    d = Depot(tmp_path / "depot", network=network, escalate_after_min=30, clock=clock,
+              mapping=MAPPING, columns=COLUMNS)
     d.start()
     try:
         yield d
@@ -100,27 +88,34 @@ def depot(tmp_path: Path, mosquitto: ManagedBroker, clock: SteppedClock) -> Iter
         d.stop()
 
 
-
-
-def _tablet(depot: Depot, kiosk: Kiosk, clock: SteppedClock, *, device: str = "tab-7",
-            app_version: str | None = None) -> tuple[Agent, Any]:
+def _tablet(depot: Depot, kiosk: Kiosk, clock: SteppedClock) -> tuple[Agent, Any]:
     from ui.screens import TabletRoot
 
-    def register(store: Store) -> None:
-        with store.transaction():
-            DeviceStore(store).add(device, "7", "pw-" + device, depot.clock())
-        sync_driver(store, "7", depot.cfg.merge_policy(), depot.clock())
-
-    depot.service.call(register)
-    config = agent_config(depot, device, "7").model_copy(update={"timezone": "Europe/Berlin"})
-    agent = Agent(config, app_version=app_version)
-    depot.agents.append(agent)
-    agent.start()
-    assert agent.wait_online(10)
+    agent = depot.add_device("tab-7", "7", timezone="Europe/Berlin")
     root = TabletRoot(agent, zone=ZONE, clock=clock)
     kiosk.window.add_widget(root)
     kiosk.pump(3)
     return agent, root
+
+
+@contextmanager
+def off_the_network(network: Network, client_id: str) -> Iterator[None]:
+    """The tablet loses its signal for the block. In memory only its connection is cut (the
+    gateway stays up: ``MemNetwork.cut``); a real Mosquitto cannot cut one client off, so the
+    broker stops instead (the tablet sees the same: no broker to reach)."""
+    if isinstance(network, MemNetwork):
+        network.cut(client_id)
+        try:
+            yield
+        finally:
+            network.mend(client_id)
+        return
+    assert isinstance(network, MosquittoNetwork)
+    network.broker.stop()
+    try:
+        yield
+    finally:
+        network.broker.start()
 
 
 def _texts(widget: Any) -> list[str]:
@@ -241,13 +236,12 @@ def test_an_incoming_conflict_shows_on_route_and_conflict_screens_then_holds(
 
 
 def test_offline_the_sync_bar_says_since_when_and_how_many_actions_wait(
-        depot: Depot, kiosk: Kiosk, clock: SteppedClock, mosquitto: ManagedBroker) -> None:
+        depot: Depot, kiosk: Kiosk, clock: SteppedClock, network: Network) -> None:
     depot.export(rows())
     tab, root = _tablet(depot, kiosk, clock)
     assert kiosk.until(lambda: len(tab.route()) == 5)
     assert kiosk.until(lambda: root.bar.headline.text == "Up to date")
-    mosquitto.stop()
-    try:
+    with off_the_network(network, "crossdock-tab-7"):
         assert kiosk.until(lambda: root.bar.headline.text.startswith("Working offline since "))
         kiosk.tap(_row(root, "ORD-001"))
         kiosk.tap(_button(root, "Arrived"))
@@ -265,8 +259,6 @@ def test_offline_the_sync_bar_says_since_when_and_how_many_actions_wait(
                                                             "gate locked, called twice")
         root.show("route")
         kiosk.shoot(root, "offline")
-    finally:
-        mosquitto.start()
     assert kiosk.until(lambda: tab.pending() == [], 30)
     assert kiosk.until(lambda: root.bar.headline.text == "Up to date", 30)
 
@@ -290,8 +282,7 @@ def test_a_refused_action_shows_its_reason_and_stays_until_dismissed(
     depot.agents.remove(tab)
     root.close()
     kiosk.window.remove_widget(root)
-    offline = Agent(tab.config)
-    depot.agents.append(offline)
+    offline = reopen(depot, "tab-7", "7", start=False)
     from ui.screens import TabletRoot
 
     root = TabletRoot(offline, zone=ZONE, clock=clock)

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from agent.config import load_config
-from agent.lock import StoreLock
 from crossdock_cli import cli
 from gateway.broker.process import ManagedBroker
 from gateway.store.devices import DeviceStore
+from sync.host.lock import StoreLock
 from tests.system.depot import Depot, wait_for, write_agent_config
 from tests.ui.conftest import Kiosk
 

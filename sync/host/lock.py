@@ -1,7 +1,7 @@
 """One process per store: an OS file lock beside the SQLite file.
 
-(gateway/lock.py and agent/lock.py hold the same class: both shells need it, sync/ does no I/O,
-and the fixed layout has no package below both that may.)
+(In ``sync.host``: the gateway, the agent and ``crossdock tablet`` take the same lock, and the
+fixed layout has no package below all three but ``sync``, whose other modules do no I/O.)
 
 ``StoreLock(db_path, holder="gateway run")`` takes ``fcntl.flock(LOCK_EX | LOCK_NB)`` on
 ``<db>.lock`` (e.g. ``gateway.sqlite.lock``) and writes who holds it: pid, start time (ISO 8601
@@ -79,6 +79,23 @@ class StoreLock:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+def try_flock(path: Path) -> int | None:
+    """An fd holding an exclusive flock on ``path`` (created 0600), or None when another
+    process holds it; closing the fd drops it. (``agent run`` holds ``<db>.run.lock`` so
+    that ``agent act`` hands its actions over instead of connecting beside it.)"""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+    return fd
 
 
 def _read(fd: int) -> dict[str, object]:

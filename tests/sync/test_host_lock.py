@@ -1,4 +1,4 @@
-"""gateway.lock: one process per store; the kernel frees the lock however its holder ends."""
+"""sync.host.lock: one process per store; the kernel frees the lock however its holder ends."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.lock import LockHeld, StoreLock
+from sync.host.lock import LockHeld, StoreLock
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from gateway.lock import StoreLock
+from sync.host.lock import StoreLock
 StoreLock(Path(sys.argv[1]), holder="agent run").acquire()
 print("held", flush=True)
 time.sleep(60)
