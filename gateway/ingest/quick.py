@@ -21,12 +21,13 @@ import math
 import re
 from collections.abc import Mapping as _Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.ingest.base import PROBLEM_KEY
+from gateway.ingest.mapping import Mapping
 
-if TYPE_CHECKING:
-    from gateway.ingest.validate import RowValidator
+TEXT_FIELDS = ("driver", "route", "customer", "address", "notes")
+"""The fields that take a column's text as it is (trimmed), in the validator's order."""
 
 _MISSING = object()
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -39,20 +40,20 @@ _DRIVER_MAX = 64  # validate._Order: driver max_length
 class QuickPath:
     """``validate`` for a clean row in one call; None for any row it cannot vouch for."""
 
-    def __init__(self, validator: RowValidator) -> None:
-        col = validator.columns
+    def __init__(self, mapping: Mapping, drivers: frozenset[str] | None) -> None:
+        col = mapping.columns
         self.order_col = col["order_id"]
-        self.texts = validator._texts
-        self.drivers = validator.drivers
-        self.vocab = validator.vocab
-        self.zone = validator.mapping.zone
-        self.required = validator._required
+        self.texts = tuple((f, col[f]) for f in TEXT_FIELDS if f in col)
+        self.drivers = drivers
+        self.vocab = mapping.vocabulary()
+        self.zone = mapping.zone
+        self.required = tuple(mapping.required)
         self.sequence = col.get("sequence")
         self.load = col.get("load")
         self.status = col.get("status")
         self.lat, self.lon = col.get("lat"), col.get("lon")
-        self.location = validator._location
-        self.window = validator._window
+        self.location = "lat" in col or "lon" in col
+        self.window = "window_start" in col or "window_end" in col
         self.win = (col.get("window_start"), col.get("window_end"))
         self.eta = col.get("eta")
         self.offsets: dict[_dt.timedelta | None, str] = {}

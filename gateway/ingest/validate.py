@@ -27,7 +27,7 @@ from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from gateway.ingest.base import FAULTS_KEY, PROBLEM_KEY, RawRow
 from gateway.ingest.mapping import Mapping
-from gateway.ingest.quick import QuickPath
+from gateway.ingest.quick import TEXT_FIELDS, QuickPath
 
 
 @dataclass(frozen=True)
@@ -224,12 +224,11 @@ class RowValidator:
         self.drivers = drivers
         self.times = _Times(mapping)
         col = self.columns
-        self._texts = tuple((f, col[f]) for f in ("driver", "route", "customer", "address",
-                                                  "notes") if f in col)
+        self._texts = tuple((f, col[f]) for f in TEXT_FIELDS if f in col)
         self._location = "lat" in col or "lon" in col
         self._window = "window_start" in col or "window_end" in col
         self._required = tuple(mapping.required)
-        self._quick = QuickPath(self)
+        self._quick = QuickPath(mapping, drivers)
 
     def validate(self, raw: RawRow) -> Valid | Invalid:
         result = self._convert(raw)

@@ -149,7 +149,7 @@ def test_the_quick_path_accepts_only_what_validate_accepts_with_the_same_values(
     path = tmp_path_factory.mktemp("m") / "m.toml"
     path.write_text(_FULL_MAPPING, encoding="utf-8")
     validator = RowValidator(load_mapping(path), drivers=drivers)
-    quick = QuickPath(validator)(values)
+    quick = QuickPath(validator.mapping, drivers)(values)
     careful = validator.validate(RawRow(1, values))
     if quick is not None:
         assert isinstance(careful, Valid)
@@ -167,7 +167,7 @@ def test_the_quick_path_takes_a_clean_dbf_row(tmp_path: Path) -> None:
            "SEQ": 3, "LAT": Decimal("52.520000"), "LON": Decimal("13.4"),
            "WIN_START": None, "WIN_END": dt.datetime(2026, 7, 1, 12, 0), "ETA":
            dt.datetime(2026, 11, 27, 10, 30), "LOAD_KG": Decimal("12.5"), "NOTES": " Kühl "}
-    quick = QuickPath(validator)(row)
+    quick = QuickPath(validator.mapping, None)(row)
     assert quick == ("O-1", {
         "driver": "D1", "route": None, "notes": "Kühl", "sequence": 3, "load": 12.5,
         "status": "planned", "location": {"lat": 52.52, "lon": 13.4},
