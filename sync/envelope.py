@@ -24,6 +24,7 @@ status             both (retained)        presence, health and per-source freshn
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -38,7 +39,19 @@ from pydantic import (
 from sync.model import Frozen, OrderView
 
 PROTOCOL_VERSION = 1
-_ID = Field(min_length=1, max_length=128)
+MAX_ID = 128
+_ID = Field(min_length=1, max_length=MAX_ID)
+
+
+def answer_id(prefix: str, of: str) -> str:
+    """The envelope id of a message answering ``of`` (an ack of an event, a reply to a
+    command): ``prefix-of``, or, when that is over the id limit (an id of ``of``'s own
+    maximum length is), ``prefix-`` and a SHA-256 digest of ``of``: the same for every
+    answer to it, so a resent answer keeps its id."""
+    plain = f"{prefix}-{of}"
+    if len(plain) <= MAX_ID:
+        return plain
+    return f"{prefix}-{hashlib.sha256(of.encode('utf-8', 'surrogatepass')).hexdigest()}"
 
 
 class ViewChange(Frozen):

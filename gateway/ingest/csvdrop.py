@@ -329,14 +329,15 @@ def _parse(
                 faults.append([field, raw.hex(" "),
                                f"{field}: byte 0x{byte:02x} cannot be decoded as {encoding}"])
         values: dict[str, object] = dict(zip(header, record, strict=False))
+        for fault in faults:  # the undecodable text is not kept as if it were a value (its
+            values.pop(fault[0], None)  # lone surrogates cannot be stored)
         if len(record) != len(header):
             values[PROBLEM_KEY] = f"row has {len(record)} fields, header has {len(header)}"
             if len(record) > len(header):
-                values[EXTRA_KEY] = record[len(header) :]
+                values[EXTRA_KEY] = [v.encode(encoding, "surrogateescape").decode(
+                    encoding, "replace") for v in record[len(header):]]
             counters["malformed_rows"] += 1
         elif faults:
-            for fault in faults:  # the undecodable text is not kept as if it were a value
-                values.pop(fault[0], None)
             values[PROBLEM_KEY] = "; ".join(f[2] for f in faults)
             values[FAULTS_KEY] = faults
         counters["rows"] += 1

@@ -35,6 +35,7 @@ from sync.envelope import (
     Refusal,
     ResyncMsg,
     StatusMsg,
+    answer_id,
 )
 from sync.errors import CodecError
 
@@ -132,7 +133,8 @@ class Inbound(Outflow):
         ids.add(event_id)
         self._count(store, "rate_limited_events")
         self._publish(self.topics.acks(device), AckMsg(
-            v=1, kind="ack", id=f"delayed-{event_id}", origin="gateway", hlc=self._hlc(store),
+            v=1, kind="ack", id=answer_id("delayed", event_id), origin="gateway",
+            hlc=self._hlc(store),
             body=Ack(delayed=(event_id,),
                      retry_after_s=round(len(held) / self.event_rate + bucket.wait_s(), 1))))
 
@@ -180,7 +182,8 @@ class Inbound(Outflow):
         else:
             ack = Ack(event_ids=(event.event_id,))
         self._publish(self.topics.acks(device), AckMsg(
-            v=1, kind="ack", id=f"ack-{event.event_id}", origin="gateway", hlc=hlc, body=ack))
+            v=1, kind="ack", id=answer_id("ack", event.event_id), origin="gateway", hlc=hlc,
+            body=ack))
         self._refresh_and_publish(store)
 
     # --- dispatch commands --------------------------------------------------------------
@@ -240,7 +243,7 @@ class Inbound(Outflow):
         else:
             hlc = self._hlc(store)
         return encode(DispatchReplyMsg(
-            v=1, kind="dispatch_reply", id=f"reply-{command_id}", origin="gateway",
+            v=1, kind="dispatch_reply", id=answer_id("reply", command_id), origin="gateway",
             hlc=hlc,
             body=DispatchReply(command_id=command_id, ok=ok, reason=reason,
                                detail=json.loads(json.dumps(detail or {}, default=str)))))

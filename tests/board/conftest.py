@@ -3,7 +3,8 @@ browser Playwright would download), and a whole depot with the board served besi
 
 Screenshots go to the test's tmp_path; with ``CROSSDOCK_SCREENSHOTS=DIR`` also to DIR (the
 committed ones in docs/screenshots were written so:
-``CROSSDOCK_SCREENSHOTS=docs/screenshots pytest -m board tests/board``).
+``CROSSDOCK_SCREENSHOTS=docs/screenshots .venv/bin/python -m pytest -m board tests/board``,
+as the README says).
 """
 
 from __future__ import annotations

@@ -380,7 +380,7 @@ def test_tablets_show_the_last_stream_ack_with_its_age_and_live_a_moment_to_coun
     page = client.get("/").text.split('id="tablets"')[1].split("</section>")[0]
     assert "Last stream ack" in page
     row = page.split('id="row-tablet-tab-1"')[1].split("</tr>")[0]
-    assert f'data-t="{acked.isoformat()}">7 min old' in row
+    assert f'class="age ack" data-t="{acked.isoformat()}">7 min old' in row
     other = page.split('id="row-tablet-tab-2"')[1].split("</tr>")[0]
     assert "never" in other
     board = Board(cfg, zone=depot_zone(cfg), commands=Recorder(Reply(True, "", {})))

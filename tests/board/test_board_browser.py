@@ -20,6 +20,7 @@ from gateway.board.server import BoardServer
 from gateway.broker.process import ManagedBroker
 from gateway.config import load_config
 from gateway.ingest.pipeline import ingest_source
+from gateway.store import listings
 from gateway.store.accounts import AccountStore
 from gateway.store.core import Store
 from gateway.store.listings import proposals
@@ -134,8 +135,13 @@ def test_a_conflict_appears_live_and_resolving_it_reaches_both_tablets_with_the_
     assert "old" in text and "escalates" in text  # each side's age, the deadline counting
     shots.take(page, "board-conflicts")
 
-    # resolve by keyboard: focus the choice, Enter, then the confirmation's Confirm
-    page.locator("#choose-O-1-driver-dispatch").focus()
+    # resolve by keyboard: Tab from the top of the page to the choice, Enter, then Confirm
+    page.locator("body").focus()
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "choose-O-1-driver-dispatch":
+            break
+    assert page.evaluate("document.activeElement.id") == "choose-O-1-driver-dispatch"
     with page.expect_navigation():
         page.keyboard.press("Enter")
     assert "You choose" in page.inner_text("main")
@@ -190,6 +196,23 @@ def test_a_proposal_approved_on_the_board_reaches_the_tablet(
     page.locator("#tablets").get_by_text("offline").wait_for(timeout=10_000)
     tablets = page.locator("#tablets").inner_text()
     assert "tab-2" in tablets and "1 of 2 online" in tablets
+    # each tablet's last stream ack: the moment the gateway recorded, and an age that counts
+    ack = page.locator("#row-tablet-tab-1 .ack")
+
+    def shown_is_stored() -> bool:
+        with depot.store() as store:
+            stored = {t.device: t.acked_at for t in listings.tablets(store)}["tab-1"]
+        return stored is not None and ack.get_attribute("data-t") == stored
+
+    assert wait_for(shown_is_stored, 20)
+    cell = page.locator("#row-tablet-tab-1 td:has(.ack)").inner_text()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d, \d+ s old", cell.strip()), cell
+    before = ack.inner_text()
+    page.wait_for_function("(before) => document.querySelector('#row-tablet-tab-1 .ack')"
+                           ".textContent !== before", arg=before, timeout=10_000)
+    assert page.locator("#row-tablet-tab-2 .ack").count() == 1  # acked before it went offline
+    # at 1366x768 every section fits the width: nothing hides beyond a sideways scroll
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     shots.take(page, "board-tablets", "#tablets")
     sources = page.locator("#sources").inner_text()
     # the age's unit depends on the hour the test runs (minutes just after midnight)

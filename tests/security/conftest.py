@@ -5,6 +5,7 @@ with a tablet's own credential, as a stolen tablet or a curious driver's laptop 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from gateway.config import load_config
 from gateway.runner import GatewayRunner
 from gateway.setup import write_sample_config
 from tests.broker import MqttProbe, free_port
+from tests.security.fuzzing import fast_dir
+from tests.security.memdepot import FuzzGateway, FuzzTablet, Tracebacks
 
 DEPOT = "sec"
 
@@ -93,3 +96,38 @@ def secure_depot(tmp_path: Path) -> Iterator[SecureDepot]:
         yield depot
     finally:
         depot.stop()
+
+
+# --- the in-memory depot of the fuzz tests (tests.security.memdepot), one per module -------
+
+
+@pytest.fixture(scope="module")
+def tracebacks() -> Iterator[Tracebacks]:
+    handler = Tracebacks()
+    logging.getLogger().addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+@pytest.fixture(scope="module")
+def gateway(tracebacks: Tracebacks) -> Iterator[FuzzGateway]:
+    with fast_dir("fuzz-gw") as root:
+        gw = FuzzGateway(root)
+        try:
+            yield gw
+        finally:
+            gw.service.stop()
+            gw.net.close()
+
+
+@pytest.fixture(scope="module")
+def tablet(gateway: FuzzGateway) -> Iterator[FuzzTablet]:
+    with fast_dir("fuzz-agent") as root:
+        made = FuzzTablet(root, gateway.view)
+        try:
+            yield made
+        finally:
+            made.agent.stop()
+            made.net.close()
