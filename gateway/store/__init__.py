@@ -1,7 +1,9 @@
 """The gateway's SQLite store, and the only package that speaks SQL: ``core`` (``Store``:
-claims, resolutions, views, quarantine, runs, results, audit), ``schema`` (tables and the
-migration of older files), ``claims`` (claim set rows decoded), ``devices`` (``DeviceStore``:
-devices, routes, streams, commands), ``runs`` (``SourceRun``: one source run staged and
+the connection, transactions, meta, audit; one handle on ``inputs`` (claim sets, resolutions),
+``views`` (the dirty queue, merged views) and ``sources`` (source runs, quarantine, source
+state, the write-back queue)), ``schema`` (tables and the migration of older files),
+``claims`` (claim set rows decoded), ``devices`` (``DeviceStore``: devices, routes, streams,
+commands), ``runs`` (``SourceRun``: one source run staged and
 applied) and ``staging`` (the rows it stages, light enough for a reading process),
 ``proposals`` (held-back changes and their decisions), ``checkpointer`` (the WAL checkpoint
 thread), ``accounts`` (``AccountStore``: the board's logins and sessions), ``listings`` (what
