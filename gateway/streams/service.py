@@ -1,5 +1,8 @@
 """The running gateway: MQTT in and out, one worker thread owning the store's stream side.
 
+(About 410 lines, one idea: the worker's loop and life cycle around one queue; what a message
+does and what goes out already live apart, in ``inbound`` and ``outflow``.)
+
 Thread model: paho's network thread only puts ``(topic, payload)`` on a queue; the scheduler's
 jobs ingest in their own threads with their own Store and then put a refresh request on the
 same queue. One worker thread takes from the queue, owns a Store, applies driver events and
