@@ -219,7 +219,11 @@ class FuzzTablet:
         conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
         try:
             rows = {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall()
-                    for t in ("views", "outbox", "local_actions", "refused")}
+                    for t in ("views", "local_actions", "refused")}
+            # the outbox's actions, not its send bookkeeping: the agent resends on its own
+            # timer (attempts, last_sent_at) whatever the fuzz does
+            rows["outbox"] = conn.execute(
+                "SELECT event_id, created_at, payload FROM outbox ORDER BY rowid").fetchall()
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         finally:
             conn.close()
