@@ -59,5 +59,4 @@ def tablet(gateway: FuzzGateway) -> Iterator[FuzzTablet]:
         try:
             yield made
         finally:
-            made.agent.stop()
-            made.net.close()
+            made.close()
