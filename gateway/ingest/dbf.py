@@ -27,20 +27,12 @@ one-line ``SourceError`` naming the file, and the row and field when there is on
 
 from __future__ import annotations
 
-import datetime as _dt
-import functools
 import hashlib
-import struct
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
 
 from dbfread import DBF
 from dbfread.memo import (
-    VFP_TYPE_MAP,
-    BinaryMemo,
     DB3MemoFile,
     DB4MemoFile,
     FakeMemoFile,
@@ -50,11 +42,11 @@ from dbfread.memo import (
 
 from gateway.errors import SourceError
 from gateway.ingest.base import FAULTS_KEY, PROBLEM_KEY, Export, RawRow
+from gateway.ingest.dbf_decode import FastMemo, decoder
 from gateway.ingest.dbf_header import (
     CHUNK,
     DEFAULT_ENCODING,
     KNOWN_TYPES,
-    DbfField,
     DbfHeader,
     Parser,
     one_line,
@@ -64,146 +56,6 @@ from gateway.ingest.dbf_header import (
 )
 
 __all__ = ["read_dbf"]
-
-
-# --------------------------------------------------------------------------- fast decoders
-#
-# dbfread's parser costs several Python calls per value (parse -> decode_text -> decode, a
-# seek and two reads per memo). The common VFP types get one closure each here, with the same
-# results and the same errors (a value that fails goes to ``_salvage`` and its row to
-# quarantine); anything else keeps dbfread's parser.
-
-_JULIAN_TO_ORDINAL = 1721425
-_LOGICAL: dict[bytes, bool | None] = {
-    b"T": True, b"t": True, b"Y": True, b"y": True,
-    b"F": False, b"f": False, b"N": False, b"n": False, b"?": None, b" ": None,
-}  # fmt: skip
-_UNPACK_LL = struct.Struct("<LL").unpack
-_UNPACK_MEMO = struct.Struct(">LL").unpack_from
-_UNPACK_I = struct.Struct("<I").unpack
-
-
-class _FastMemo:
-    """A VFP ``.fpt`` mapped into memory: a memo is a slice, not a seek and two reads."""
-
-    def __init__(self, mm: Any, blocksize: int, encoding: str) -> None:
-        self.mm = mm
-        self.blocksize = blocksize
-        self.encoding = encoding
-
-    @classmethod
-    @contextmanager
-    def open(cls, header: DbfHeader) -> Iterator[_FastMemo | None]:
-        path = header.memo_path
-        if path is None or path.suffix.lower() not in (".fpt", ".dct"):
-            yield None
-            return
-        import mmap
-
-        with path.open("rb") as fh:
-            try:
-                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-            except (ValueError, OSError):  # empty or unmappable: dbfread's reader does it
-                yield None
-                return
-        try:
-            blocksize = int.from_bytes(mm[6:8], "big") if len(mm) >= 8 else 0
-            yield cls(mm, blocksize, header.encoding) if blocksize else None
-        finally:
-            mm.close()
-
-    def reader(self, *, text: bool) -> Callable[[bytes], object]:
-        mm, blocksize, encoding = self.mm, self.blocksize, self.encoding
-        types = VFP_TYPE_MAP
-
-        def memo(data: bytes) -> object:
-            if len(data) == 4:
-                index = _UNPACK_I(data)[0]
-            else:
-                try:
-                    index = int(data)
-                except ValueError:
-                    if data.strip(b" \x00"):
-                        raise ValueError(f"Memo index is not an integer: {data!r}") from None
-                    return None
-            if index <= 0:
-                return None
-            offset = index * blocksize
-            kind, length = _UNPACK_MEMO(mm, offset)
-            body = mm[offset + 8 : offset + 8 + length]
-            if len(body) != length:
-                raise OSError("EOF reached while reading memo")
-            if text and kind == 1:
-                return body.decode(encoding)
-            return types.get(kind, BinaryMemo)(body)
-
-        return memo
-
-
-def _fast(f: DbfField, fd: Any, func: Callable[[Any, bytes], object], header: DbfHeader,
-          fast_memo: _FastMemo | None) -> Callable[[bytes], object]:
-    """The decoder of one field: a closure for the common types, else dbfread's parser."""
-    encoding = header.encoding
-    kind = f.type
-    if kind == "C" and not f.binary:
-        def text(data: bytes) -> object:
-            return data.rstrip(b"\0 ").decode(encoding)
-
-        return text
-    if kind == "N" and f.decimals == 0:
-        def whole(data: bytes) -> object:
-            stripped = data.strip()
-            if not stripped:
-                return None
-            try:
-                return int(stripped)
-            except ValueError:
-                return func(fd, data)
-
-        return whole
-    if kind == "N":
-        def decimal(data: bytes) -> object:
-            stripped = data.strip()
-            if not stripped:
-                return None
-            try:
-                number = Decimal(stripped.decode("ascii"))
-            except (InvalidOperation, UnicodeDecodeError):
-                return func(fd, data)  # '*' padding, a decimal comma, or dirt: its reason
-            if not number.is_finite():
-                return func(fd, data)
-            return number
-
-        return decimal
-    if kind == "T":
-        fromordinal = _dt.datetime.fromordinal
-        delta = _dt.timedelta
-
-        def moment(data: bytes) -> object:
-            if not data.strip():
-                return None
-            day, msec = _UNPACK_LL(data)
-            if not day:
-                return None
-            return fromordinal(day - _JULIAN_TO_ORDINAL) + delta(seconds=msec / 1000)
-
-        return moment
-    if kind == "L":
-        def logical(data: bytes) -> object:
-            try:
-                return _LOGICAL[data]
-            except KeyError:
-                raise ValueError(f"Illegal value for logical field: {data!r}") from None
-
-        return logical
-    if kind == "I":
-        def integer(data: bytes) -> object:
-            return int.from_bytes(data, "little", signed=True)
-
-        return integer
-    if kind == "M" and fast_memo is not None:
-        return fast_memo.reader(text=not f.binary)
-    return functools.partial(func, fd)
 
 
 _MEMO_HEADER = 512
@@ -239,7 +91,7 @@ def _iter_rows(
     name = path.name
     counters["deleted"] = 0
     memo = _memo_file(header)
-    with memo, _FastMemo.open(header) as fast_memo:
+    with memo, FastMemo.open(header) as fast_memo:
         parser = Parser(table, memo)
         raw_by_name = {f.name: f for f in table.fields}
         plan: list[tuple[str, Callable[[bytes], object], int, int]] = []
@@ -257,7 +109,7 @@ def _iter_rows(
                 func = parser.parse
             elif f.type == "M" and f.binary:
                 func = parser.parseG  # binary memo (NOCPTRANS): raw bytes, not text
-            plan.append((f.name, _fast(f, fd, func, header, fast_memo), start, end))
+            plan.append((f.name, decoder(f, fd, func, header, fast_memo), start, end))
             if header.nullflags is None:
                 continue
             if f.type in ("V", "Q"):

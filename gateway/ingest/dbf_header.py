@@ -28,6 +28,8 @@ __all__ = [
     "CHUNK",
     "DEFAULT_ENCODING",
     "KNOWN_TYPES",
+    "MAZOVIA",
+    "MAZOVIA_DECODE",
     "DbfField",
     "DbfHeader",
     "Parser",
@@ -95,6 +97,8 @@ def _mazovia_table() -> str:
 
 _MAZOVIA_DECODE = _mazovia_table()
 _MAZOVIA_ENCODE = codecs.charmap_build(_MAZOVIA_DECODE)
+MAZOVIA, MAZOVIA_DECODE = _MAZOVIA, _MAZOVIA_DECODE
+"""The Mazovia codec's name and decoding table (``dbf.charmap_table`` decodes with it)."""
 
 
 def _mazovia_search(name: str) -> codecs.CodecInfo | None:

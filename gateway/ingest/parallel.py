@@ -26,7 +26,7 @@ from gateway.errors import SourceError
 from gateway.ingest.base import FAULTS_KEY, Export, RawRow
 from gateway.ingest.mapping import Mapping
 from gateway.ingest.validate import RowValidator, Valid
-from gateway.store.runs import BadRow, StagedTuple, dump_record, staged_tuple
+from gateway.store.staging import BadRow, StagedTuple, dump_record, staged_tuple
 
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 BATCH = 5000

@@ -15,6 +15,7 @@ The values that come out are plain JSON, ready to be claims: ``location`` is
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -26,6 +27,7 @@ from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from gateway.ingest.base import FAULTS_KEY, PROBLEM_KEY, RawRow
 from gateway.ingest.mapping import Mapping
+from gateway.ingest.quick import TEXT_FIELDS, QuickPath
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,10 @@ def _text(value: object) -> str | None:
 def _number(value: object) -> float | None:
     cls = value.__class__
     if cls is Decimal or cls is float or cls is int:
-        return float(value)  # type: ignore[arg-type]
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (ValueError, OverflowError):  # a signalling NaN, an int past float's range
+            raise _Bad("is not a number") from None
     if value is None:
         return None
     if isinstance(value, bool):
@@ -126,7 +131,7 @@ def _integer(value: object) -> int | None:
     number = _number(value)
     if number is None:
         return None
-    if number != int(number):
+    if not math.isfinite(number) or number != int(number):  # int(inf) would raise
         raise _Bad("is not a whole number")
     return int(number)
 
@@ -219,11 +224,11 @@ class RowValidator:
         self.drivers = drivers
         self.times = _Times(mapping)
         col = self.columns
-        self._texts = tuple((f, col[f]) for f in ("driver", "route", "customer", "address",
-                                                  "notes") if f in col)
+        self._texts = tuple((f, col[f]) for f in TEXT_FIELDS if f in col)
         self._location = "lat" in col or "lon" in col
         self._window = "window_start" in col or "window_end" in col
         self._required = tuple(mapping.required)
+        self._quick = QuickPath(mapping, drivers)
 
     def validate(self, raw: RawRow) -> Valid | Invalid:
         result = self._convert(raw)
@@ -236,9 +241,19 @@ class RowValidator:
         return result
 
     def validate_many(self, raws: Sequence[RawRow]) -> list[Valid | Invalid]:
-        """``validate`` for each row, in order; pydantic sees the batch in one call."""
-        results = [self._convert(raw) for raw in raws]
-        index = [i for i, r in enumerate(results) if isinstance(r, Valid)]
+        """``validate`` for each row, in order: a clean row in one call (``QuickPath``), the
+        others converted one by one, then pydantic sees them in one call."""
+        results: list[Valid | Invalid] = []
+        careful: list[int] = []
+        quick = None if self.partial else self._quick
+        for raw in raws:
+            done = quick(raw.values) if quick is not None else None
+            if done is None:
+                careful.append(len(results))
+                results.append(self._convert(raw))
+            else:
+                results.append(Valid(raw.row, done[0], done[1]))
+        index = [i for i in careful if isinstance(results[i], Valid)]
         if not index:
             return results
         try:

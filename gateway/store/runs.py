@@ -13,62 +13,23 @@ import datetime as _dt
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from decimal import Decimal
 from typing import Any
 
 from gateway.store.core import RunInfo, Store
-from gateway.store.sql import canonical_json, iso, text_digest
+from gateway.store.sql import canonical_json, iso
+from gateway.store.staging import (  # re-exported: the names a run's callers use
+    BadRow,
+    StagedRow,
+    StagedTuple,
+    dump_record,
+    load_record,
+    staged_tuple,
+)
+
+__all__ = ["APPLIED", "BadRow", "Hold", "HoldRule", "NewClaimSet", "SourceRun", "StagedRow",
+           "StagedTuple", "applied_fingerprint", "dump_record", "held", "load_record",
+           "staged_tuple", "write_claim_sets", "write_new_claim_sets"]
 from sync.model import canonical
-
-StagedTuple = tuple[int, str, str, str, str, int]
-"""A staged row as SourceRun stores it: (row, order id, digest, values JSON, record, fields)."""
-
-
-def staged_tuple(row: int, order_id: str, vals: dict[str, Any], record: str = "") -> StagedTuple:
-    """The staged form of a valid row (computed in whichever process read the row)."""
-    text = canonical_json(vals)
-    return (row, order_id, text_digest(text), text, record, len(vals))
-
-
-def _raw_default(value: object) -> object:
-    """Raw source values (dates, decimals, bytes) as tagged JSON, for quarantine re-tries."""
-    if isinstance(value, _dt.datetime):
-        return {"$dt": value.isoformat()}
-    if isinstance(value, _dt.date):
-        return {"$d": value.isoformat()}
-    if isinstance(value, Decimal):
-        return {"$dec": str(value)}
-    if isinstance(value, bytes):
-        return {"$b": value.hex()}
-    return {"$repr": repr(value)}
-
-
-def _raw_hook(obj: dict[str, Any]) -> object:
-    if len(obj) == 1:
-        ((key, val),) = obj.items()
-        if key == "$dt":
-            return _dt.datetime.fromisoformat(val)
-        if key == "$d":
-            return _dt.date.fromisoformat(val)
-        if key == "$dec":
-            return Decimal(val)
-        if key == "$b":
-            return bytes.fromhex(val)
-    return obj
-
-
-_dump_record = json.JSONEncoder(
-    default=_raw_default, ensure_ascii=False, check_circular=False
-).encode
-
-
-def dump_record(values: Any) -> str:
-    return _dump_record(values if isinstance(values, dict) else dict(values))
-
-
-def load_record(text: str) -> dict[str, object]:
-    loaded: dict[str, object] = json.loads(text, object_hook=_raw_hook)
-    return loaded
 
 
 def write_claim_sets(store: Store, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -107,24 +68,6 @@ def write_new_claim_sets(store: Store, sets: Iterable[NewClaimSet], *, hlc: str)
     write_claim_sets(store, [
         (s.set_id, s.source, s.order_id, None, s.source_rev, iso(s.as_of), iso(s.received_at),
          hlc, 1, canonical_json(s.vals)) for s in sets])
-
-
-@dataclass(frozen=True)
-class StagedRow:
-    row: int
-    order_id: str
-    vals: dict[str, Any]
-    record: str
-
-
-@dataclass(frozen=True)
-class BadRow:
-    row: int
-    order_id: str | None
-    field: str
-    raw: str
-    reason: str
-    record: str
 
 
 APPLIED = ("ok", "degraded")
@@ -363,13 +306,20 @@ class SourceRun:
         return info
 
     def _flag_duplicates(self) -> None:
+        # an order id staged twice, or staged and refused (a row is one or the other): read
+        # off the order id index (a GROUP BY over the union of both sorted every row: 0.57 s
+        # of 99,000, loaded 2-core box)
         dups = self.conn.execute(
-            "SELECT order_id, group_concat(row) FROM (SELECT order_id, row FROM temp.staged "
-            "UNION ALL SELECT DISTINCT order_id, row FROM temp.rejected WHERE order_id "
-            "IS NOT NULL) GROUP BY order_id HAVING count(DISTINCT row) > 1"
+            "SELECT order_id FROM temp.staged GROUP BY order_id HAVING count(*) > 1 "
+            "UNION SELECT r.order_id FROM temp.rejected r WHERE EXISTS "
+            "(SELECT 1 FROM temp.staged s WHERE s.order_id = r.order_id)"
         ).fetchall()
-        for order_id, rows in dups:
-            row_list = ", ".join(sorted(set(rows.split(",")), key=int))
+        for (order_id,) in dups:
+            rows = self.conn.execute(
+                "SELECT row FROM temp.staged WHERE order_id=? "
+                "UNION SELECT row FROM temp.rejected WHERE order_id=?", (order_id, order_id),
+            ).fetchall()
+            row_list = ", ".join(str(r) for r in sorted(r[0] for r in rows))
             reason = f"order id {order_id} appears in rows {row_list} of one export"
             self.conn.execute(
                 "INSERT INTO temp.rejected(row, order_id, field, raw, reason, record) "
@@ -418,6 +368,17 @@ class SourceRun:
             state.clear()
 
         listed_before = self.store.source_order_count(source)
+        if listed_before == 0 and self.proposals is None:
+            # the source's first run (or one after every order was withdrawn): every staged row
+            # is new, written straight from the staged table, without the diff's delta table
+            staged = int(conn.execute("SELECT count(*) FROM temp.staged").fetchone()[0])
+            if on_progress is not None:
+                on_progress(0, staged)
+            changed, claims = self._claim_new(run_id, as_of_text, received, hlc,
+                                              new="FROM temp.staged s")
+            if on_progress is not None:
+                on_progress(staged, staged)
+            return changed, claims
         # one pass over the staged rows finds what is new or changed (``old_vals`` NULL: new)
         conn.execute("DROP TABLE IF EXISTS temp.delta")
         conn.execute(
@@ -455,13 +416,13 @@ class SourceRun:
             return changed, claims  # every order listed before is staged again: none is gone
         return self._withdraw(run_id, as_of_text, received, hlc, changed, claims)
 
-    def _claim_new(self, run_id: int, as_of_text: str, received: str, hlc: str
-                   ) -> tuple[int, int]:
-        """Orders the source never stated before: every field is a claim, written in SQL (their
-        staged ``vals`` are already the canonical text a claim set holds)."""
+    def _claim_new(self, run_id: int, as_of_text: str, received: str, hlc: str, *,
+                   new: str = ("FROM temp.delta d JOIN temp.staged s ON s.rowid = d.rid "
+                               "WHERE d.old_vals IS NULL")) -> tuple[int, int]:
+        """Orders the source never stated before (``new``: the FROM clause of their staged rows
+        ``s``): every field is a claim, written in SQL (their staged ``vals`` are already the
+        canonical text a claim set holds)."""
         conn, source = self.conn, self.source
-        new = ("FROM temp.delta d JOIN temp.staged s ON s.rowid = d.rid "
-               "WHERE d.old_vals IS NULL")
         claims = int(conn.execute(f"SELECT coalesce(sum(s.nfields), 0) {new}").fetchone()[0])
         changed = conn.execute(
             "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, as_of, "
