@@ -17,9 +17,9 @@ from gateway.errors import ConfigError
 from gateway.ingest.mapping import source_mapping
 from gateway.ingest.pipeline import known_drivers
 from gateway.private import private_dir, write_private
-from gateway.shadow import depot_zone
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
+from gateway.timefmt import depot_zone
 
 MAPPING_TEMPLATE = """\
 # How crossdock reads this legacy system's export. Fields on the left, the export's columns
@@ -305,11 +305,8 @@ def write_agent_config(path: Path, cfg: GatewayConfig, *, device: str, driver: s
     that copy (``ca_file`` relative to the config, so both files move together). Returns the
     paths written; ConfigError if TLS is configured without ``public_host`` or a readable
     certificate. ``timezone``: the zone in which the tablet shows times; by default the
-    depot's zone as the board shows it (``gateway.shadow.depot_zone``: ``[board] timezone``,
-    else the first mapping's zone, else UTC). Not ``[writeback] timezone``: that names the
-    zone of the legacy system's naive times, which may run elsewhere; the driver reads the
-    same clock as the dispatcher on the board and the depot's people (the mapping's zone is
-    theirs unless the board says otherwise), so a time said on the phone matches the screen.
+    depot's zone (``gateway.timefmt.depot_zone``, the one the CLI and the board show), so the
+    driver reads the same clock as the dispatcher and a time said on the phone matches both.
     """
     if timezone is None:
         timezone = depot_zone(cfg).key

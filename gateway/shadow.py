@@ -23,37 +23,18 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from gateway.config import GatewayConfig
-from gateway.errors import ConfigError
-from gateway.ingest.mapping import load_mapping
 from gateway.store.core import Store
 from gateway.store.devices import Entry
 from gateway.store.listings import conflict_views, ensure_indexes
 from gateway.store.shadow import ShadowConflict, ShadowStore
+from gateway.timefmt import depot_zone
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], _dt.datetime]
-
-
-def depot_zone(cfg: GatewayConfig) -> ZoneInfo:
-    """The depot's time zone: ``[board] timezone``, else the first mapped source's zone (the
-    zone of the legacy system's naive times), else UTC."""
-    name = cfg.board.timezone if cfg.board is not None else None
-    if name is None:
-        for src in cfg.sources:
-            if src.mapping is not None:
-                try:
-                    name = load_mapping(cfg.path(src.mapping)).source.timezone
-                except ConfigError:
-                    continue
-                break
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"board.timezone: unknown time zone {name!r}") from None
 
 
 def record_refresh(store: Store, cfg: GatewayConfig, entries: dict[str, list[Entry]],

@@ -1,22 +1,31 @@
 """Times as the gateway's commands show them: in the depot's zone, said once (issue 10).
 
-Text output converts every time to the depot's zone (``depot_zone``: ``[writeback] timezone``,
-else the first mapped source's zone, else UTC: the zone the legacy system and the people at
-the depot read their clocks in) and prints which zone once, in a header line; JSON keeps ISO
-8601 with the offset, as stored.
+Text output converts every time to the depot's zone (``depot_zone``) and prints which zone
+once, in a header line; JSON keeps ISO 8601 with the offset, as stored. The CLI, the board and
+the tablets' configs (``devices add --agent-config``) all take the zone from here.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.config import GatewayConfig
+from gateway.errors import ConfigError
 from gateway.writeback.flush import writeback_zone
 
 
 def depot_zone(cfg: GatewayConfig) -> ZoneInfo:
-    return writeback_zone(cfg)
+    """The zone the people at the depot read their clocks in: ``[board] timezone`` when set
+    (the dispatcher's page states it), else the legacy system's zone (``[writeback]
+    timezone``, else the first mapped legacy source's, else UTC)."""
+    name = cfg.board.timezone if cfg.board is not None else None
+    if name is None:
+        return writeback_zone(cfg)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"[board] timezone: unknown time zone {name!r}") from None
 
 
 def local(moment: _dt.datetime | str | None, zone: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M"

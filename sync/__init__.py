@@ -11,6 +11,7 @@ Exports:
     codec     -- encode/decode envelopes; CodecError is the only exception it raises
     hlc       -- hybrid logical clocks
     merge     -- claims + resolutions + policy + now -> views and open conflicts
+    merged    -- a merged view as stored and streamed; the one-claim-set shortcut
     rules     -- route checks (shift hours, delivery windows, capacity) -> warnings
     streams   -- per-device gapless sequences, gap detection and repair
     follow    -- the tablet's stream timing: when to ask again, when to report ``applied``

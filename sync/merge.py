@@ -40,10 +40,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
 
 from pydantic import JsonValue
-from pydantic_core import to_json
 
 from sync.model import (
     Candidate,
@@ -58,7 +56,6 @@ from sync.model import (
     canonical,
     trusted,
 )
-from sync.rules import RULE_FIELDS, rule_inputs
 
 BASED_ON = "based-on"
 
@@ -116,62 +113,6 @@ def merge_order(
     }
     hold = any(f.conflict is not None and f.conflict.escalated for f in fields.values())
     return trusted(OrderView, order_id=order_id, fields=fields, hold=hold)
-
-
-class OneSet(NamedTuple):
-    """All an order's merge depends on when its one source's latest claim set covers every
-    field that source ever claimed, and is present: each field then has one live claim, from
-    this set (rule 2), and rules 3 to 9 need a second one. The common order: one export,
-    run after run."""
-
-    set_id: str
-    source: str
-    vals: Mapping[str, JsonValue]
-    as_of: datetime
-    received_at: datetime
-
-
-@dataclass(frozen=True)
-class Merged:
-    """A merged view as the gateway stores and streams it: its JSON (the wire's compact form,
-    ``model_dump_json(exclude_defaults=True)``), its drivers (``drivers_of``), its rule inputs
-    (``sync.rules.rule_inputs``) and the earliest deadline of its open, unescalated conflicts."""
-
-    order_id: str
-    body: str
-    drivers: list[str]
-    inputs: dict[str, JsonValue]
-    deadline: datetime | None
-
-    @classmethod
-    def of(cls, view: OrderView) -> Merged:
-        deadlines = [c.deadline for c in view.conflicts() if not c.escalated]
-        return cls(view.order_id, view.model_dump_json(exclude_defaults=True), drivers_of(view),
-                   rule_inputs(view), min(deadlines) if deadlines else None)
-
-    @classmethod
-    def of_one_set(cls, order_id: str, one: OneSet) -> Merged:
-        """``Merged.of(merge_order(...))`` for an order whose claims are ``one``'s, built from
-        the set's values without the claims and views (a third of a refresh's time went there):
-        every field agreed on its one candidate. The same text, byte for byte; a property test
-        holds the two paths together."""
-        fields: dict[str, dict[str, Any]] = {}  # JSON values and datetimes (to_json writes)
-        for name in sorted(one.vals):
-            value = one.vals[name]
-            candidate: dict[str, Any] = {"source": one.source}
-            field: dict[str, Any] = {"field": name, "state": "agreed"}
-            if value is not None:  # the models' default: left out, as exclude_defaults does
-                candidate["value"] = field["value"] = value
-            candidate.update(as_of=one.as_of, claim_id=f"{one.set_id}#{name}",
-                             received_at=one.received_at)
-            field["candidates"] = [candidate]
-            fields[name] = field
-        body = to_json({"order_id": order_id, "fields": fields}).decode()
-        driver = one.vals.get("driver")
-        inputs: dict[str, JsonValue] = {
-            n: v for n in RULE_FIELDS if (v := one.vals.get(n)) is not None}
-        return cls(order_id, body, [driver] if isinstance(driver, str) and driver else [],
-                   inputs, None)
 
 
 def merge_field(

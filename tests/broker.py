@@ -214,6 +214,16 @@ class MqttProbe:
         if not info.is_published():
             raise AssertionError(f"{self.client_id}: publish to {topic} not acknowledged")
 
+    def publish_all(self, topic: str, payloads: Sequence[bytes], qos: int = 1,
+                    timeout: float = WAIT) -> None:
+        """Publish every payload back to back (a burst: no wait between them), then wait until
+        the broker acknowledged each."""
+        infos = [self.client.publish(topic, payload, qos=qos) for payload in payloads]
+        for info in infos:
+            info.wait_for_publish(timeout)
+            if not info.is_published():
+                raise AssertionError(f"{self.client_id}: publish to {topic} not acknowledged")
+
     def get(self, timeout: float = WAIT) -> mqtt.MQTTMessage | None:
         """The next received message, or None if none arrives within ``timeout``."""
         try:

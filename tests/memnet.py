@@ -278,6 +278,11 @@ class MemProbe:
         if not self.connection.publish(Message(topic, payload)):
             raise AssertionError(f"publish to {topic}: not connected")
 
+    def publish_all(self, topic: str, payloads: Sequence[bytes], qos: int = 1,
+                    timeout: float = WAIT) -> None:
+        for payload in payloads:
+            self.publish(topic, payload)
+
     def get(self, timeout: float = WAIT) -> Message | None:
         try:
             return self.messages.get(timeout=timeout)

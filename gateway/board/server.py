@@ -25,7 +25,7 @@ from gateway.board.page import Board
 from gateway.config import BoardSection, GatewayConfig
 from gateway.dispatch import DispatchConfig, load_dispatch_config
 from gateway.errors import ConfigError
-from gateway.shadow import depot_zone
+from gateway.timefmt import depot_zone
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,48 @@
 """Claim sets decoded: a stored claim set row (``Store._claim_rows``' columns) back into the
 claims it holds, all of them or only those a merge can read, or into a ``sync.merge.OneSet``.
-Exports ``parse_rows``, ``build_claims``, ``one_set``, ``claims_to_merge``."""
+Exports ``parse_rows``, ``build_claims``, ``one_set``, ``claims_to_merge``, ``merge_inputs``."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from typing import Any
 
 from gateway.store.sql import parse_time
-from sync.merge import OneSet
+from sync.merged import OneSet
 from sync.model import Claim, trusted
+
+
+def merge_inputs(rows_by_order: dict[str, list[tuple[Any, ...]]]
+                 ) -> dict[str, OneSet | list[Claim]]:
+    """``Store.merge_inputs`` for the orders' claim set rows (``Store._claim_rows``): every
+    row's values parsed in one ``json.loads`` (a first ingest's orders have one row each, the
+    call per row was a fifth of reading them), each time text once."""
+    flat = [row for rows in rows_by_order.values() for row in rows]
+    vals = json.loads("[" + ",".join([row[8] for row in flat]) + "]")
+    times: dict[str, _dt.datetime] = {}
+    out: dict[str, OneSet | list[Claim]] = {}
+    at = 0
+    for order_id, rows in rows_by_order.items():
+        mine = vals[at:at + len(rows)]
+        at += len(rows)
+        if len(rows) == 1 and rows[0][7]:  # one present set: ``one_set`` without the search
+            row = rows[0]
+            as_of = times.get(row[4])
+            if as_of is None:
+                as_of = times[row[4]] = parse_time(row[4])
+            received = times.get(row[5])
+            if received is None:
+                received = times[row[5]] = parse_time(row[5])
+            out[order_id] = OneSet(row[0], row[1], mine[0], as_of, received)
+            continue
+        one = one_set(rows, mine)
+        if one is None:
+            based = [() if row[9] == "[]" else tuple(json.loads(row[9])) for row in rows]
+            out[order_id] = claims_to_merge(order_id, rows, (mine, based))
+        else:
+            out[order_id] = one
+    return out
 
 
 def parse_rows(rows: list[tuple[Any, ...]]

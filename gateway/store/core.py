@@ -19,6 +19,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,11 @@ import sqlite_utils
 from gateway.errors import StoreError
 from gateway.private import make_private, private_dir
 from gateway.store.checkpointer import DEFERRED_CHECKPOINT_PAGES
-from gateway.store.claims import build_claims, claims_to_merge, one_set, parse_rows
+from gateway.store.claims import build_claims, claims_to_merge, merge_inputs
 from gateway.store.schema import create
 from gateway.store.sql import Transaction, canonical_json, iso, rows_in, text_digest
 from sync.hlc import Hlc, tick
-from sync.merge import Merged, OneSet
+from sync.merged import Merged, OneSet
 from sync.model import Claim, OrderView, Resolution, canonical
 
 log = logging.getLogger(__name__)
@@ -214,12 +215,7 @@ class Store:
     def merge_inputs(self, order_ids: Iterable[str]) -> dict[str, OneSet | list[Claim]]:
         """``claims_to_merge``, or the order's ``sync.merge.OneSet`` where it is one (its
         view is then built without the claims: ``Merged.of_one_set``)."""
-        out: dict[str, OneSet | list[Claim]] = {}
-        for order_id, rows in self._claim_rows(order_ids).items():
-            parsed = parse_rows(rows)
-            one = one_set(rows, parsed[0])
-            out[order_id] = claims_to_merge(order_id, rows, parsed) if one is None else one
-        return out
+        return merge_inputs(self._claim_rows(order_ids))
 
     def _claim_rows(self, order_ids: Iterable[str]) -> dict[str, list[tuple[Any, ...]]]:
         """The orders' claim set rows, by order (the columns ``build_claims`` reads)."""
@@ -267,10 +263,11 @@ class Store:
         )
 
     def take_dirty(self, limit: int = 2000) -> list[str]:
-        rows = self.conn.execute("SELECT order_id FROM dirty LIMIT ?", (limit,)).fetchall()
-        ids = [r[0] for r in rows]
-        self.conn.executemany("DELETE FROM dirty WHERE order_id=?", ((o,) for o in ids))
-        return ids
+        """Up to ``limit`` dirty orders, by order id, no longer dirty (in one statement)."""
+        rows = self.conn.execute(
+            "DELETE FROM dirty WHERE order_id IN (SELECT order_id FROM dirty ORDER BY order_id "
+            "LIMIT ?) RETURNING order_id", (limit,)).fetchall()
+        return sorted([r[0] for r in rows])
 
     def dirty_count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM dirty").fetchone()[0])
@@ -315,7 +312,10 @@ class Store:
             body = merged.body
             digest = text_digest(body)
             deadline = None if merged.deadline is None else iso(merged.deadline)
-            drivers_json = json.dumps(sorted(merged.drivers))
+            drivers = merged.drivers
+            drivers_json = ("[]" if not drivers else  # json.dumps(sorted(drivers)), as it writes
+                            f"[{encode_basestring_ascii(drivers[0])}]" if len(drivers) == 1 else
+                            json.dumps(sorted(drivers)))
             if old is not None and old == (digest, drivers_json, deadline):
                 out.append(False)
                 continue

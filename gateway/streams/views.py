@@ -29,12 +29,14 @@ import weakref
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pydantic import JsonValue
 
 from gateway.store.core import Store
 from gateway.store.devices import Device, DeviceStore, Entry, body_with_warnings
-from sync.merge import Merged, OneSet, merge_order
+from sync.merge import merge_order
+from sync.merged import Merged, OneSet
 from sync.model import Policy, Warning
 from sync.rules import RouteCheck, RuleInputs, check_inputs
 
@@ -122,14 +124,12 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
         t = timer.add("claims", t)
     changed: dict[str, set[str]] = defaultdict(set)
     written: dict[str, _Written] = {}
-    views: list[tuple[Merged, tuple[str, str, str | None] | None]] = []
-    for order_id in ids:
-        found = inputs.get(order_id, [])
-        views.append((
-            Merged.of_one_set(order_id, found) if isinstance(found, OneSet) else
-            Merged.of(merge_order(order_id, found, resolutions.get(order_id, []), policy,
-                                  now)),
-            states.get(order_id)))
+    of_one_set, get_state = Merged.of_one_set, states.get
+    views: list[tuple[Merged, tuple[str, str, str | None] | None]] = [
+        (of_one_set(order_id, found) if isinstance(found, OneSet) else
+         Merged.of(merge_order(order_id, found, resolutions.get(order_id, []), policy, now)),
+         get_state(order_id))
+        for order_id in ids for found in (inputs.get(order_id, []),)]
     if timer is not None:
         t = timer.add("merge", t)
     moved: list[tuple[str, list[str], list[str]]] = []
@@ -138,9 +138,12 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
             order_id, new = merged.order_id, merged.drivers
             old: list[str] = [] if state is None else list(json.loads(state[1]))
             written[order_id] = _Written(merged.body, merged.inputs, frozenset(new))
-            for driver in {*old, *new}:
-                changed[driver].add(order_id)
-            if old != new:  # usually the same drivers: nothing to write
+            if old == new:  # usually the same drivers: nothing to write
+                for driver in new:
+                    changed[driver].add(order_id)
+            else:
+                for driver in {*old, *new}:
+                    changed[driver].add(order_id)
                 moved.append((order_id, old, new))
     if moved:
         devices.set_routes_members(moved)
@@ -156,8 +159,7 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
     return len(ids)
 
 
-@dataclass(frozen=True)
-class _Written:
+class _Written(NamedTuple):
     """A view this batch stored, as stored: its body, rule inputs and route drivers."""
 
     body: str

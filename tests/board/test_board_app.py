@@ -16,9 +16,9 @@ from gateway.board.app import create_app
 from gateway.board.commands import Reply
 from gateway.board.page import Board
 from gateway.config import GatewayConfig
-from gateway.shadow import depot_zone
 from gateway.store.accounts import AccountStore, check_password, hash_password
 from gateway.store.core import Store
+from gateway.timefmt import depot_zone
 from tests.board.depotfiles import (
     PASSWORD,
     add_device,

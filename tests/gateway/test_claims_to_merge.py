@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.store.core import Store
-from sync.merge import Merged, OneSet, merge_order
+from sync.merge import merge_order
+from sync.merged import Merged, OneSet
 from sync.model import Policy, Resolution
 
 T = dt.datetime(2024, 6, 3, 6, 0, tzinfo=dt.UTC)

@@ -199,7 +199,8 @@ def test_a_snapshot_records_what_it_sends(tmp_path):
 
 
 def store_merged(store: Store, order_id: str):
-    from sync.merge import Merged, merge_order
+    from sync.merge import merge_order
+    from sync.merged import Merged
 
     claims = store.claims_to_merge([order_id])[order_id]
     return Merged.of(merge_order(order_id, claims, [], POLICY, at(3)))

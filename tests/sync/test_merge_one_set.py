@@ -8,8 +8,10 @@ import datetime as dt
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic_core import to_json
 
-from sync.merge import Merged, OneSet, merge_order
+from sync.merge import merge_order
+from sync.merged import Merged, OneSet, json_text
 from sync.model import Claim, Policy
 
 NAMES = st.from_regex(r"[a-z][a-z0-9_-]{0,8}", fullmatch=True)
@@ -49,3 +51,20 @@ def test_one_set_gives_what_the_merge_gives(one: OneSet, now: dt.datetime) -> No
               for name, value in one.vals.items()]
     want = Merged.of(merge_order("O1", claims, [], Policy(), now))
     assert Merged.of_one_set("O1", one) == want
+
+
+@settings(max_examples=2000, deadline=None)
+@given(value=st.floats(allow_nan=False, allow_infinity=False) | st.integers() | st.text()
+       | st.booleans() | JSON)
+def test_json_text_writes_what_to_json_writes(value: object) -> None:
+    assert json_text(value) == to_json(value).decode()  # type: ignore[arg-type]
+
+
+def test_one_set_writes_equal_instants_of_other_zones_apart() -> None:
+    berlin = dt.datetime(2024, 6, 3, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    utc = berlin.astimezone(dt.UTC)
+    assert berlin == utc
+    bodies = [Merged.of_one_set("O1", OneSet("s", "legacy", {"eta": "x"}, t, t)).body
+              for t in (berlin, utc)]
+    assert '"as_of":"2024-06-03T02:00:00+02:00"' in bodies[0]
+    assert '"as_of":"2024-06-03T00:00:00Z"' in bodies[1]

@@ -10,6 +10,7 @@ clean restart there; the in-memory broker always keeps its sessions through a cr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from agent.session import MqttSession, SessionHandler, SessionSettings, Transport
@@ -32,6 +33,9 @@ class Probe(Protocol):
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, timeout: float = 3.0
                 ) -> None: ...
+
+    def publish_all(self, topic: str, payloads: Sequence[bytes], qos: int = 1,
+                    timeout: float = 3.0) -> None: ...
 
     def get(self, timeout: float = 3.0) -> Received | None: ...
 

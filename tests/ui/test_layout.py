@@ -241,11 +241,11 @@ def test_ages_keep_moving_with_no_message_arriving(agent: Agent, kiosk: Kiosk) -
     assert agent.sync_status().last_seq == seq
 
 
-def _burst(agent: Agent, kiosk: Kiosk, hand_in: Callable[[Envelope], None], name: str
+def _burst(agent: Agent, kiosk: Kiosk, hand_in: Callable[[list[Envelope]], None], name: str
            ) -> int:
-    """150 stops, then 500 stream entries handed in one at a time from another thread (as
-    the network's thread hands them in); returns the redraws they caused, also written to
-    ``name``.json beside the screenshots."""
+    """150 stops, then 500 stream entries, one message each, handed in back to back from
+    another thread (as the network's thread hands them in); returns the redraws they caused,
+    also written to ``name``.json beside the screenshots."""
     from ui.screens import TabletRoot
 
     class Probe(TabletRoot):
@@ -256,8 +256,8 @@ def _burst(agent: Agent, kiosk: Kiosk, hand_in: Callable[[Envelope], None], name
             super()._redraw(*args)
 
     views = [_view(i, conflict=(i == 3)) for i in range(1, 151)]
-    for first in range(0, len(views), 100):  # 150 stops, seq 1..150
-        hand_in(_batch(first + 1, views[first:first + 100]).envelope)
+    hand_in([_batch(first + 1, views[first:first + 100]).envelope  # 150 stops, seq 1..150
+             for first in range(0, len(views), 100)])
     assert kiosk.until(lambda: agent.sync_status().last_seq == 150)
     root = Probe(agent, zone=ZONE)
     kiosk.window.add_widget(root)
@@ -266,13 +266,16 @@ def _burst(agent: Agent, kiosk: Kiosk, hand_in: Callable[[Envelope], None], name
     agent.subscribe(told.append)
     before = root.redraws
 
-    def burst() -> None:  # 500 entries, one message each
-        for n in range(500):
-            seq = 151 + n
-            view = _view(1 + n % 150, status="delivered" if n == 499 else "planned")
-            hand_in(ViewChangeMsg(
-                v=1, kind="view_change", id=f"e{seq}", origin="gateway", hlc=HLC,
-                body=ViewChange(seq=seq, order_id=view.order_id, view=view, head=seq)))
+    entries: list[Envelope] = []
+    for n in range(500):
+        seq = 151 + n
+        view = _view(1 + n % 150, status="delivered" if n == 499 else "planned")
+        entries.append(ViewChangeMsg(
+            v=1, kind="view_change", id=f"e{seq}", origin="gateway", hlc=HLC,
+            body=ViewChange(seq=seq, order_id=view.order_id, view=view, head=seq)))
+
+    def burst() -> None:
+        hand_in(entries)
 
     thread = threading.Thread(target=burst)
     thread.start()
@@ -298,8 +301,11 @@ def _burst(agent: Agent, kiosk: Kiosk, hand_in: Callable[[Envelope], None], name
 def test_a_burst_of_500_stream_entries_is_a_handful_of_redraws(
         agent: Agent, kiosk: Kiosk) -> None:
     inbox = Topics("test-depot").inbox("tab-7")
-    _burst(agent, kiosk, lambda envelope: agent.session_message(Incoming(inbox, envelope)),
-           "redraws")
+    def hand_in(envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:
+            agent.session_message(Incoming(inbox, envelope))
+
+    _burst(agent, kiosk, hand_in, "redraws")
 
 
 def test_a_burst_of_500_entries_through_the_broker_is_a_handful_of_redraws(
@@ -316,7 +322,9 @@ def test_a_burst_of_500_entries_through_the_broker_is_a_handful_of_redraws(
         agent.start()
         assert agent.wait_online(10)
         with network.probe("gateway-stand-in") as gateway:
-            _burst(agent, kiosk, lambda envelope: gateway.publish(inbox, encode(envelope)),
+            _burst(agent, kiosk,
+                   lambda envelopes: gateway.publish_all(inbox, [encode(e) for e in envelopes],
+                                                         timeout=30),
                    f"redraws-{network.kind}")
     finally:
         agent.stop()
