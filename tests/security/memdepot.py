@@ -197,6 +197,7 @@ class FuzzTablet:
             self.agent.act("note", view["order_id"], note=f"n{n}")
         assert [s.order_id for s in self.agent.route()] == [view["order_id"]]
         self.db = config.db
+        self._ro: sqlite3.Connection | None = None
 
     def _transport(self, settings: SessionSettings, agent: Agent) -> Transport:
         return self.net.transport(settings, _Counted(agent, self.done))
@@ -215,16 +216,28 @@ class FuzzTablet:
         return "direct"
 
     def state(self) -> tuple[dict[str, int], dict[str, Any]]:
-        """The counters, and every table as it is on disk (meta: what a refusal must keep)."""
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
-        try:
-            rows = {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall()
-                    for t in ("views", "outbox", "local_actions", "refused")}
-            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        finally:
-            conn.close()
+        """The counters, and every table as it is on disk (meta: what a refusal must keep),
+        read on a read-only connection of the test's own (each statement sees the last
+        commit)."""
+        if self._ro is None:
+            self._ro = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True,
+                                       check_same_thread=False)
+        conn = self._ro
+        rows = {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall()
+                for t in ("views", "local_actions", "refused")}
+        # the outbox's actions, not its send bookkeeping: the agent resends on its own
+        # timer (attempts, last_sent_at) whatever the fuzz does
+        rows["outbox"] = conn.execute(
+            "SELECT event_id, created_at, payload FROM outbox ORDER BY rowid").fetchall()
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         rows["receiver"] = json.loads(meta.get("receiver", "{}")).get("last")
-        return dict(self.agent.sync_status().counters), rows
+        return json.loads(meta.get("counters", "{}")), rows
+
+    def close(self) -> None:
+        if self._ro is not None:
+            self._ro.close()
+        self.agent.stop()
+        self.net.close()
 
     def seeds(self) -> list[Seed]:
         pending = [i.event_id for i in self.agent.pending()]

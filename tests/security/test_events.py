@@ -14,7 +14,7 @@ from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
 from sync.topics import Topics
 from tests.broker import MqttProbe
-from tests.security.conftest import DEPOT, SecureDepot, Tablet
+from tests.security.depot import DEPOT, SecureDepot, Tablet
 
 pytestmark = pytest.mark.broker
 

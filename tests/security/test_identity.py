@@ -16,7 +16,7 @@ from agent.service import Agent
 from crossdock_cli import cli as main
 from sync.topics import Topics
 from tests.broker import MqttProbe
-from tests.security.conftest import DEPOT, SecureDepot, Tablet
+from tests.security.depot import DEPOT, SecureDepot, Tablet
 
 pytestmark = pytest.mark.broker
 

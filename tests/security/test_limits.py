@@ -14,7 +14,7 @@ from gateway.store.devices import DeviceStore
 from gateway.streams.limits import TokenBucket
 from sync.codec import DEFAULT_MAX_BYTES
 from sync.topics import Topics
-from tests.security.conftest import DEPOT, SecureDepot
+from tests.security.depot import DEPOT, SecureDepot
 from tests.system.depot import wait_for
 
 TOPICS = Topics(DEPOT)

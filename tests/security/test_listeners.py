@@ -14,7 +14,7 @@ from gateway.broker.conf import BrokerSettings
 from gateway.config import load_config
 from gateway.errors import ConfigError
 from tests.broker import MqttProbe, start_broker
-from tests.security.conftest import SecureDepot
+from tests.security.depot import SecureDepot
 
 
 def _with_host(depot: SecureDepot, host: str, *, allow: bool = False) -> Path:

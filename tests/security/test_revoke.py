@@ -23,7 +23,7 @@ from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
 from sync.topics import Topics
 from tests.broker import WAIT, MqttProbe, connect_reason
-from tests.security.conftest import DEPOT, SecureDepot, Tablet
+from tests.security.depot import DEPOT, SecureDepot, Tablet
 from tests.system.depot import wait_for
 
 pytestmark = pytest.mark.broker

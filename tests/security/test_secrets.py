@@ -17,7 +17,7 @@ import pytest
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore
 from tests.broker import connect_reason
-from tests.security.conftest import SecureDepot
+from tests.security.depot import SecureDepot
 
 pytestmark = pytest.mark.broker
 
