@@ -2,12 +2,14 @@
 
 The reason tags: ``too-large`` (over ``max_bytes``), ``not-json`` (not UTF-8 JSON, or nested
 too deep), ``not-object``, ``bad-version`` (``v`` missing or not one we speak), ``unknown-kind``,
-``invalid`` (a field fails validation; the message names the first one).
+``invalid`` (a field fails validation, or a string holds a lone UTF-16 surrogate escape such as
+``"\\udfff"``, which no store or wire can write back as UTF-8; the message names the first one).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,6 +18,11 @@ from sync.envelope import ENVELOPE, KINDS, PROTOCOL_VERSION, Envelope
 from sync.errors import CodecError
 
 DEFAULT_MAX_BYTES = 1024 * 1024
+
+# A surrogate can reach a decoded string only through a JSON escape (UTF-8 itself cannot carry
+# one); a pair (an escaped emoji) decodes to one character, a lone one stays and then fails in
+# whoever writes it as UTF-8 (found by tests/security/test_fuzz_handlers: the agent's snapshot).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -33,11 +40,29 @@ def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
     name the first thing wrong with the reason tags above."""
     if len(data) > max_bytes:
         raise CodecError("too-large", f"payload of {len(data)} bytes is over the {max_bytes} limit")
+    if _SURROGATE_ESCAPE.search(data):
+        _refuse_lone_surrogates(data)
     try:
         return ENVELOPE.validate_json(data)
     except (ValidationError, ValueError, TypeError, RecursionError):
         pass
     return _diagnose(data)
+
+
+def _refuse_lone_surrogates(data: bytes) -> None:
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        return  # not JSON at all: the decode below names that
+    try:
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        kind = raw.get("kind") if isinstance(raw, dict) else None
+        where = f"{kind}: " if isinstance(kind, str) and kind in KINDS else ""
+        raise CodecError("invalid", f"{where}a string holds a lone UTF-16 surrogate "
+                                    f"({exc.object[exc.start:exc.end]!a})") from None
+    except (ValueError, RecursionError):
+        return
 
 
 def _diagnose(data: bytes) -> Envelope:

@@ -85,6 +85,20 @@ def test_bad_payloads_are_refused_with_a_reason(payload, reason):
     assert "\n" not in str(err.value)
 
 
+def test_a_lone_surrogate_escape_is_refused_and_an_escaped_pair_kept():
+    """A view holding "\\udfff" decoded fine and then crashed the agent writing its store
+    (tests/security/test_fuzz_handlers); an escaped emoji is one character and stays."""
+    ack = {"v": 1, "kind": "ack", "id": "a", "origin": "gw", "hlc": stamp(0),
+           "body": {"event_ids": ["e1"]}}
+    lone = json.dumps(ack).replace('"e1"', '"e1\\udfff"').encode()
+    with pytest.raises(CodecError) as err:
+        decode(lone)
+    assert err.value.reason == "invalid"
+    assert "lone UTF-16 surrogate" in str(err.value) and "\n" not in str(err.value)
+    pair = json.dumps(ack).replace('"e1"', '"e1\\ud83d\\ude00"').encode()
+    assert decode(pair).body.event_ids == ("e1\U0001f600",)  # type: ignore[union-attr]
+
+
 def test_oversize_payload_is_refused_before_parsing():
     msg = AckMsg(v=1, kind="ack", id="a", origin="gw", hlc=stamp(0),
                  body={"event_ids": ["e" * 100] * 50})
