@@ -12,10 +12,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
+from gateway.store import holds
 from gateway.store.core import RunInfo, Store
+from gateway.store.holds import Hold, HoldRule, applied_fingerprint, held  # re-exported
 from gateway.store.sql import canonical_json, iso
 from gateway.store.staging import (  # re-exported: the names a run's callers use
     BadRow,
@@ -72,61 +74,6 @@ def write_new_claim_sets(store: Store, sets: Iterable[NewClaimSet], *, hlc: str)
 
 APPLIED = ("ok", "degraded")
 """Run statuses whose claims were written: what a source's store state comes from."""
-
-_HOLD_KEY = "held:"
-
-
-@dataclass(frozen=True)
-class Hold:
-    """A source's export held as suspect: nothing of it applied until a person accepts it."""
-
-    run_id: int
-    source: str
-    location: str
-    fingerprint: str | None
-    reason: str
-    rows_read: int
-    withdraw: int
-    live: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "location": self.location, "reason": self.reason,
-                "rows_read": self.rows_read, "withdraw": self.withdraw, "live": self.live}
-
-
-def held(store: Store, source: str) -> Hold | None:
-    """The source's held export, if one is waiting (a later applied run clears it)."""
-    text = store.meta(_HOLD_KEY + source)
-    if not text:
-        return None
-    return Hold(**json.loads(text))
-
-
-def _clear_hold(store: Store, source: str) -> None:
-    store.conn.execute("DELETE FROM meta WHERE key=?", (_HOLD_KEY + source,))
-
-
-def applied_fingerprint(store: Store, source: str, location: str) -> str | None:
-    """The fingerprint of the input last applied from ``location`` (a table's path, a drop's
-    file): a file equal to it is what is applied now; one equal to an older run is not. Per
-    location, so a glob's older drops, each unchanged, are not applied again in turn."""
-    row = store.conn.execute(
-        "SELECT fingerprint FROM runs WHERE source=? AND location=? "
-        "AND status IN ('ok', 'degraded') ORDER BY run_id DESC LIMIT 1",
-        (source, location),
-    ).fetchone()
-    return None if row is None else row[0]
-
-
-@dataclass(frozen=True)
-class HoldRule:
-    """When a run is held instead of applied: it would withdraw more than ``withdraw_share``
-    of the source's live orders, it holds no rows while orders are live, or its input says why
-    (``suspect``: a header that disagrees with the file)."""
-
-    withdraw_share: float = 0.2
-    suspect: tuple[str, ...] = ()
-
 
 class SourceRun:
     """One run of one source, staged in temporary tables and applied in one transaction.
@@ -219,9 +166,14 @@ class SourceRun:
             self._flag_duplicates()
             suspect = None
             if hold is not None and complete and not partial_diff and proposals is None:
-                suspect = self._suspect(hold)
+                suspect = holds.suspect(self.store, self.source, self.rows_read, hold)
             if suspect is not None:
-                held_info = self._record_hold(now, as_of, deleted, *suspect)
+                reason, gone, live = suspect
+                held_info = holds.record_hold(
+                    self.store, source=self.source, started_at=self.started_at,
+                    location=self.location, fingerprint=self.fingerprint,
+                    rows_read=self.rows_read, now=now, as_of=as_of, deleted=deleted,
+                    reason=reason, gone=gone, live=live)
                 conn.execute("COMMIT")
                 conn.execute("DROP TABLE IF EXISTS temp.staged")
                 conn.execute("DROP TABLE IF EXISTS temp.rejected")
@@ -242,7 +194,7 @@ class SourceRun:
                     error = ("nothing read" if self.rows_read == 0 else
                              f"most rows quarantined ({quarantined} of {self.rows_read})")
                 if not partial_diff:
-                    _clear_hold(self.store, self.source)
+                    holds.clear_hold(self.store, self.source)
                 if accepted_by is not None:
                     self.store.audit(now, accepted_by, "accept-suspect", source=self.source,
                                      run_id=run_id, location=self.location)
@@ -262,47 +214,6 @@ class SourceRun:
         conn.execute("DROP TABLE IF EXISTS temp.rejected")
         info = self.store.last_run(self.source)
         assert info is not None  # the row was just written in this transaction
-        return info
-
-    def _suspect(self, rule: HoldRule) -> tuple[str, int, int] | None:
-        """(why, orders it would withdraw, live orders) when the run must be held."""
-        conn = self.conn
-        live = self.store.source_order_count(self.source)
-        gone = int(conn.execute(
-            "SELECT count(*) FROM source_state old WHERE old.source=? "
-            "AND NOT EXISTS (SELECT 1 FROM temp.staged s WHERE s.order_id=old.order_id) "
-            "AND NOT EXISTS (SELECT 1 FROM temp.rejected r WHERE r.order_id=old.order_id)",
-            (self.source,),
-        ).fetchone()[0]) if live else 0
-        reasons = list(rule.suspect)
-        if live and self.rows_read == 0:
-            reasons.append("no records")
-        if live and gone > rule.withdraw_share * live:
-            reasons.append(f"would withdraw {gone} of {live} live orders "
-                           f"({100 * gone / live:.0f} % > {100 * rule.withdraw_share:.0f} %)")
-        if not reasons:
-            return None
-        return "; ".join(reasons), gone, live
-
-    def _record_hold(self, now: _dt.datetime, as_of: _dt.datetime, deleted: int, reason: str,
-                     gone: int, live: int) -> RunInfo:
-        quarantined = int(self.conn.execute(
-            "SELECT count(DISTINCT row) FROM temp.rejected").fetchone()[0])
-        error = f"held: {reason}; nothing applied (accept with --accept RUN)"
-        run_id = int(self.conn.execute(
-            "INSERT INTO runs(source, started_at, finished_at, location, fingerprint, status, "
-            "as_of, rows_read, rows_changed, rows_quarantined, rows_deleted, claims, error) "
-            "VALUES(?,?,?,?,?,'suspect',?,?,?,?,?,0,?)",
-            (self.source, iso(self.started_at), iso(now), self.location, self.fingerprint,
-             iso(as_of), self.rows_read, gone, quarantined, deleted, error),
-        ).lastrowid or 0)
-        error = error.replace("RUN", str(run_id))
-        self.conn.execute("UPDATE runs SET error=? WHERE run_id=?", (error, run_id))
-        hold = Hold(run_id, self.source, self.location, self.fingerprint, reason,
-                    self.rows_read, gone, live)
-        self.store.set_meta(_HOLD_KEY + self.source, json.dumps(asdict(hold)))
-        info = self.store.last_run(self.source)
-        assert info is not None  # written just now
         return info
 
     def _flag_duplicates(self) -> None:
