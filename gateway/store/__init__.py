@@ -4,7 +4,8 @@ the connection, transactions, meta, audit; one handle on ``inputs`` (claim sets,
 state, the write-back queue)), ``schema`` (tables and the migration of older files),
 ``claims`` (claim set rows decoded), ``devices`` (``DeviceStore``: devices, routes, streams,
 commands), ``runs`` (``SourceRun``: one source run staged and
-applied), ``holds`` (a suspect run held, not applied) and ``staging`` (the rows it stages,
+applied), ``holds`` (a suspect run held, not applied), ``claimsets`` (the claim sets a run
+writes) and ``staging`` (the rows it stages,
 light enough for a reading process),
 ``proposals`` (held-back changes and their decisions), ``checkpointer`` (the WAL checkpoint
 thread), ``accounts`` (``AccountStore``: the board's logins and sessions), ``listings`` (what

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.store import holds
+from gateway.store.claimsets import (  # re-exported: write_claim_sets and its kin
+    NewClaimSet,
+    claim_rows,
+    write_claim_sets,
+    write_claims,
+    write_new_claim_sets,
+)
 from gateway.store.core import RunInfo, Store
 from gateway.store.holds import Hold, HoldRule, applied_fingerprint, held  # re-exported
-from gateway.store.sql import canonical_json, iso
+from gateway.store.sql import iso
 from gateway.store.staging import (  # re-exported: the names a run's callers use
     BadRow,
     StagedRow,
@@ -27,50 +33,11 @@ from gateway.store.staging import (  # re-exported: the names a run's callers us
     load_record,
     staged_tuple,
 )
+from sync.model import canonical
 
 __all__ = ["APPLIED", "BadRow", "Hold", "HoldRule", "NewClaimSet", "SourceRun", "StagedRow",
            "StagedTuple", "applied_fingerprint", "dump_record", "held", "load_record",
            "staged_tuple", "write_claim_sets", "write_new_claim_sets"]
-from sync.model import canonical
-
-
-def write_claim_sets(store: Store, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Claim sets as a run writes what changed: one ``executemany`` of rows ``(set_id, source,
-    order_id, run_id, source_rev, as_of, received_at, hlc, present, vals)`` (times as ISO text,
-    ``vals`` canonical JSON, no ``based_on``), their orders marked dirty.
-
-    Raw sqlite3, not sqlite-utils: 100,000 claim-set rows took 44 us/row with one
-    ``executemany`` and 93 us/row with ``Table.insert_all(ignore=True)`` (2.1x; dicts built
-    beforehand; WAL, synchronous=NORMAL, on the shared 2-core box, 2026-12-01)."""
-    store.conn.executemany(
-        "INSERT OR IGNORE INTO claim_sets(set_id, source, order_id, run_id, source_rev, "
-        "as_of, received_at, hlc, present, vals, based_on) VALUES(?,?,?,?,?,?,?,?,?,?,'[]')",
-        rows,
-    )
-    store.mark_dirty(row[2] for row in rows)
-
-
-@dataclass(frozen=True)
-class NewClaimSet:
-    """One source's new values for one order, handed in without a staged run (a tool or a
-    benchmark playing an export's next run); see ``write_new_claim_sets``."""
-
-    set_id: str
-    source: str
-    order_id: str
-    source_rev: str
-    as_of: _dt.datetime
-    received_at: _dt.datetime
-    vals: dict[str, Any]
-
-
-def write_new_claim_sets(store: Store, sets: Iterable[NewClaimSet], *, hlc: str) -> None:
-    """Write claim sets as a run writes what changed (``write_claim_sets``: one statement, one
-    HLC stamp for all, their orders marked dirty), in the caller's transaction."""
-    write_claim_sets(store, [
-        (s.set_id, s.source, s.order_id, None, s.source_rev, iso(s.as_of), iso(s.received_at),
-         hlc, 1, canonical_json(s.vals)) for s in sets])
-
 
 APPLIED = ("ok", "degraded")
 """Run statuses whose claims were written: what a source's store state comes from."""
@@ -268,7 +235,7 @@ class SourceRun:
         state: list[tuple[Any, ...]] = []
 
         def flush() -> None:
-            self._write_claims(batch)
+            write_claims(self.store, batch, self.proposals, self.expires_at)
             conn.executemany(
                 "INSERT INTO source_state(source, order_id, digest, vals) VALUES(?,?,?,?) "
                 "ON CONFLICT(source, order_id) DO UPDATE SET digest=excluded.digest, "
@@ -317,8 +284,8 @@ class SourceRun:
                 f"WHERE d.rowid > ? AND d.rowid <= ? {only_changed}",
                 (low, low + 5000),
             ).fetchall()
-            changed, claims = self._claim_rows(rows, run_id, as_of_text, received, hlc,
-                                               batch, state, changed, claims)
+            changed, claims = claim_rows(rows, source, run_id, as_of_text, received, hlc,
+                                         batch, state, changed, claims)
             flush()
             if on_progress is not None:
                 on_progress(min(low + 5000, top), top)
@@ -349,28 +316,6 @@ class SourceRun:
         )
         return changed, claims
 
-    def _claim_rows(self, rows: list[tuple[Any, ...]], run_id: int, as_of_text: str,
-                    received: str, hlc: str, batch: list[tuple[Any, ...]],
-                    state: list[tuple[Any, ...]], changed: int, claims: int) -> tuple[int, int]:
-        source = self.source
-        for order_id, digest, vals_text, old_text in rows:
-            vals = json.loads(vals_text)
-            if old_text is not None:
-                old = json.loads(old_text)
-                vals_changed = {
-                    k: v for k, v in vals.items()
-                    if k not in old or canonical(old[k]) != canonical(v)
-                }
-                vals_changed.update({k: None for k in old if k not in vals})
-            else:
-                vals_changed = vals
-            changed += 1
-            claims += len(vals_changed)
-            batch.append((f"{source}:{run_id}:{order_id}", source, order_id, run_id, str(run_id),
-                          as_of_text, received, hlc, 1, canonical(vals_changed)))
-            state.append((source, order_id, digest, vals_text))
-        return changed, claims
-
     def _withdraw(self, run_id: int, as_of_text: str, received: str, hlc: str, changed: int,
                   claims: int) -> tuple[int, int]:
         conn, source = self.conn, self.source
@@ -391,22 +336,7 @@ class SourceRun:
             batch.append((f"{source}:{run_id}:{order_id}", source, order_id, run_id, str(run_id),
                           as_of_text, received, hlc, 0, canonical(fields)))
         if batch:
-            self._write_claims(batch)
+            write_claims(self.store, batch, self.proposals, self.expires_at)
             conn.executemany("DELETE FROM source_state WHERE source=? AND order_id=?",
                              [(source, g[0]) for g in gone])
         return changed, claims
-
-    def _write_claims(self, batch: list[tuple[Any, ...]]) -> None:
-        """Claim sets, or proposals when the source's mode holds them back."""
-        if not batch:
-            return
-        if self.proposals is None:
-            write_claim_sets(self.store, batch)
-            return
-        state = "pending" if self.proposals == "approve" else "shadow"
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO proposals(proposal_id, source, order_id, vals, as_of, "
-            "created_at, expires_at, state) VALUES(?,?,?,?,?,?,?,?)",
-            [(b[0], b[1], b[2], b[9] if b[8] else canonical({"__gone__": True}), b[5], b[6],
-              self.expires_at, state) for b in batch],
-        )
