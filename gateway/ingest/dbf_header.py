@@ -1,8 +1,9 @@
-"""The header side of the DBF reader: code pages (Mazovia included), the header and field
+"""The header side of the DBF reader: the header and field
 descriptors (``read_header``, ``DbfHeader``), the field value rules (``Parser``), memo files
 found, a table opened (``open_table``), deleted records counted (``scan_deleted``), and every
 dbfread / OS error translated in one place (``translate_errors``) into a one-line
-``SourceError``. The records themselves are read by ``gateway.ingest.dbf``."""
+``SourceError``. The records themselves are read by ``gateway.ingest.dbf``; the code pages
+(Mazovia included) are ``gateway.ingest.codepages``."""
 
 from __future__ import annotations
 
@@ -18,11 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from dbfread import DBF
-from dbfread.codepages import codepages as _DBFREAD_CODEPAGES
 from dbfread.exceptions import DBFNotFound, MissingMemoFile
 from dbfread.field_parser import FieldParser
 
 from gateway.errors import SourceError
+from gateway.ingest.codepages import (  # re-exported: the names the reader's callers use
+    DEFAULT_ENCODING,
+    MAZOVIA,
+    MAZOVIA_DECODE,
+    encoding_for,
+    likely_encoding,
+)
 
 __all__ = [
     "CHUNK",
@@ -41,8 +48,6 @@ __all__ = [
     "source_error",
     "translate_errors",
 ]
-
-DEFAULT_ENCODING = "cp1252"
 
 # Version byte -> name. Versions outside this table are refused.
 VERSIONS: dict[int, str] = {
@@ -65,10 +70,6 @@ _UNSUPPORTED_VERSIONS: dict[int, str] = {
     0x8C: "dBase 7, with memo",
 }
 
-_MAZOVIA = "mazovia"
-# Code page marks dbfread's table lacks.
-_EXTRA_CODEPAGES: dict[int, str] = {0x69: _MAZOVIA}
-
 # Field flags byte (offset 18 of a VFP field descriptor).
 _FLAG_SYSTEM = 0x01
 _FLAG_NULLABLE = 0x02
@@ -77,51 +78,6 @@ _VFP_VERSIONS = frozenset({0x30, 0x31, 0x32})
 _MEMO_TYPES = frozenset("MGPBW")
 KNOWN_TYPES = frozenset("CNFIBYDTLMGPVQ0+@O")
 CHUNK = 1 << 20
-
-
-# --------------------------------------------------------------------------- codecs
-
-
-def _mazovia_table() -> str:
-    """cp437 with the Polish letters of the Mazovia code page in place."""
-    chars = list(bytes(range(256)).decode("cp437"))
-    polish = {
-        0x86: "ą", 0x8D: "ć", 0x8F: "Ą", 0x90: "Ę", 0x91: "ę", 0x92: "ł", 0x95: "Ć",
-        0x98: "Ś", 0x9C: "Ł", 0x9E: "ś", 0xA0: "Ź", 0xA1: "Ż", 0xA2: "ó", 0xA3: "Ó",
-        0xA4: "ń", 0xA5: "Ń", 0xA6: "ź", 0xA7: "ż",
-    }  # fmt: skip
-    for code, char in polish.items():
-        chars[code] = char
-    return "".join(chars)
-
-
-_MAZOVIA_DECODE = _mazovia_table()
-_MAZOVIA_ENCODE = codecs.charmap_build(_MAZOVIA_DECODE)
-MAZOVIA, MAZOVIA_DECODE = _MAZOVIA, _MAZOVIA_DECODE
-"""The Mazovia codec's name and decoding table (``dbf.charmap_table`` decodes with it)."""
-
-
-def _mazovia_search(name: str) -> codecs.CodecInfo | None:
-    if name != _MAZOVIA:
-        return None
-
-    def encode(text: str, errors: str = "strict") -> tuple[bytes, int]:
-        return codecs.charmap_encode(text, errors, _MAZOVIA_ENCODE)
-
-    def decode(data: Any, errors: str = "strict") -> tuple[str, int]:
-        return codecs.charmap_decode(data, errors, _MAZOVIA_DECODE)
-
-    return codecs.CodecInfo(encode, decode, name=_MAZOVIA)
-
-
-codecs.register(_mazovia_search)
-
-
-def _encoding_for(mark: int) -> str | None:
-    if mark in _EXTRA_CODEPAGES:
-        return _EXTRA_CODEPAGES[mark]
-    entry = _DBFREAD_CODEPAGES.get(mark)
-    return entry[0] if entry else None
 
 
 class Parser(FieldParser):  # type: ignore[misc]
@@ -198,33 +154,6 @@ class DbfHeader:
     memo_path: Path | None  # the memo file found on disk
     problems: tuple[str, ...]
     spare_records: int = 0  # whole records the file holds past the declared count
-
-
-_CANDIDATES = ("utf-8", "cp1251", "cp1250", "cp850", "cp437", "cp866", "cp1253", "iso8859-15",
-               "cp1252")
-
-
-def likely_encoding(samples: list[bytes]) -> str | None:
-    """The code page the sample bytes most likely are: UTF-8 when they all decode as UTF-8 (its
-    multi-byte sequences rarely happen by chance), else the candidate under which they read as
-    the most letters. None when no sample has a byte past ASCII."""
-    data = b" ".join(samples)
-    if data.isascii():
-        return None
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    else:
-        return "utf-8"
-    best, score = None, -1.0
-    for name in _CANDIDATES[1:]:
-        text = data.decode(name, errors="replace")
-        high = [c for c in text if ord(c) > 127]
-        letters = sum(c.isalpha() for c in high) / max(1, len(high))
-        if letters > score:
-            best, score = name, letters
-    return best
 
 
 def one_line(exc: BaseException) -> str:
@@ -315,7 +244,7 @@ def open_table(path: Path, encoding: str, *, require_memo: bool = True) -> tuple
             )
         mark = head[29]
         problems: list[str] = []
-        known = _encoding_for(mark) if mark else None
+        known = encoding_for(mark) if mark else None
         if known is not None:
             used, source = known, "header"
         else:
