@@ -43,3 +43,15 @@ def zone_line(zone: ZoneInfo, now: _dt.datetime) -> str:
     """``times in Europe/Berlin (UTC+01:00)``: the header said once above text output."""
     offset = now.astimezone(zone).strftime("%z")
     return f"times in {zone.key} (UTC{offset[:3]}:{offset[3:]})"
+
+
+def age_text(seconds: float) -> str:
+    """An age as the CLI and the board say it: "45 s old", "12 min old", "3.5 h old"."""
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s old"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min old"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h old"
+    return f"{seconds / 86400:.1f} days old"

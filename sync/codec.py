@@ -19,10 +19,12 @@ from sync.errors import CodecError
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 
-# A surrogate can reach a decoded string only through a JSON escape (UTF-8 itself cannot carry
-# one); a pair (an escaped emoji) decodes to one character, a lone one stays and then fails in
-# whoever writes it as UTF-8 (found by tests/security/test_fuzz_handlers: the agent's snapshot).
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+# A surrogate (U+D800-DFFF) can reach a decoded string two ways: a JSON escape ("\\udfff"; a
+# pair, an escaped emoji, decodes to one character and is fine) or its 3 bytes ED A0-BF xx,
+# which strict UTF-8 forbids but pydantic-core's parser lets through. Either then fails in
+# whoever writes the string as UTF-8 (found by tests/security/test_fuzz_handlers: the agent's
+# snapshot). One scan for both; the careful look runs only on a hit.
+_SURROGATE = re.compile(rb"\\u[dD][89abcdefABCDEF]|\xed[\xa0-\xbf]")
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -40,7 +42,7 @@ def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
     name the first thing wrong with the reason tags above."""
     if len(data) > max_bytes:
         raise CodecError("too-large", f"payload of {len(data)} bytes is over the {max_bytes} limit")
-    if _SURROGATE_ESCAPE.search(data):
+    if _SURROGATE.search(data):
         _refuse_lone_surrogates(data)
     try:
         return ENVELOPE.validate_json(data)
@@ -51,7 +53,7 @@ def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
 
 def _refuse_lone_surrogates(data: bytes) -> None:
     try:
-        raw = json.loads(data)
+        raw = json.loads(data)  # decodes with surrogatepass: encoded ones come through too
     except (ValueError, RecursionError):
         return  # not JSON at all: the decode below names that
     try:

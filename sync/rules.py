@@ -27,7 +27,8 @@ from pydantic import JsonValue
 from sync.model import OrderView, Policy, Warning
 
 
-def _time(value: JsonValue) -> datetime | None:
+def aware_time(value: JsonValue) -> datetime | None:
+    """A view's ISO 8601 value as an aware datetime; None if it is not one."""
     if not isinstance(value, str):
         return None
     try:
@@ -110,7 +111,7 @@ def _stop_warnings(order_id: str, inputs: RuleInputs, eta: datetime | None,
     window = inputs.get("window")
     if not isinstance(window, dict):
         return out
-    start_w, end_w = _time(window.get("start")), _time(window.get("end"))
+    start_w, end_w = aware_time(window.get("start")), aware_time(window.get("end"))
     if start_w is not None and eta < start_w:
         out.append(_warning(order_id, "window", f"planned arrival {eta:%H:%M} is before the "
                             f"window opens at {start_w:%H:%M}", "window"))
@@ -162,7 +163,7 @@ class RouteCheck:
     def full(cls, route: Mapping[str, RuleInputs], policy: Policy, *,
              capacity: float | None = None) -> RouteCheck:
         """Check the whole route."""
-        etas = {order_id: _time(inputs.get("eta")) for order_id, inputs in route.items()}
+        etas = {order_id: aware_time(inputs.get("eta")) for order_id, inputs in route.items()}
         planned = [t for t in etas.values() if t is not None]
         start = min(planned) if planned else None
         loads = {} if capacity is None else _capacity_warnings(route, capacity)
@@ -201,7 +202,7 @@ class RouteCheck:
             before = found.pop(order_id, None)
             after: tuple[Warning, ...] | None = None
             if inputs is not None:
-                out = _stop_warnings(order_id, inputs, _time(inputs.get("eta")), self.start,
+                out = _stop_warnings(order_id, inputs, aware_time(inputs.get("eta")), self.start,
                                      policy)
                 out += [w for w in before or () if w.code == "capacity"]  # loads unmoved
                 if out:
@@ -220,10 +221,10 @@ class RouteCheck:
             old = self.inputs.get(order_id)
             if capacity is not None and _load_key(old) != _load_key(inputs):
                 return False
-            new_eta = None if inputs is None else _time(inputs.get("eta"))
+            new_eta = None if inputs is None else aware_time(inputs.get("eta"))
             if new_eta is not None and (start is None or new_eta < start):
                 return False  # an earlier first arrival
-            old_eta = None if old is None else _time(old.get("eta"))
+            old_eta = None if old is None else aware_time(old.get("eta"))
             if old_eta is not None and old_eta == start and new_eta != start:
                 return False  # maybe the only stop at the first arrival: it may move later
         return True

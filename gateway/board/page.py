@@ -15,11 +15,12 @@ from starlette.responses import HTMLResponse
 
 from gateway.board.commands import Commands
 from gateway.board.hub import Hub
-from gateway.board.state import age_text, board_state, cadence_words, local, words
+from gateway.board.state import board_state, cadence_words, local, words
 from gateway.config import GatewayConfig
 from gateway.store.accounts import AccountStore
 from gateway.store.core import Store
 from gateway.store.listings import ensure_indexes
+from gateway.timefmt import age_text
 
 SECTIONS = ("summary", "conflicts", "proposals", "refused", "tablets", "sources", "quarantine",
             "audit")

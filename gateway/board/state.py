@@ -2,8 +2,8 @@
 
 ``board_state(store, cfg, now)`` is one dict (the page's sections and ``/api/state``'s JSON):
 conflicts with every candidate, proposals held for approval, refused driver actions, tablets,
-sources' freshness, quarantine and the audit log of decisions. ``words``/``age_text`` say a
-value and an age as the page shows them.
+sources' freshness, quarantine and the audit log of decisions. ``words`` says a value as the
+page shows it (ages: ``gateway.timefmt.age_text``, the CLI's words too).
 """
 
 from __future__ import annotations
@@ -51,17 +51,6 @@ def cadence_words(cadence: str | None) -> str:
         if minute.startswith("*/") and hour == "*" and minute[2:].isdigit():
             return f"every {int(minute[2:])} min"
     return cadence
-
-
-def age_text(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s old"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min old"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h old"
-    return f"{seconds / 86400:.1f} days old"
 
 
 def _time(value: str | _dt.datetime | None) -> _dt.datetime | None:

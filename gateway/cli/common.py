@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from gateway import timefmt
 from gateway.config import GatewayConfig, load_config
 from gateway.store.core import Store
 
@@ -25,16 +26,10 @@ def emit(data: Any) -> None:
 
 
 def age_text(iso: str | None, now: _dt.datetime) -> str:
+    """The age of a stored ISO time at ``now``, in the board's words; "never" for none."""
     if not iso:
         return "never"
-    seconds = max(0.0, (now - _dt.datetime.fromisoformat(iso)).total_seconds())
-    if seconds < 90:
-        return f"{seconds:.0f} s old"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min old"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h old"
-    return f"{seconds / 86400:.1f} days old"
+    return timefmt.age_text((now - _dt.datetime.fromisoformat(iso)).total_seconds())
 
 
 config_option = click.option(

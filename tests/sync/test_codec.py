@@ -95,6 +95,10 @@ def test_a_lone_surrogate_escape_is_refused_and_an_escaped_pair_kept():
         decode(lone)
     assert err.value.reason == "invalid"
     assert "lone UTF-16 surrogate" in str(err.value) and "\n" not in str(err.value)
+    encoded = json.dumps(ack).encode().replace(b'"e1"', b'"e1\xed\xa0\x80"')  # its UTF-8 bytes
+    with pytest.raises(CodecError) as err:
+        decode(encoded)
+    assert err.value.reason == "invalid"
     pair = json.dumps(ack).replace('"e1"', '"e1\\ud83d\\ude00"').encode()
     assert decode(pair).body.event_ids == ("e1\U0001f600",)  # type: ignore[union-attr]
 

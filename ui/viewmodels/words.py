@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any, Literal
 
+from sync.rules import aware_time
+
 Meaning = Literal["ok", "info", "pending", "warn", "danger", "hold", "muted"]
 
 AGE_REFRESH_S = 15.0
@@ -100,15 +102,7 @@ def clock_on(at: datetime, zone: tzinfo, now: datetime) -> str:
     return local.strftime("%d %b %H:%M")
 
 
-def as_time(value: Any) -> datetime | None:
-    """A view's ISO 8601 value as an aware datetime; None if it is not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
+as_time = aware_time  # a view's ISO 8601 value as an aware datetime; None if not one
 
 
 def cadence_words(cadence_s: int | None) -> str:
