@@ -1,8 +1,8 @@
 """Commands of the dispatch board and the shadow rollout (DESIGN §8):
 
 ``crossdock gateway users add NAME``, ``crossdock gateway proposals``, ``crossdock gateway
-report`` (added to the ``gateway`` group by ``gateway/cli.py``) and ``crossdock board``.
-``crossdock gateway run --shadow`` lives with ``run`` in ``gateway/cli.py``.
+report`` (added to the ``gateway`` group by ``gateway/cli/__init__.py``) and ``crossdock board``.
+``crossdock gateway run --shadow`` lives with ``run`` in ``gateway/cli/run.py``.
 """
 
 from __future__ import annotations
