@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agent.errors import ConfigError
 from sync.errors import SyncError
 from sync.topics import check_segment
-from sync.zones import check_zone
+from sync.zones import ZoneName
 
 
 class _Settings(BaseModel):
@@ -72,16 +72,8 @@ class AgentConfig(_Settings):
     db: Path
     broker: BrokerConfig
     sync: SyncConfig = SyncConfig()
-    timezone: str = "UTC"
+    timezone: ZoneName = "UTC"
     driver_resolves: tuple[str, ...] = ()
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            return check_zone(value)
-        except SyncError as exc:
-            raise ValueError(str(exc)) from None
 
     @field_validator("depot", "device")
     @classmethod

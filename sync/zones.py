@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator
 
 from sync.errors import SyncError
 
@@ -19,3 +22,14 @@ def check_zone(name: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise SyncError(f"unknown time zone {name!r} (e.g. Europe/Berlin)") from None
     return name
+
+
+def _zone_value(name: str) -> str:
+    try:
+        return check_zone(name)
+    except SyncError as exc:
+        raise ValueError(str(exc)) from None  # pydantic reports a ValueError as the field's
+
+
+ZoneName = Annotated[str, AfterValidator(_zone_value)]
+"""A config field that names a zone: ``timezone: ZoneName = "UTC"`` (tablet and mapping)."""

@@ -133,7 +133,10 @@ class CsvDropAdapter:
         if not self.archive:
             self._done_fingerprints[drop.path] = drop.fingerprint
             return
-        target_dir = self.folder / PROCESSED_DIR
+        self._move(drop, self.folder / PROCESSED_DIR)
+
+    def _move(self, drop: _Drop, target_dir: Path) -> Path:
+        """Move a drop and its marker into ``target_dir`` (under a free name); the new path."""
         try:
             target_dir.mkdir(exist_ok=True)
             target = _free_name(target_dir, drop.path.name)
@@ -146,6 +149,7 @@ class CsvDropAdapter:
                 f"{exc.strerror or exc}"
             ) from exc
         self._seen.pop(drop.path, None)
+        return target
 
     def hold(self, export: Export) -> str:
         """Move a held (suspect) drop and its marker into ``held/``: later drops are read past
@@ -153,19 +157,7 @@ class CsvDropAdapter:
         drop = self._yielded.pop(export.location, None)
         if drop is None:
             return export.location
-        target_dir = self.folder / HELD_DIR
-        try:
-            target_dir.mkdir(exist_ok=True)
-            target = _free_name(target_dir, drop.path.name)
-            os.replace(drop.path, target)
-            if drop.marker is not None and drop.marker.exists():
-                os.replace(drop.marker, target_dir / (target.name + (self.done_marker or "")))
-        except OSError as exc:
-            raise SourceError(
-                f"csv source {self.name!r}: cannot move {drop.path} into {target_dir}: "
-                f"{exc.strerror or exc}"
-            ) from exc
-        self._seen.pop(drop.path, None)
+        target = self._move(drop, self.folder / HELD_DIR)
         self._held[str(drop.path)] = target
         return str(target)
 

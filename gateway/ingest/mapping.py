@@ -40,8 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.config import GatewayConfig
 from gateway.config import SourceSection as SourceConfig
 from gateway.errors import ConfigError
-from sync.errors import SyncError
-from sync.zones import check_zone
+from sync.zones import ZoneName
 
 FIELDS = (
     "order_id", "driver", "route", "sequence", "status", "customer", "address",
@@ -61,17 +60,9 @@ class _Model(BaseModel):
 
 
 class SourceSection(_Model):
-    timezone: str = "UTC"
+    timezone: ZoneName = "UTC"
     cadence: str | None = None
     cadence_s: int | None = Field(default=None, ge=1)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            return check_zone(value)
-        except SyncError as exc:
-            raise ValueError(str(exc)) from None
 
     @field_validator("cadence")
     @classmethod
