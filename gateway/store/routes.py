@@ -9,12 +9,12 @@ orders that changed or whose warnings did.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.store.core import Store
 from gateway.store.sql import rows_in
+from gateway.store.views import RULES, RULES_JOIN, rules_of
 
 
 class RouteStore:
@@ -46,8 +46,8 @@ class RouteStore:
         where the stored texts are unchanged (a route is re-checked on every change of any of
         its orders, usually one or two of hundreds): callers must not modify it."""
         texts: dict[str, str] = dict(self.conn.execute(
-            "SELECT m.order_id, v.rules FROM route_members m JOIN views v USING (order_id) "
-            "WHERE m.driver=? ORDER BY m.order_id", (driver,)).fetchall())
+            f"SELECT m.order_id, {RULES} FROM route_members m JOIN views v USING (order_id) "
+            f"{RULES_JOIN} WHERE m.driver=? ORDER BY m.order_id", (driver,)).fetchall())
         cached = self.store.rules_cache.get(driver)
         if cached is not None and cached[0].keys() == texts.keys():
             old_texts, old_parsed = cached
@@ -56,9 +56,9 @@ class RouteStore:
                 return old_parsed
             parsed = dict(old_parsed)  # same keys: the order id order is kept
             for order_id, text in moved:
-                parsed[order_id] = json.loads(text)
+                parsed[order_id] = rules_of(text)
         else:
-            parsed = {o: json.loads(t) for o, t in texts.items()}
+            parsed = {o: rules_of(t) for o, t in texts.items()}
         self.store.rules_cache[driver] = (texts, parsed)
         return parsed
 
@@ -69,9 +69,9 @@ class RouteStore:
         out: dict[str, dict[str, Any] | None] = dict.fromkeys(ids)
         for order_id, text in rows_in(
                 self.conn,
-                "SELECT m.order_id, v.rules FROM route_members m JOIN views v USING (order_id) "
-                "WHERE m.driver=? AND m.order_id IN ({marks})", ids, driver):
-            out[order_id] = json.loads(text)
+                f"SELECT m.order_id, {RULES} FROM route_members m JOIN views v USING (order_id) "
+                f"{RULES_JOIN} WHERE m.driver=? AND m.order_id IN ({{marks}})", ids, driver):
+            out[order_id] = rules_of(text)
         return out
 
     def route_warnings(self, driver: str) -> dict[str, str]:

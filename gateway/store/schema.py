@@ -56,7 +56,8 @@ CREATE INDEX IF NOT EXISTS quarantine_open ON quarantine(source, closed_at);
 CREATE TABLE IF NOT EXISTS views (
     order_id TEXT PRIMARY KEY, body TEXT NOT NULL, digest TEXT NOT NULL,
     drivers TEXT NOT NULL, deadline TEXT,
-    rules TEXT  -- the view's settled rule inputs (sync.rules.rule_inputs), canonical JSON
+    rules TEXT,  -- the view's settled rule inputs (sync.rules.rule_inputs), canonical JSON
+    one_set TEXT  -- a one-set view's claim set (body '', rules NULL: built from it when read)
 );
 CREATE INDEX IF NOT EXISTS views_deadline ON views(deadline);
 CREATE TABLE IF NOT EXISTS dirty (order_id TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -147,6 +148,8 @@ def migrate(db: sqlite_utils.Database, older: set[str]) -> None:
     * ``devices`` gains ``state``, ``changed_at``, ``previous_driver``, ``rebound_at``.
     * ``streams`` gains ``acked_at`` (when the device last reported what it applied): NULL
       until its next report, shown as "never" until then.
+    * ``views`` gains ``one_set`` (``gateway.store.views``): NULL in every view already stored,
+      whose body stays as it is.
     """
     conn = db.conn
     if "rules" not in db.table("views").columns_dict:
@@ -186,12 +189,8 @@ def migrate(db: sqlite_utils.Database, older: set[str]) -> None:
     for column, kind in _DEVICE_STATE:
         if column not in device_columns:
             conn.execute(f"ALTER TABLE devices ADD COLUMN {column} {kind}")
-    if "acked_at" not in {r[1] for r in conn.execute("PRAGMA table_info(streams)")}:
-        try:
-            conn.execute("ALTER TABLE streams ADD COLUMN acked_at TEXT")
-        except sqlite3.OperationalError as exc:  # another process added it meanwhile
-            if "duplicate column" not in str(exc):
-                raise
+    _add_column(conn, "streams", "acked_at")
+    _add_column(conn, "views", "one_set")
     if "views" in older and "route_warnings" not in older:
         conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('route_warnings', 'unknown')")
 
@@ -200,6 +199,16 @@ _DEVICE_STATE = (("state", "TEXT NOT NULL DEFAULT 'active'"), ("changed_at", "TE
                  ("previous_driver", "TEXT"), ("rebound_at", "TEXT"))
 """Columns ``devices`` gained for revoke, rotate and bind (added to an older store as they
 are: every device active, never re-bound)."""
+
+
+def _add_column(conn: sqlite3.Connection, table: str, column: str) -> None:
+    """Add a TEXT column, NULL in every row, unless the table has it."""
+    if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+        try:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+        except sqlite3.OperationalError as exc:  # another process added it meanwhile
+            if "duplicate column" not in str(exc):
+                raise
 
 
 def _primary_key(conn: sqlite3.Connection, table: str) -> list[str]:

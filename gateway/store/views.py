@@ -2,6 +2,11 @@
 the views themselves (the body in the wire's compact form, its digest, drivers, escalation
 deadline and rule inputs) and what the refresh compares a new view with.
 
+A view that is one claim set's values (``sync.merged.OneSetView``: one source, every field
+agreed) is stored as a reference to that set (``one_set``, the body ``''``, no rule inputs):
+its body and rule inputs are built from the set when read. Claim sets are never changed or
+deleted, so the reference stays what the merge decided. Its digest is ``set:`` and the set id.
+
 ``ViewStore`` holds their SQL, on the ``Store``'s connection; ``Store`` is one.
 """
 
@@ -14,9 +19,17 @@ from collections.abc import Iterable, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from gateway.store.sql import canonical_json, iso, rows_in, text_digest
-from sync.merged import Merged
+from gateway.errors import StoreError
+from gateway.store.sql import canonical_json, iso, parse_time, rows_in, text_digest
+from sync.merged import Merged, OneSet, OneSetView, settled_inputs
 from sync.model import OrderView
+
+StoredView = Merged | OneSetView
+"""What ``put_views`` stores: a merged view's text, or a one-set view (stored as its set)."""
+
+_READ = ("SELECT v.order_id, v.body, v.one_set, c.source, c.vals, c.as_of, c.received_at "
+         "FROM views v LEFT JOIN claim_sets c ON c.set_id = v.one_set ")
+"""A stored view's body, or the claim set a one-set view is made of (``_body``)."""
 
 
 def mark_dirty(conn: sqlite3.Connection, order_ids: Iterable[str]) -> None:
@@ -56,8 +69,8 @@ class ViewStore:
         return cur.rowcount
 
     def view(self, order_id: str) -> OrderView | None:
-        row = self.conn.execute("SELECT body FROM views WHERE order_id=?", (order_id,)).fetchone()
-        return None if row is None else OrderView.model_validate_json(row[0])
+        body = self.view_bodies([order_id]).get(order_id)
+        return None if body is None else OrderView.model_validate_json(body)
 
     def view_states(self, order_ids: Iterable[str]) -> dict[str, tuple[str, str, str | None]]:
         """What ``put_views`` compares a new view with, for many orders in one query per 500:
@@ -67,7 +80,7 @@ class ViewStore:
             "SELECT order_id, digest, drivers, deadline FROM views WHERE order_id IN ({marks})",
             order_ids)}
 
-    def put_views(self, items: Sequence[tuple[Merged, tuple[str, str, str | None] | None]]
+    def put_views(self, items: Sequence[tuple[StoredView, tuple[str, str, str | None] | None]]
                   ) -> list[bool]:
         """Store orders' merged views, each with its stored state as ``view_states`` read it
         (None: no view yet), in one statement; per item, False when the view is identical
@@ -75,13 +88,19 @@ class ViewStore:
 
         The body is stored in the wire's compact form (defaults left out, as ``sync.codec``
         encodes), so a stream entry can carry it as it is; beside it, the view's rule inputs,
-        so a route's rules are checked without parsing its views."""
-        rows: list[tuple[str, str, str, str, str | None, str]] = []
+        so a route's rules are checked without parsing its views. A one-set view is stored as
+        its set's id (the module's doc)."""
+        rows: list[tuple[str, str, str, str, str | None, str | None, str | None]] = []
         out: list[bool] = []
         for merged, old in items:
-            body = merged.body
-            digest = text_digest(body)
-            deadline = None if merged.deadline is None else iso(merged.deadline)
+            if merged.__class__ is OneSetView:
+                set_id: str | None = merged.one.set_id
+                body, digest, deadline, rules = "", f"set:{set_id}", None, None
+            else:
+                set_id, body = None, merged.body
+                digest = text_digest(body)
+                deadline = None if merged.deadline is None else iso(merged.deadline)
+                rules = canonical_json(merged.inputs)
             drivers = merged.drivers
             drivers_json = ("[]" if not drivers else  # json.dumps(sorted(drivers)), as it writes
                             f"[{encode_basestring_ascii(drivers[0])}]" if len(drivers) == 1 else
@@ -89,14 +108,14 @@ class ViewStore:
             if old is not None and old == (digest, drivers_json, deadline):
                 out.append(False)
                 continue
-            rows.append((merged.order_id, body, digest, drivers_json, deadline,
-                         canonical_json(merged.inputs)))
+            rows.append((merged.order_id, body, digest, drivers_json, deadline, rules, set_id))
             out.append(old is None or old[0] != digest or old[1] != drivers_json)
         self.conn.executemany(
-            "INSERT INTO views(order_id, body, digest, drivers, deadline, rules) "
-            "VALUES(?,?,?,?,?,?) "
+            "INSERT INTO views(order_id, body, digest, drivers, deadline, rules, one_set) "
+            "VALUES(?,?,?,?,?,?,?) "
             "ON CONFLICT(order_id) DO UPDATE SET body=excluded.body, digest=excluded.digest, "
-            "drivers=excluded.drivers, deadline=excluded.deadline, rules=excluded.rules", rows)
+            "drivers=excluded.drivers, deadline=excluded.deadline, rules=excluded.rules, "
+            "one_set=excluded.one_set", rows)
         return out
 
     def views(self, order_ids: Iterable[str]) -> dict[str, OrderView]:
@@ -105,18 +124,42 @@ class ViewStore:
 
     def view_bodies(self, order_ids: Iterable[str]) -> dict[str, str]:
         """The stored views' JSON, unparsed (as ``views`` returns them parsed)."""
-        return dict(rows_in(
-            self.conn, "SELECT order_id, body FROM views WHERE order_id IN ({marks})", order_ids))
+        return {row[0]: _body(row) for row in rows_in(
+            self.conn, _READ + "WHERE v.order_id IN ({marks})", order_ids)}
 
     def view_rules(self, order_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The stored views' rule inputs (``sync.rules.rule_inputs``), parsed from their small
-        column: all ``sync.rules.check_inputs`` needs."""
-        return {oid: json.loads(rules) for oid, rules in rows_in(
-            self.conn, "SELECT order_id, rules FROM views WHERE order_id IN ({marks})",
-            order_ids)}
+        column, or from a one-set view's set: all ``sync.rules.check_inputs`` needs."""
+        return {oid: rules_of(text) for oid, text in rows_in(
+            self.conn, f"SELECT v.order_id, {RULES} FROM views v {RULES_JOIN} "
+            "WHERE v.order_id IN ({marks})", order_ids)}
 
     def conflict_views(self) -> list[OrderView]:
         rows = self.conn.execute(
             "SELECT body FROM views WHERE body LIKE '%\"state\":\"conflict\"%' ORDER BY order_id"
         ).fetchall()
         return [OrderView.model_validate_json(r[0]) for r in rows]
+
+
+RULES = "coalesce(v.rules, c.vals)"
+"""A view's rule inputs as text (``rules_of`` parses it), for a query over ``views v``
+joined with ``RULES_JOIN``: the stored inputs, or a one-set view's claim set values."""
+RULES_JOIN = "LEFT JOIN claim_sets c ON c.set_id = v.one_set"
+
+
+def rules_of(text: str) -> dict[str, Any]:
+    """A ``RULES`` text's rule inputs: the stored inputs, or the settled ones of a set's
+    values (``settled_inputs``, which gives stored inputs back as they are)."""
+    return settled_inputs(json.loads(text))
+
+
+def _body(row: tuple[Any, ...]) -> str:
+    """A ``_READ`` row's body: as stored, or built from its one-set view's claim set."""
+    order_id, body, set_id, source, vals, as_of, received_at = row
+    if set_id is None:
+        return str(body)
+    if vals is None:
+        raise StoreError(f"store: the view of order {order_id!r} is claim set {set_id!r}, "
+                         "which the store does not hold")
+    one = OneSet(set_id, source, json.loads(vals), parse_time(as_of), parse_time(received_at))
+    return Merged.of_one_set(order_id, one).body

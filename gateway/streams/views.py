@@ -31,12 +31,11 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from pydantic import JsonValue
-
 from gateway.store.core import Store
 from gateway.store.devices import Device, DeviceStore, Entry, body_with_warnings
+from gateway.store.views import StoredView
 from sync.merge import merge_order
-from sync.merged import Merged, OneSet
+from sync.merged import Merged, OneSet, OneSetView
 from sync.model import Policy, Warning
 from sync.rules import RouteCheck, RuleInputs, check_inputs
 
@@ -124,9 +123,9 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
         t = timer.add("claims", t)
     changed: dict[str, set[str]] = defaultdict(set)
     written: dict[str, _Written] = {}
-    of_one_set, get_state = Merged.of_one_set, states.get
-    views: list[tuple[Merged, tuple[str, str, str | None] | None]] = [
-        (of_one_set(order_id, found) if isinstance(found, OneSet) else
+    get_state = states.get
+    views: list[tuple[StoredView, tuple[str, str, str | None] | None]] = [
+        (OneSetView(order_id, found) if isinstance(found, OneSet) else
          Merged.of(merge_order(order_id, found, resolutions.get(order_id, []), policy, now)),
          get_state(order_id))
         for order_id in ids for found in (inputs.get(order_id, []),)]
@@ -137,7 +136,7 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
         if stored:
             order_id, new = merged.order_id, merged.drivers
             old: list[str] = [] if state is None else list(json.loads(state[1]))
-            written[order_id] = _Written(merged.body, merged.inputs, frozenset(new))
+            written[order_id] = _Written(merged, frozenset(new))
             if old == new:  # usually the same drivers: nothing to write
                 for driver in new:
                     changed[driver].add(order_id)
@@ -160,10 +159,10 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
 
 
 class _Written(NamedTuple):
-    """A view this batch stored, as stored: its body, rule inputs and route drivers."""
+    """A view this batch stored (its body and rule inputs are built from it when a bound
+    device needs them: a one-set view's only then) and its route drivers."""
 
-    body: str
-    inputs: dict[str, JsonValue]
+    view: StoredView
     drivers: frozenset[str]
 
 
@@ -288,7 +287,7 @@ def _route_inputs(devices: DeviceStore, driver: str, order_ids: Collection[str],
         if found is None:
             unread.append(order_id)
         else:
-            out[order_id] = found.inputs if driver in found.drivers else None
+            out[order_id] = found.view.inputs if driver in found.drivers else None
     if unread:
         out.update(devices.route_rules_of(driver, unread))
     return out
@@ -303,7 +302,7 @@ def _bodies(store: Store, order_ids: list[str], warnings: Mapping[str, tuple[War
     out: dict[str, str] = {}
     for order_id in order_ids:
         found = written.get(order_id)
-        body = stored[order_id] if found is None else found.body
+        body = stored[order_id] if found is None else found.view.body
         attached = warnings.get(order_id)
         if attached:
             body = body_with_warnings(body, attached)

@@ -99,8 +99,12 @@ def test_a_store_from_an_older_gateway_is_migrated_without_resending(tmp_path):
     path = tmp_path / "g.sqlite"
     with Store(path) as store:
         devices, sent = _route_with_a_warning(store)
-        # as an older gateway left it: no rule inputs, no record of the warnings sent
+        # as an older gateway left it: no rule inputs, no one-set views, no record of the
+        # warnings sent
+        assert store.conn.execute("SELECT count(*) FROM views WHERE one_set IS NULL "
+                                  "AND body != ''").fetchone() == (2,)
         store.conn.execute("ALTER TABLE views DROP COLUMN rules")
+        store.conn.execute("ALTER TABLE views DROP COLUMN one_set")
         store.conn.execute("DROP TABLE route_warnings")
     with Store(path) as store:
         devices = DeviceStore(store)
@@ -204,3 +208,50 @@ def store_merged(store: Store, order_id: str):
 
     claims = store.claims_to_merge([order_id])[order_id]
     return Merged.of(merge_order(order_id, claims, [], POLICY, at(3)))
+
+
+def test_a_one_set_view_is_stored_as_its_claim_set_and_read_as_the_merge_writes_it(tmp_path):
+    from sync.merge import merge_order
+    from sync.merged import Merged
+    from sync.rules import rule_inputs
+
+    vals = {"driver": "7", "eta": _eta(30)[1], "load": 12.5, "sequence": 3, "notes": "gate 4",
+            "window": {"start": T0.isoformat(), "end": at(60).isoformat()}, "status": None}
+    with Store(tmp_path / "g.sqlite") as store:
+        devices = DeviceStore(store)
+        with store.transaction():
+            devices.add("t7", "7", "pw", T0)
+            store.add_claim_set(set_id="legacy:1:A", source="legacy", order_id="A", vals=vals,
+                                as_of=at(1), received_at=at(2), hlc=store.next_hlc(at(2)))
+        entries = refresh(store, POLICY, at(3))
+        claims = store.claims_to_merge(["A"])["A"]
+        want = Merged.of(merge_order("A", claims, [], POLICY, at(3)))
+        # stored as a reference to its claim set, nothing of the text
+        assert store.conn.execute("SELECT body, one_set, rules, digest FROM views").fetchall() \
+            == [("", "legacy:1:A", None, "set:legacy:1:A")]
+        assert store.view_bodies(["A"]) == {"A": want.body}
+        assert store.view("A") == OrderView.model_validate_json(want.body)
+        assert store.view_rules(["A"]) == {"A": want.inputs} == {"A": rule_inputs(store.view("A"))}
+        assert devices.route_rules("7") == {"A": want.inputs}
+        assert [e.body for e in entries["t7"]] == [want.body]
+        assert devices.held("t7") == {"A": text_digest(want.body)}
+        assert refresh(store, POLICY, at(4)) == {}  # nothing changed: nothing re-sent
+
+        _put(store, 5, ("A", "dispatch", _eta(45)))  # a second source: a merged text again
+        entries = refresh(store, POLICY, at(6))
+        body, one_set = store.conn.execute("SELECT body, one_set FROM views").fetchone()
+        assert one_set is None and body == store.view_bodies(["A"])["A"] == entries["t7"][0].body
+        assert store.view("A").fields["eta"].state == "conflict"  # legacy's 30 vs dispatch's 45
+
+
+def test_a_view_whose_claim_set_is_gone_is_a_store_error(tmp_path):
+    import pytest
+
+    from gateway.errors import StoreError
+
+    with Store(tmp_path / "g.sqlite") as store:
+        _put(store, 1, ("A", "legacy", ("driver", "7")))
+        refresh(store, POLICY, at(2))
+        store.conn.execute("DELETE FROM claim_sets")
+        with pytest.raises(StoreError, match="order 'A' is claim set 'legacy:1:A'"):
+            store.view_bodies(["A"])

@@ -92,8 +92,7 @@ class FuzzGateway:
                 devices.revoke("tab-r", now)
             self.route = devices.route("DRV-001")
             self.orders = [r[0] for r in store.conn.execute("SELECT order_id FROM views")]
-            self.view = json.loads(store.conn.execute(
-                "SELECT body FROM views WHERE order_id = ?", [self.route[0]]).fetchone()[0])
+            self.view = json.loads(store.view_bodies([self.route[0]])[self.route[0]])
         self.net = MemNetwork()
         self.delivered = threading.Semaphore(0)
         self.service = GatewayService(self.cfg, host=self.net.host, port=self.net.port,
