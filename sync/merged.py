@@ -87,43 +87,19 @@ class Merged(NamedTuple):
             else:
                 text = ',"value":' + json_text(v)
             args += (text, text, set_text)
-        driver = vals.get("driver")
-        return cls(order_id, template % tuple(args),
-                   [driver] if isinstance(driver, str) and driver else [],
-                   settled_inputs(vals), None)
+        return cls(order_id, template % tuple(args), set_drivers(vals), settled_inputs(vals),
+                   None)
 
 
-class OneSetView(NamedTuple):
-    """A merged view that is one claim set's values, every field agreed on it: what
-    ``Merged.of_one_set`` gives, kept as the set instead of its text. The gateway stores such
-    a view as a reference to its claim set and builds the body when it is read (``body``): a
-    first ingest merges every order of an export to one, and writing each one's text (1.8 KB,
-    every field with its candidate) was most of that merge."""
-
-    order_id: str
-    one: OneSet
-
-    @property
-    def body(self) -> str:
-        return Merged.of_one_set(self.order_id, self.one).body
-
-    @property
-    def drivers(self) -> list[str]:
-        driver = self.one.vals.get("driver")
-        return [driver] if isinstance(driver, str) and driver else []
-
-    @property
-    def inputs(self) -> dict[str, JsonValue]:
-        return settled_inputs(self.one.vals)
-
-    @property
-    def deadline(self) -> None:
-        return None
+def set_drivers(vals: Mapping[str, JsonValue]) -> list[str]:
+    """``sync.merge.drivers_of`` a one-set view, from its set's values."""
+    driver = vals.get("driver")
+    return [driver] if isinstance(driver, str) and driver else []
 
 
 def settled_inputs(vals: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
-    """``sync.rules.rule_inputs`` of a one-set view, from its set's values (or of a stored rule
-    inputs mapping: it gives the same mapping back)."""
+    """``sync.rules.rule_inputs`` of a one-set view, from its set's values (of a stored rule
+    inputs mapping: the same mapping back)."""
     return {n: v for n in RULE_FIELDS if (v := vals.get(n)) is not None}
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.store.claims import build_claims, claims_to_merge, merge_inputs
 from gateway.store.sql import iso, rows_in
-from gateway.store.views import mark_dirty
+from gateway.store.views import SetView, mark_dirty
 from sync.merged import OneSet
 from sync.model import Claim, Resolution, canonical
 
@@ -70,6 +70,18 @@ class InputStore:
         """``claims_to_merge``, or the order's ``sync.merge.OneSet`` where it is one (its
         view is then built without the claims: ``Merged.of_one_set``)."""
         return merge_inputs(self._claim_rows(order_ids))
+
+    def set_views(self, order_ids: Iterable[str]) -> dict[str, SetView]:
+        """The views of the orders whose claims are one present claim set (a first ingest's
+        orders; ``merge_inputs`` finds the others that are one set's): read without parsing
+        their values, the driver taken out of the JSON by SQLite (``set_drivers``'s rule)."""
+        return {order_id: SetView(order_id, set_id, [driver] if driver else [])
+                for order_id, set_id, driver in rows_in(
+                    self.conn,
+                    "SELECT order_id, set_id, CASE json_type(vals, '$.driver') WHEN 'text' "
+                    "THEN json_extract(vals, '$.driver') END FROM claim_sets "
+                    "WHERE order_id IN ({marks}) GROUP BY order_id "
+                    "HAVING count(*) = 1 AND max(present) = 1", order_ids)}
 
     def _claim_rows(self, order_ids: Iterable[str]) -> dict[str, list[tuple[Any, ...]]]:
         """The orders' claim set rows, by order (the columns ``build_claims`` reads)."""

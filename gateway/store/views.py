@@ -2,10 +2,12 @@
 the views themselves (the body in the wire's compact form, its digest, drivers, escalation
 deadline and rule inputs) and what the refresh compares a new view with.
 
-A view that is one claim set's values (``sync.merged.OneSetView``: one source, every field
-agreed) is stored as a reference to that set (``one_set``, the body ``''``, no rule inputs):
-its body and rule inputs are built from the set when read. Claim sets are never changed or
-deleted, so the reference stays what the merge decided. Its digest is ``set:`` and the set id.
+A view that is one claim set's values (``SetView``: one source, every field agreed on its
+one candidate, ``sync.merged.Merged.of_one_set``) is stored as a reference to that set
+(``one_set``; the body ``''``, no rule inputs): its body and rule inputs are built from the set
+when read. A first ingest merges every order of an export to one, and writing each one's text
+(1.8 KB: every field with its candidate) was most of that merge. Claim sets are never changed
+or deleted, so the reference stays what the merge decided. Its digest is ``set:`` + set id.
 
 ``ViewStore`` holds their SQL, on the ``Store``'s connection; ``Store`` is one.
 """
@@ -17,14 +19,23 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.errors import StoreError
 from gateway.store.sql import canonical_json, iso, parse_time, rows_in, text_digest
-from sync.merged import Merged, OneSet, OneSetView, settled_inputs
+from sync.merged import Merged, OneSet, settled_inputs
 from sync.model import OrderView
 
-StoredView = Merged | OneSetView
+
+class SetView(NamedTuple):
+    """A one-set view as ``put_views`` stores it: the order, its claim set and its drivers."""
+
+    order_id: str
+    set_id: str
+    drivers: list[str]
+
+
+StoredView = Merged | SetView
 """What ``put_views`` stores: a merged view's text, or a one-set view (stored as its set)."""
 
 _READ = ("SELECT v.order_id, v.body, v.one_set, c.source, c.vals, c.as_of, c.received_at "
@@ -93,8 +104,8 @@ class ViewStore:
         rows: list[tuple[str, str, str, str, str | None, str | None, str | None]] = []
         out: list[bool] = []
         for merged, old in items:
-            if merged.__class__ is OneSetView:
-                set_id: str | None = merged.one.set_id
+            if isinstance(merged, SetView):
+                set_id: str | None = merged.set_id
                 body, digest, deadline, rules = "", f"set:{set_id}", None, None
             else:
                 set_id, body = None, merged.body

@@ -33,10 +33,10 @@ from typing import NamedTuple
 
 from gateway.store.core import Store
 from gateway.store.devices import Device, DeviceStore, Entry, body_with_warnings
-from gateway.store.views import StoredView
+from gateway.store.views import SetView, StoredView
 from sync.merge import merge_order
-from sync.merged import Merged, OneSet, OneSetView
-from sync.model import Policy, Warning
+from sync.merged import Merged, OneSet, set_drivers
+from sync.model import Claim, Policy, Resolution, Warning
 from sync.rules import RouteCheck, RuleInputs, check_inputs
 
 REFRESH_PARTS = ("claims", "merge", "put_view", "route sync", "COMMIT")
@@ -116,19 +116,20 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
     if not ids:
         return 0
     t = time.perf_counter()
-    inputs = store.merge_inputs(ids)
-    resolutions = store.resolutions_for(ids)
+    singles = store.set_views(ids)
+    rest = [o for o in ids if o not in singles]
+    inputs = store.merge_inputs(rest) if rest else {}
+    resolutions = store.resolutions_for(rest) if rest else {}
     states = store.view_states(ids)
     if timer is not None:
         t = timer.add("claims", t)
     changed: dict[str, set[str]] = defaultdict(set)
     written: dict[str, _Written] = {}
-    get_state = states.get
+    get_state, get_single = states.get, singles.get
     views: list[tuple[StoredView, tuple[str, str, str | None] | None]] = [
-        (OneSetView(order_id, found) if isinstance(found, OneSet) else
-         Merged.of(merge_order(order_id, found, resolutions.get(order_id, []), policy, now)),
-         get_state(order_id))
-        for order_id in ids for found in (inputs.get(order_id, []),)]
+        (view, get_state(order_id)) for order_id in ids
+        for view in (get_single(order_id) or _merged(order_id, inputs.get(order_id, []),
+                                                      resolutions, policy, now),)]
     if timer is not None:
         t = timer.add("merge", t)
     moved: list[tuple[str, list[str], list[str]]] = []
@@ -136,7 +137,8 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
         if stored:
             order_id, new = merged.order_id, merged.drivers
             old: list[str] = [] if state is None else list(json.loads(state[1]))
-            written[order_id] = _Written(merged, frozenset(new))
+            if isinstance(merged, Merged):  # a set view's text is built when read
+                written[order_id] = _Written(merged, frozenset(new))
             if old == new:  # usually the same drivers: nothing to write
                 for driver in new:
                     changed[driver].add(order_id)
@@ -158,11 +160,20 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
     return len(ids)
 
 
-class _Written(NamedTuple):
-    """A view this batch stored (its body and rule inputs are built from it when a bound
-    device needs them: a one-set view's only then) and its route drivers."""
+def _merged(order_id: str, found: OneSet | list[Claim],
+            resolutions: Mapping[str, list[Resolution]], policy: Policy, now: _dt.datetime
+            ) -> StoredView:
+    """An order's view from its merge inputs (``Store.merge_inputs``)."""
+    if isinstance(found, OneSet):
+        return SetView(order_id, found.set_id, set_drivers(found.vals))
+    return Merged.of(merge_order(order_id, found, resolutions.get(order_id, []), policy, now))
 
-    view: StoredView
+
+class _Written(NamedTuple):
+    """A view this batch stored as text (its body and rule inputs are not read back; a set
+    view's are built from its claim set when a device needs them) and its route drivers."""
+
+    view: Merged
     drivers: frozenset[str]
 
 
