@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS views (
     rules TEXT,  -- the view's settled rule inputs (sync.rules.rule_inputs), canonical JSON
     one_set TEXT  -- a one-set view's claim set (body '', rules NULL: built from it when read)
 );
-CREATE INDEX IF NOT EXISTS views_deadline ON views(deadline);
+CREATE INDEX IF NOT EXISTS views_due ON views(deadline) WHERE deadline IS NOT NULL;
 CREATE TABLE IF NOT EXISTS dirty (order_id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
@@ -150,6 +150,8 @@ def migrate(db: sqlite_utils.Database, older: set[str]) -> None:
       until its next report, shown as "never" until then.
     * ``views`` gains ``one_set`` (``gateway.store.views``): NULL in every view already stored,
       whose body stays as it is.
+    * ``views_deadline`` (every view) becomes ``views_due`` (only views with a deadline: the
+      few with an open conflict; ``mark_due`` reads no other).
     """
     conn = db.conn
     if "rules" not in db.table("views").columns_dict:
@@ -191,6 +193,7 @@ def migrate(db: sqlite_utils.Database, older: set[str]) -> None:
             conn.execute(f"ALTER TABLE devices ADD COLUMN {column} {kind}")
     _add_column(conn, "streams", "acked_at")
     _add_column(conn, "views", "one_set")
+    conn.execute("DROP INDEX IF EXISTS views_deadline")
     if "views" in older and "route_warnings" not in older:
         conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('route_warnings', 'unknown')")
 

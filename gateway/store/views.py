@@ -18,7 +18,7 @@ import datetime as _dt
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from json.encoder import encode_basestring_ascii
+from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
 from gateway.errors import StoreError
@@ -113,8 +113,8 @@ class ViewStore:
                 deadline = None if merged.deadline is None else iso(merged.deadline)
                 rules = canonical_json(merged.inputs)
             drivers = merged.drivers
-            drivers_json = ("[]" if not drivers else  # json.dumps(sorted(drivers)), as it writes
-                            f"[{encode_basestring_ascii(drivers[0])}]" if len(drivers) == 1 else
+            drivers_json = ("[]" if not drivers else  # one as SQLite's json_array writes it
+                            f"[{encode_basestring(drivers[0])}]" if len(drivers) == 1 else
                             json.dumps(sorted(drivers)))
             if old is not None and old == (digest, drivers_json, deadline):
                 out.append(False)

@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 from gateway.store.core import Store
 from gateway.store.devices import Device, DeviceStore, Entry, body_with_warnings
+from gateway.store.setviews import put_new_set_views
 from gateway.store.views import SetView, StoredView
 from sync.merge import merge_order
 from sync.merged import Merged, OneSet, set_drivers
@@ -116,20 +117,25 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
     if not ids:
         return 0
     t = time.perf_counter()
-    singles = store.set_views(ids)
+    changed: dict[str, set[str]] = defaultdict(set)
+    fresh = put_new_set_views(store, ids)  # a first export's orders, in SQL
+    for driver, order_ids in fresh.drivers.items():
+        changed[driver] |= order_ids
+    taken, ids = len(ids), fresh.rest
+    if timer is not None:
+        t = timer.add("put_view", t)
+    singles = store.set_views(ids) if ids else {}
     rest = [o for o in ids if o not in singles]
-    inputs = store.merge_inputs(rest) if rest else {}
-    resolutions = store.resolutions_for(rest) if rest else {}
-    states = store.view_states(ids)
+    inputs, resolutions, states = ((store.merge_inputs(rest), store.resolutions_for(rest),
+                                    store.view_states(rest)) if rest else ({}, {}, {}))
     if timer is not None:
         t = timer.add("claims", t)
-    changed: dict[str, set[str]] = defaultdict(set)
     written: dict[str, _Written] = {}
     get_state, get_single = states.get, singles.get
     views: list[tuple[StoredView, tuple[str, str, str | None] | None]] = [
-        (view, get_state(order_id)) for order_id in ids
-        for view in (get_single(order_id) or _merged(order_id, inputs.get(order_id, []),
-                                                      resolutions, policy, now),)]
+        single or (_merged(order_id, inputs.get(order_id, []), resolutions, policy, now),
+                   get_state(order_id))
+        for order_id in ids for single in (get_single(order_id),)]
     if timer is not None:
         t = timer.add("merge", t)
     moved: list[tuple[str, list[str], list[str]]] = []
@@ -157,7 +163,7 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
         timer.add("route sync", t)
     if changed:
         _routes_written(store)
-    return len(ids)
+    return taken
 
 
 def _merged(order_id: str, found: OneSet | list[Claim],

@@ -255,3 +255,37 @@ def test_a_view_whose_claim_set_is_gone_is_a_store_error(tmp_path):
         store.conn.execute("DELETE FROM claim_sets")
         with pytest.raises(StoreError, match="order 'A' is claim set 'legacy:1:A'"):
             store.view_bodies(["A"])
+
+
+def test_new_set_views_are_stored_as_put_views_stores_them(tmp_path):
+    """A first export's orders take SQL's path (``gateway.store.setviews``); the same orders
+    through ``put_views`` give the same rows, whatever their driver value."""
+    from gateway.store.views import SetView
+    from sync.merged import set_drivers
+
+    drivers = ["7", "", 7, None, 'Ä"\\x', "12"]
+    sets = [(f"O{n}", f"legacy:1:O{n}", {} if n == 6 else {"driver": d, "eta": _eta(n)[1]})
+            for n, d in enumerate([*drivers, "absent"])]
+
+    def stored(store: Store) -> tuple[list, list]:
+        return (store.conn.execute("SELECT * FROM views ORDER BY order_id").fetchall(),
+                store.conn.execute("SELECT * FROM route_members ORDER BY 1, 2").fetchall())
+
+    def claim(store: Store) -> None:
+        with store.transaction():
+            for order_id, set_id, vals in sets:
+                store.add_claim_set(set_id=set_id, source="legacy", order_id=order_id, vals=vals,
+                                    as_of=at(1), received_at=at(1), hlc=store.next_hlc(at(1)))
+
+    with Store(tmp_path / "sql.sqlite") as a, Store(tmp_path / "python.sqlite") as b:
+        claim(a)
+        refresh(a, POLICY, at(2))
+        claim(b)
+        views = [SetView(o, s, set_drivers(v)) for o, s, v in sets]
+        with b.transaction():
+            assert b.put_views([(v, None) for v in views]) == [True] * len(views)
+            DeviceStore(b).set_routes_members([(v.order_id, [], v.drivers) for v in views])
+        assert stored(a) == stored(b)
+        assert [d for (d,) in a.conn.execute("SELECT drivers FROM views ORDER BY order_id")] \
+            == ['["7"]', "[]", "[]", "[]", '["Ä\\"\\\\x"]', '["12"]', "[]"]
+        assert refresh(a, POLICY, at(3)) == {}
