@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.store.claims import build_claims, claims_to_merge, merge_inputs
 from gateway.store.sql import iso, rows_in
-from gateway.store.views import SetView, mark_dirty
+from gateway.store.views import mark_dirty
 from sync.merged import OneSet
 from sync.model import Claim, Resolution, canonical
 
@@ -70,23 +70,6 @@ class InputStore:
         """``claims_to_merge``, or the order's ``sync.merge.OneSet`` where it is one (its
         view is then built without the claims: ``Merged.of_one_set``)."""
         return merge_inputs(self._claim_rows(order_ids))
-
-    def set_views(self, order_ids: Iterable[str]
-                  ) -> dict[str, tuple[SetView, tuple[str, str, str | None] | None]]:
-        """The views of the orders whose claims are one present claim set (a first ingest's
-        orders; ``merge_inputs`` finds the others that are one set's), each with its stored
-        state (``view_states``), in one query: read without parsing their values, the driver
-        taken out of the JSON by SQLite (``sync.merged.set_drivers``'s rule)."""
-        return {order_id: (SetView(order_id, set_id, [driver] if driver else []),
-                           None if digest is None else (digest, drivers, deadline))
-                for order_id, set_id, driver, digest, drivers, deadline in rows_in(
-                    self.conn,
-                    "SELECT c.order_id, c.set_id, CASE json_type(c.vals, '$.driver') "
-                    "WHEN 'text' THEN json_extract(c.vals, '$.driver') END, "
-                    "v.digest, v.drivers, v.deadline FROM claim_sets c "
-                    "LEFT JOIN views v ON v.order_id = c.order_id "
-                    "WHERE c.order_id IN ({marks}) GROUP BY c.order_id "
-                    "HAVING count(*) = 1 AND max(c.present) = 1", order_ids)}
 
     def _claim_rows(self, order_ids: Iterable[str]) -> dict[str, list[tuple[Any, ...]]]:
         """The orders' claim set rows, by order (the columns ``build_claims`` reads)."""

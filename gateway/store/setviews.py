@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from gateway.store.core import Store
+from gateway.store.views import SET_DIGEST
 
 _TABLE = ("CREATE TEMP TABLE IF NOT EXISTS new_set_views "
           "(order_id TEXT PRIMARY KEY, set_id TEXT NOT NULL, driver TEXT)")
@@ -32,7 +33,7 @@ _FIND = (
 _VIEWS = (
     # as ``ViewStore.put_views`` stores a SetView (drivers: ``json_array``, as it writes one)
     "INSERT INTO views(order_id, body, digest, drivers, deadline, rules, one_set) "
-    "SELECT order_id, '', 'set:' || set_id, CASE WHEN driver IS NULL THEN '[]' "
+    f"SELECT order_id, '', '{SET_DIGEST}' || set_id, CASE WHEN driver IS NULL THEN '[]' "
     "ELSE json_array(driver) END, NULL, NULL, set_id FROM temp.new_set_views WHERE true")
 
 _ROUTES = ("INSERT OR IGNORE INTO route_members(driver, order_id) "

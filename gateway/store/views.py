@@ -35,6 +35,9 @@ class SetView(NamedTuple):
     drivers: list[str]
 
 
+SET_DIGEST = "set:"
+"""A set view's digest: this and its set id (the set is all its text depends on)."""
+
 StoredView = Merged | SetView
 """What ``put_views`` stores: a merged view's text, or a one-set view (stored as its set)."""
 
@@ -106,7 +109,7 @@ class ViewStore:
         for merged, old in items:
             if isinstance(merged, SetView):
                 set_id: str | None = merged.set_id
-                body, digest, deadline, rules = "", f"set:{set_id}", None, None
+                body, digest, deadline, rules = "", SET_DIGEST + merged.set_id, None, None
             else:
                 set_id, body = None, merged.body
                 digest = text_digest(body)

@@ -124,18 +124,15 @@ def _refresh_batch(store: Store, devices: DeviceStore, policy: Policy, now: _dt.
     taken, ids = len(ids), fresh.rest
     if timer is not None:
         t = timer.add("put_view", t)
-    singles = store.set_views(ids) if ids else {}
-    rest = [o for o in ids if o not in singles]
-    inputs, resolutions, states = ((store.merge_inputs(rest), store.resolutions_for(rest),
-                                    store.view_states(rest)) if rest else ({}, {}, {}))
+    inputs, resolutions, states = ((store.merge_inputs(ids), store.resolutions_for(ids),
+                                    store.view_states(ids)) if ids else ({}, {}, {}))
     if timer is not None:
         t = timer.add("claims", t)
     written: dict[str, _Written] = {}
-    get_state, get_single = states.get, singles.get
+    get_state = states.get
     views: list[tuple[StoredView, tuple[str, str, str | None] | None]] = [
-        single or (_merged(order_id, inputs.get(order_id, []), resolutions, policy, now),
-                   get_state(order_id))
-        for order_id in ids for single in (get_single(order_id),)]
+        (_merged(order_id, inputs.get(order_id, []), resolutions, policy, now),
+         get_state(order_id)) for order_id in ids]
     if timer is not None:
         t = timer.add("merge", t)
     moved: list[tuple[str, list[str], list[str]]] = []
