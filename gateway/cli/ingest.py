@@ -139,6 +139,8 @@ def ingest(config_path: Path, source_name: str | None, accept: int | None, actor
                        f"{r.rows_quarantined} quarantined, {r.rows_deleted} deleted, "
                        f"{r.claims} claims" if r.status in ("ok", "partial", "degraded")
                        else ""))
+            if r.rows_reused and r.status in ("ok", "degraded"):
+                line += f" ({r.rows_reused} unchanged records not decoded again)"
             if r.held:
                 line += (f" — {r.held['rows_read']} rows read, would withdraw "
                          f"{r.held['withdraw']} of {r.held['live']} live orders")

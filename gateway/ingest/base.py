@@ -33,6 +33,12 @@ class RawRow:
 
     row: int
     values: Mapping[str, object]
+    rawhash: bytes | None = None
+    """A hash of the record's bytes (memo blocks included), when its reader keeps a record
+    memory (``gateway.store.records``)."""
+    known: bool = False
+    """The record holds the bytes the source's last applied run read at this row: ``values``
+    is empty (never decoded), the run stages it as unchanged from the memory."""
 
 
 @dataclass

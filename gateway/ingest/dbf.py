@@ -28,8 +28,11 @@ one-line ``SourceError`` naming the file, and the row and field when there is on
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Iterator, Mapping
+from hashlib import blake2b
 from pathlib import Path
+from types import MappingProxyType
 
 from dbfread import DBF
 from dbfread.memo import (
@@ -47,6 +50,7 @@ from gateway.ingest.dbf_header import (
     CHUNK,
     DEFAULT_ENCODING,
     KNOWN_TYPES,
+    DbfField,
     DbfHeader,
     Parser,
     one_line,
@@ -54,8 +58,9 @@ from gateway.ingest.dbf_header import (
     source_error,
     translate_errors,
 )
+from gateway.store.records import HASH_BYTES
 
-__all__ = ["read_dbf"]
+__all__ = ["read_dbf", "record_layout"]
 
 
 _MEMO_HEADER = 512
@@ -83,9 +88,63 @@ def _memo_file(header: DbfHeader) -> MemoFile:
     return DB4MemoFile(str(path))
 
 
+def record_layout(header: DbfHeader) -> str:
+    """What decides how a record's bytes decode, as text: the record memory's context
+    (``gateway.store.records``) changes with it."""
+    fields = [(f.name, f.type, f.length, f.decimals, f.offset, f.nullable, f.binary)
+              for f in (*header.fields, *([header.nullflags] if header.nullflags else []))]
+    return json.dumps([header.version, header.encoding, header.record_length, fields])
+
+
+def _is_memo(field: DbfField) -> bool:
+    """A field whose bytes point into the memo file (a dBase ``B`` is a memo, VFP's a double)."""
+    return field.type in ("M", "G", "P") or (field.type == "B" and field.length == 10)
+
+
+Hasher = Callable[[bytes], bytes | None]
+
+
+def _hasher(header: DbfHeader, fast_memo: FastMemo | None) -> Hasher | None:
+    """A record's memory hash: its bytes and the memo blocks its memo fields point to (a memo
+    rewritten in place changes it too). None when the memo file is not mapped (a ``.dbt``);
+    the function answers None for a record whose memo pointer does not read."""
+    slots = [(f.offset, f.offset + f.length) for f in header.fields if _is_memo(f)]
+    if not slots:
+        return lambda rec: blake2b(rec, digest_size=HASH_BYTES).digest()
+    if fast_memo is None:
+        return None
+    mm, blocksize = fast_memo.mm, fast_memo.blocksize
+    size = len(mm)
+
+    def key(rec: bytes) -> bytes | None:
+        digest = blake2b(rec, digest_size=HASH_BYTES)
+        for start, end in slots:
+            data = rec[start:end]
+            if end - start == 4:
+                index = int.from_bytes(data, "little")
+            elif data.strip(b" \x00"):
+                try:
+                    index = int(data)
+                except ValueError:
+                    return None
+            else:
+                index = 0
+            if index > 0:
+                at = index * blocksize
+                if at + 8 > size:
+                    return None
+                digest.update(mm[at : at + 8 + int.from_bytes(mm[at + 4 : at + 8], "big")])
+        return digest.digest()
+
+    return key
+
+
+_UNREAD: Mapping[str, object] = MappingProxyType({})
+
+
 def _iter_rows(
     table: DBF, header: DbfHeader, counters: dict[str, int], problems: list[str],
-    first: int = 1, last: int | None = None,
+    first: int = 1, last: int | None = None, memory: bytearray | None = None,
 ) -> Iterator[RawRow]:
     path = header.path
     name = path.name
@@ -128,6 +187,9 @@ def _iter_rows(
             raise SourceError(f"{name}: _NullFlags holds {8 * nf.length} bits, fields need {bit}")
         decode = parser.decode_text
         from_bytes = int.from_bytes
+        hasher = _hasher(header, fast_memo) if memory is not None else None
+        remembered = memory if memory is not None else bytearray()
+        rawhash: bytes | None = None
         reclen = header.record_length
         per_chunk = max(1, CHUNK // reclen)
         last = header.record_count if last is None else min(last, header.record_count)
@@ -156,6 +218,12 @@ def _iter_rows(
                             f"{name}: end-of-file mark at record {recno}, header declares "
                             f"{header.record_count} records"
                         )
+                    if hasher is not None:
+                        rawhash = hasher(rec)
+                        at = (recno - first) * HASH_BYTES
+                        if rawhash is not None and remembered[at : at + HASH_BYTES] == rawhash:
+                            yield RawRow(recno, _UNREAD, rawhash, True)
+                            continue
                     faults: list[list[str]] | None = None
                     try:
                         values = {fname: func(rec[s:e]) for fname, func, s, e in plan}
@@ -181,7 +249,7 @@ def _iter_rows(
                     if faults:
                         values[PROBLEM_KEY] = "; ".join(f[2] for f in faults)
                         values[FAULTS_KEY] = faults
-                    yield RawRow(recno, values)
+                    yield RawRow(recno, values, rawhash)
                 counters["deleted"] = deleted
         counters["deleted"] = deleted
 
@@ -229,6 +297,7 @@ def read_dbf(
     encoding: str = DEFAULT_ENCODING,
     records: tuple[int, int] | None = None,
     fingerprint: bool = True,
+    memory: bytearray | None = None,
 ) -> Export:
     """Open one table: header checked now, rows streamed as the export is iterated.
 
@@ -240,6 +309,10 @@ def read_dbf(
     ``records`` (first, last; 1-based, inclusive) reads only that slice of the table, numbered
     as in the whole table: records are fixed-length, so two processes can read two halves.
     ``fingerprint=False`` skips hashing the files (a slice reader does not need it).
+
+    ``memory`` (the hashes ``gateway.store.records.expected`` gives, by record number from
+    ``first``): every row carries its record's hash, and a record whose hash is the one
+    remembered is not decoded (``RawRow.known``, empty values).
     """
     p = Path(path)
     table, header = open_table(p, encoding)
@@ -259,7 +332,7 @@ def read_dbf(
         total=max(0, min(last, header.record_count) - first + 1),
         location=str(p),
         fingerprint=digest,
-        rows=_iter_rows(table, header, counters, problems, first, last),
+        rows=_iter_rows(table, header, counters, problems, first, last, memory),
         problems=problems,
         counters=counters,
         reopen=("foxpro", str(p), encoding),

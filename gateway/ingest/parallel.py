@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,11 @@ BATCH = 5000
 Faults = dict[str, list[Any]]
 """Rows whose bytes held dirt, by how they failed (``undecodable bytes`` or ``field X``):
 [rows, sample raw bytes...] (a few samples, for guessing the file's encoding)."""
-Prepared = tuple[list[StagedTuple], list[BadRow], int, Faults]
-"""One batch: staged rows, refused rows' problems, how many rows were refused, their faults."""
+Known = list[tuple[int, bytes]]
+"""Rows whose record holds the bytes the source's memory remembers: (row, hash) each."""
+Prepared = tuple[list[StagedTuple], list[BadRow], int, Faults, Known]
+"""One batch: staged rows, refused rows' problems, how many rows were refused, their faults,
+the rows known unchanged (never decoded)."""
 _SAMPLES = 20
 
 
@@ -50,11 +54,15 @@ def prepare(raws: list[RawRow], validator: RowValidator) -> Prepared:
     bad: list[BadRow] = []
     refused = 0
     faults: Faults = {}
+    known: Known = [(raw.row, raw.rawhash) for raw in raws if raw.known and raw.rawhash]
+    if known:
+        raws = [raw for raw in raws if not raw.known]
     for raw, result in zip(raws, validator.validate_many(raws), strict=True):
         if isinstance(result, Valid):
             # a valid row's raw record is not kept: only a refused row is ever re-tried
             # (a duplicate order id is not something a mapping can fix)
-            staged.append(staged_tuple(result.row, result.order_id, result.values))
+            staged.append(staged_tuple(result.row, result.order_id, result.values,
+                                       rawhash=raw.rawhash))
         else:
             refused += 1
             if FAULTS_KEY in raw.values:
@@ -62,7 +70,7 @@ def prepare(raws: list[RawRow], validator: RowValidator) -> Prepared:
             record = dump_record(raw.values)
             bad.extend(BadRow(result.row, result.order_id, p.field, p.raw, p.reason, record)
                        for p in result.problems)
-    return staged, bad, refused, faults
+    return staged, bad, refused, faults, known
 
 
 def fault_kind(reason: str, field: str) -> str:
@@ -100,29 +108,54 @@ def batches(rows: Iterator[RawRow], size: int = BATCH) -> Iterator[list[RawRow]]
         yield batch
 
 
-def _open(reopen: tuple[str, str, str], part: int, parts: int) -> Export:
+@dataclass(frozen=True)
+class MemorySpec:
+    """How reading processes use a source's record memory (``gateway.store.records``): every
+    row gets its record's hash; with ``db``, records whose hash the store remembers for
+    ``source`` are not decoded."""
+
+    layout: str
+    """The record layout the run's context was made for (``dbf.record_layout``): a reader that
+    finds another one (the file replaced meanwhile) fails the run."""
+    source: str
+    db: str | None = None
+
+
+def _open(reopen: tuple[str, str, str], part: int, parts: int,
+          memory: MemorySpec | None) -> Export:
     """The ``part``-th of ``parts`` equal slices of the input, re-opened in this process."""
     kind, path, encoding = reopen
     if kind != "foxpro":
         raise SourceError(f"{path}: cannot be re-opened in another process ({kind})")
     # dbfread (the gateway extra): +16 ms
-    from gateway.ingest.dbf import read_dbf
+    from gateway.ingest.dbf import read_dbf, record_layout
     from gateway.ingest.dbf_header import read_header
 
-    count = read_header(path, encoding=encoding).record_count
+    header = read_header(path, encoding=encoding)
+    count = header.record_count
     size = -(-count // parts)
     first = part * size + 1
-    return read_dbf(path, encoding=encoding, records=(first, min(count, first + size - 1)),
-                    fingerprint=False)
+    last = min(count, first + size - 1)
+    hashes = None
+    if memory is not None:
+        if record_layout(header) != memory.layout:
+            raise SourceError(f"{path}: the table's header changed while it was read; "
+                              "nothing applied, run again")
+        from gateway.store.records import expected
+
+        hashes = (expected(Path(memory.db), memory.source, first, last)
+                  if memory.db is not None else bytearray())
+    return read_dbf(path, encoding=encoding, records=(first, last), fingerprint=False,
+                    memory=hashes)
 
 
 def _child_main() -> None:
-    """A reading process: a pickled (reopen, part, parts, mapping, drivers) on stdin, pickled
-    frames on stdout."""
+    """A reading process: a pickled (reopen, part, parts, mapping, drivers, memory) on stdin,
+    pickled frames on stdout."""
     out = sys.stdout.buffer
-    reopen, part, parts, mapping, drivers = pickle.load(sys.stdin.buffer)
+    reopen, part, parts, mapping, drivers, memory = pickle.load(sys.stdin.buffer)
     try:
-        export = _open(reopen, part, parts)
+        export = _open(reopen, part, parts, memory)
         validator = RowValidator(mapping, drivers=drivers)
         for raws in batches(export.rows):
             pickle.dump(("batch", prepare(raws, validator)), out, pickle.HIGHEST_PROTOCOL)
@@ -138,7 +171,8 @@ class _Reader:
     """One reading process and the thread that unpickles its frames onto the shared queue."""
 
     def __init__(self, reopen: tuple[str, str, str], part: int, parts: int, mapping: Mapping,
-                 drivers: frozenset[str] | None, frames: queue.Queue[tuple[Any, ...]]) -> None:
+                 drivers: frozenset[str] | None, memory: MemorySpec | None,
+                 frames: queue.Queue[tuple[Any, ...]]) -> None:
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
@@ -147,7 +181,7 @@ class _Reader:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.errors, env=env)
         assert self.proc.stdin is not None
-        pickle.dump((reopen, part, parts, mapping, drivers), self.proc.stdin)
+        pickle.dump((reopen, part, parts, mapping, drivers, memory), self.proc.stdin)
         self.proc.stdin.close()
         self.frames = frames
         self.thread = threading.Thread(target=self._pump, daemon=True,
@@ -180,10 +214,12 @@ class _Reader:
 
 
 def prepared_batches(export: Export, mapping: Mapping, drivers: frozenset[str] | None,
-                     *, parts: int | None = None) -> Iterator[Prepared]:
+                     *, parts: int | None = None,
+                     memory: MemorySpec | None = None) -> Iterator[Prepared]:
     """Batches read and validated by ``parts`` child processes (one slice of the table each,
     default: one per core, at most 2); fills ``export.counters``/``problems`` at the end, as
-    iterating the rows here would have.
+    iterating the rows here would have. With ``memory``, the rows carry their hashes and the
+    records the store remembers come back as known rows.
 
     Each child is a plain ``python -m gateway.ingest.parallel`` (not multiprocessing: nothing of
     the parent's ``__main__`` or threads is copied or re-imported). A bounded queue between the
@@ -192,7 +228,8 @@ def prepared_batches(export: Export, mapping: Mapping, drivers: frozenset[str] |
     assert export.reopen is not None
     parts = parts or max(1, min(2, os.cpu_count() or 1))
     frames: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=4 * parts)
-    readers = [_Reader(export.reopen, i, parts, mapping, drivers, frames) for i in range(parts)]
+    readers = [_Reader(export.reopen, i, parts, mapping, drivers, memory, frames)
+               for i in range(parts)]
     done = 0
     deleted = 0
     try:

@@ -28,6 +28,7 @@ from gateway.ingest.mapping import Mapping, source_mapping
 from gateway.ingest.parallel import (
     BATCH,
     Faults,
+    MemorySpec,
     batches,
     merge_faults,
     prepare,
@@ -35,7 +36,9 @@ from gateway.ingest.parallel import (
     worth_it,
 )
 from gateway.ingest.validate import RowValidator, Valid
+from gateway.store import records
 from gateway.store.core import Store
+from gateway.store.records import StaleMemory
 from gateway.store.runs import (
     BadRow,
     HoldRule,
@@ -67,6 +70,9 @@ class RunSummary:
     run_id: int | None = None
     held: dict[str, object] | None = None
     """For a ``suspect`` run: its hold (run_id, reason, rows_read, withdraw, live)."""
+    rows_reused: int = 0
+    """Rows read whose record held the bytes the source's last applied run read there: not
+    decoded again, their values the source's unchanged ones (``gateway.store.records``)."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -260,7 +266,10 @@ def _run_export(
     parallel: bool | None = None,
     *,
     accepted_by: str | None = None,
+    memory: bool = True,
 ) -> RunSummary:
+    """``memory``: read a large FoxPro table against the source's record memory (False: the
+    run found it changed under it, reads every record again and leaves a memory anew)."""
     source = src.claim_source
     started = now()
     fingerprint = _fingerprint(export, mapping)
@@ -279,16 +288,21 @@ def _run_export(
                                       status="skipped", location=export.location,
                                       fingerprint=fingerprint)
         return RunSummary(src.name, "skipped", export.location, run_id=run_id)
-    run = SourceRun(store, source, started, export.location, fingerprint)
     if parallel is None:
         parallel = worth_it(export)
+    spec, context = None, None
+    if parallel and src.mode not in ("shadow", "approve"):
+        spec, context = _record_memory(store, source, export, mapping, validator.drivers,
+                                       reuse=memory)
+    run = SourceRun(store, source, started, export.location, fingerprint, memory=context)
     faults: Faults = {}
     try:
         if parallel and export.reopen is not None:
-            prepared = prepared_batches(export, mapping, validator.drivers)
+            prepared = prepared_batches(export, mapping, validator.drivers, memory=spec)
         else:
             prepared = (prepare(raws, validator) for raws in batches(export.rows, BATCH))
-        for staged, bad, refused, batch_faults in prepared:
+        for staged, bad, refused, batch_faults, known in prepared:
+            run.stage_known(known)
             run.stage_prepared(staged)
             run.reject(bad, distinct_rows=refused)
             merge_faults(faults, batch_faults)
@@ -314,6 +328,10 @@ def _run_export(
                 src.withdraw_share, tuple(export.suspect)),
             accepted_by=accepted_by,
         )
+    except StaleMemory:  # another run of the source changed the memory: read it all again
+        run.abort()
+        return _run_export(store, src, mapping, validator, export, now, progress, parallel,
+                           accepted_by=accepted_by, memory=False)
     except SourceError as exc:
         run.abort()
         with store.transaction():
@@ -325,8 +343,34 @@ def _run_export(
     return RunSummary(
         src.name, info.status, export.location, info.rows_read, info.rows_changed,
         info.rows_quarantined, info.rows_deleted, info.claims, info.error, info.run_id,
-        now_held.as_dict() if now_held is not None else None,
+        now_held.as_dict() if now_held is not None else None, run.rows_known,
     )
+
+
+def _record_memory(store: Store, source: str, export: Export, mapping: Mapping,
+                   drivers: frozenset[str] | None, *,
+                   reuse: bool) -> tuple[MemorySpec | None, str | None]:
+    """The reading processes' use of the source's record memory, and the run's context: a
+    FoxPro table only (its records are fixed bytes). Without a remembered memory under this
+    context (or ``reuse`` False) the readers only hash, so that the run leaves one."""
+    if export.reopen is None or export.reopen[0] != "foxpro":
+        return None, None
+    from gateway.ingest.dbf import record_layout
+    from gateway.ingest.dbf_header import read_header
+
+    layout = record_layout(read_header(export.reopen[1], encoding=export.reopen[2]))
+    context = records.context(layout, mapping.digest, drivers, _package_version())
+    remembered = reuse and records.stored_context(store.conn, source) == context
+    return MemorySpec(layout, source, str(store.path) if remembered else None), context
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("crossdock")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _refuse_if_most_fail_alike(export: Export, faults: Faults, rows_read: int,

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.store import holds
+from gateway.store import holds, records
 from gateway.store.claimsets import (  # re-exported: write_claim_sets and its kin
     NewClaimSet,
     claim_rows,
@@ -53,20 +53,24 @@ class SourceRun:
     """
 
     def __init__(self, store: Store, source: str, started_at: _dt.datetime, location: str,
-                 fingerprint: str | None) -> None:
+                 fingerprint: str | None, *, memory: str | None = None) -> None:
+        """``memory``: the record memory's context this run reads under and, applied, leaves
+        (``gateway.store.records``); None: the run keeps no memory and forgets the source's."""
         self.store = store
+        self.memory = memory
         self.conn = store.conn
         self.source = source
         self.started_at = started_at
         self.location = location
         self.fingerprint = fingerprint
         self.rows_read = 0
-        self.conn.execute("DROP TABLE IF EXISTS temp.staged")
-        self.conn.execute("DROP TABLE IF EXISTS temp.rejected")
+        self.rows_known = 0
+        self._drop_temp()
         self.conn.execute(
             "CREATE TEMP TABLE staged (row INTEGER, order_id TEXT, digest TEXT, vals TEXT, "
-            "record TEXT, nfields INTEGER)"
+            "record TEXT, nfields INTEGER, rawhash BLOB)"
         )
+        self.conn.execute("CREATE TEMP TABLE known (row INTEGER PRIMARY KEY, rawhash BLOB)")
         self.conn.execute(
             "CREATE TEMP TABLE rejected (row INTEGER, order_id TEXT, field TEXT, raw TEXT, "
             "reason TEXT, record TEXT)"
@@ -78,10 +82,16 @@ class SourceRun:
     def stage_prepared(self, staged: Sequence[StagedTuple]) -> None:
         self.rows_read += len(staged)
         self._temp_rows(
-            "INSERT INTO temp.staged(row, order_id, digest, vals, record, nfields) "
-            "VALUES(?,?,?,?,?,?)",
+            "INSERT INTO temp.staged(row, order_id, digest, vals, record, nfields, rawhash) "
+            "VALUES(?,?,?,?,?,?,?)",
             staged,
         )
+
+    def stage_known(self, known: Sequence[tuple[int, bytes]]) -> None:
+        """Rows whose record the source's memory holds unchanged (staged at commit)."""
+        self.rows_read += len(known)
+        self.rows_known += len(known)
+        self._temp_rows("INSERT INTO temp.known(row, rawhash) VALUES(?,?)", known)
 
     def reject(self, rows: Sequence[BadRow], *, distinct_rows: int) -> None:
         self.rows_read += distinct_rows
@@ -113,8 +123,11 @@ class SourceRun:
     def abort(self) -> None:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
-        self.conn.execute("DROP TABLE IF EXISTS temp.staged")
-        self.conn.execute("DROP TABLE IF EXISTS temp.rejected")
+        self._drop_temp()
+
+    def _drop_temp(self) -> None:
+        for table in ("staged", "rejected", "known"):
+            self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
     def commit(
         self,
@@ -145,6 +158,7 @@ class SourceRun:
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")  # staging was outside: readers and writers went on
+            records.resolve_known(conn, self.source, self.memory)
             # indexed once staged (cheaper than maintaining them per insert); without them the
             # withdrawal and duplicate look-ups scan the staged rows once per order
             conn.execute("CREATE INDEX temp.staged_order ON staged(order_id)")
@@ -161,8 +175,7 @@ class SourceRun:
                     rows_read=self.rows_read, now=now, as_of=as_of, deleted=deleted,
                     reason=reason, gone=gone, live=live)
                 conn.execute("COMMIT")
-                conn.execute("DROP TABLE IF EXISTS temp.staged")
-                conn.execute("DROP TABLE IF EXISTS temp.rejected")
+                self._drop_temp()
                 return held_info
             run_id = int(conn.execute(
                 "INSERT INTO runs(source, started_at, location, fingerprint, status, as_of) "
@@ -181,6 +194,10 @@ class SourceRun:
                              f"most rows quarantined ({quarantined} of {self.rows_read})")
                 if not partial_diff:
                     holds.clear_hold(self.store, self.source)
+                if self.memory is not None and not partial_diff and proposals is None:
+                    records.remember(conn, self.source, self.memory)
+                else:  # its source_state is no longer what the memory was made from
+                    records.forget(conn, self.source)
                 if accepted_by is not None:
                     self.store.audit(now, accepted_by, "accept-suspect", source=self.source,
                                      run_id=run_id, location=self.location)
@@ -196,8 +213,7 @@ class SourceRun:
         except BaseException:
             self.abort()
             raise
-        conn.execute("DROP TABLE IF EXISTS temp.staged")
-        conn.execute("DROP TABLE IF EXISTS temp.rejected")
+        self._drop_temp()
         info = self.store.last_run(self.source)
         assert info is not None  # the row was just written in this transaction
         return info
@@ -276,13 +292,14 @@ class SourceRun:
             if on_progress is not None:
                 on_progress(staged, staged)
             return changed, claims
-        # one pass over the staged rows finds what is new or changed (``old_vals`` NULL: new)
+        # one pass over the staged rows finds what is new or changed (``old_vals`` NULL: new);
+        # a known row (values NULL: its record is the one the memory holds) is neither
         conn.execute("DROP TABLE IF EXISTS temp.delta")
         conn.execute(
             "CREATE TEMP TABLE delta AS SELECT s.rowid AS rid, old.vals AS old_vals "
             "FROM temp.staged s LEFT JOIN source_state old "
             "ON old.source=? AND old.order_id=s.order_id "
-            "WHERE old.digest IS NULL OR old.digest != s.digest",
+            "WHERE s.vals IS NOT NULL AND (old.digest IS NULL OR old.digest != s.digest)",
             (source,),
         )
         staged = int(conn.execute("SELECT count(*) FROM temp.staged").fetchone()[0])

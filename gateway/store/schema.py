@@ -3,9 +3,10 @@ devices, routes, streams) and the migration of a file an older gateway wrote (``
 both on a connection).
 
 The tables are DDL, not sqlite-utils' ``Table.create``: the hot stream tables (``changelog``,
-``route_members``, ``device_orders``, ``source_state``, ``dirty``) are ``WITHOUT ROWID`` (one
-B-tree, clustered on the key), which ``create()`` cannot say; the migration, which inspects
-and adds columns, is sqlite-utils' (``columns_dict``, ``add_column``)."""
+``route_members``, ``device_orders``, ``source_state``, ``source_records``, ``dirty``) are
+``WITHOUT ROWID`` (one B-tree, clustered on the key), which ``create()`` cannot say; the
+migration, which inspects and adds columns, is sqlite-utils' (``columns_dict``,
+``add_column``)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ CREATE INDEX IF NOT EXISTS claim_sets_order ON claim_sets(order_id);
 CREATE TABLE IF NOT EXISTS source_state (
     source TEXT NOT NULL, order_id TEXT NOT NULL, digest TEXT NOT NULL, vals TEXT NOT NULL,
     PRIMARY KEY (source, order_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS source_records (  -- gateway.store.records: a source's record memory
+    source TEXT NOT NULL, row INTEGER NOT NULL, rawhash BLOB NOT NULL, order_id TEXT NOT NULL,
+    PRIMARY KEY (source, row)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS resolutions (
     resolution_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, field TEXT NOT NULL,

@@ -1,7 +1,7 @@
 """The rows a source run stages, in the form either process makes them: ``StagedTuple`` (a
-valid row: row, order id, digest, canonical values JSON, record, fields), ``BadRow`` (one
-problem of a refused row) and the tagged JSON of a raw record (``dump_record`` /
-``load_record``, for quarantine re-tries).
+valid row: row, order id, digest, canonical values JSON, record, fields, memory hash),
+``BadRow`` (one problem of a refused row) and the tagged JSON of a raw record
+(``dump_record`` / ``load_record``, for quarantine re-tries).
 
 Apart from ``gateway.store.runs`` (which re-exports them) so that a reading process
 (``gateway.ingest.parallel``) imports only this and ``sql``, not the store with sqlite-utils
@@ -20,14 +20,16 @@ from gateway.store.sql import canonical_json, text_digest
 
 __all__ = ["BadRow", "StagedRow", "StagedTuple", "dump_record", "load_record", "staged_tuple"]
 
-StagedTuple = tuple[int, str, str, str, str, int]
-"""A staged row as SourceRun stores it: (row, order id, digest, values JSON, record, fields)."""
+StagedTuple = tuple[int, str, str, str, str, int, bytes | None]
+"""A staged row as SourceRun stores it: (row, order id, digest, values JSON, record, fields,
+the record's memory hash or None; see ``gateway.store.records``)."""
 
 
-def staged_tuple(row: int, order_id: str, vals: dict[str, Any], record: str = "") -> StagedTuple:
+def staged_tuple(row: int, order_id: str, vals: dict[str, Any], record: str = "",
+                 rawhash: bytes | None = None) -> StagedTuple:
     """The staged form of a valid row (computed in whichever process read the row)."""
     text = canonical_json(vals)
-    return (row, order_id, text_digest(text), text, record, len(vals))
+    return (row, order_id, text_digest(text), text, record, len(vals), rawhash)
 
 
 def _raw_default(value: object) -> object:
