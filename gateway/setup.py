@@ -14,8 +14,7 @@ from typing import Any
 
 from gateway.config import GatewayConfig, load_config, read_toml
 from gateway.errors import ConfigError
-from gateway.ingest.mapping import source_mapping
-from gateway.ingest.pipeline import known_drivers
+from gateway.ingest.mapping import known_drivers, source_mapping
 from gateway.private import private_dir, write_private
 from gateway.store.core import Store
 from gateway.store.devices import DeviceStore

@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gateway.config import GatewayConfig, SourceSection
-from gateway.errors import ConfigError, GatewayError, NotReady, SourceError, StoreError
+from gateway.errors import GatewayError, NotReady, SourceError, StoreError
 from gateway.ingest.base import Adapter, Export, Holding, RawRow
-from gateway.ingest.mapping import Mapping, source_mapping
+from gateway.ingest.mapping import Mapping, known_drivers, source_mapping
 from gateway.ingest.parallel import (
     BATCH,
     Faults,
@@ -101,43 +101,6 @@ def make_adapter(cfg: GatewayConfig, src: SourceSection) -> Adapter:
 
     return HttpAdapter(src.name, src.url or "", endpoints=list(src.endpoints) or ["/proposals"],
                        token=src.token, timeout=src.timeout_s, rate=src.rate_per_s)
-
-
-def known_drivers(cfg: GatewayConfig, mapping: Mapping) -> frozenset[str] | None:
-    """The driver ids the mapping lists (inline or in a file), or None when it lists none."""
-    section = mapping.drivers
-    ids = set(section.ids)
-    if section.file is not None:
-        base = Path(mapping.path).parent if mapping.path else Path(cfg.base_dir)
-        path = Path(section.file) if Path(section.file).is_absolute() else base / section.file
-        if path.suffix.lower() == ".dbf":
-            from gateway.ingest.dbf import read_dbf  # dbfread (the gateway extra): +16 ms
-
-            export = read_dbf(path)
-            rows: list[tuple[int, object]] = [
-                (raw.row, raw.values.get(section.column)) for raw in export.rows
-            ]
-        else:
-            rows = _csv_column(path, section.column)
-        for row, value in rows:
-            if value is None:
-                raise ConfigError(f"drivers file {path}: row {row}: no {section.column}")
-            text = str(value).strip()
-            if text:
-                ids.add(text)
-    if not ids and section.file is None:
-        return None
-    return frozenset(ids)
-
-
-def _csv_column(path: Path, column: str) -> list[tuple[int, object]]:
-    import csv
-
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return [(i, rec.get(column)) for i, rec in enumerate(csv.DictReader(handle), 1)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"drivers file {path}: cannot read: {exc}") from None
 
 
 class _Adapters:

@@ -68,16 +68,19 @@ def expected(db: Path, source: str, first: int, last: int) -> bytearray:
     number (zeros where none is remembered): 16 MB for a million records, where a dict of them
     took some 70 MB in each reading process."""
     buf = bytearray(HASH_BYTES * max(0, last - first + 1))
-    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        for row, digest in conn.execute(
-                "SELECT row, rawhash FROM source_records WHERE source=? AND row BETWEEN ? AND ?",
-                (source, first, last)):
-            if isinstance(digest, bytes) and len(digest) == HASH_BYTES:
-                at = (row - first) * HASH_BYTES
-                buf[at : at + HASH_BYTES] = digest
-    finally:
-        conn.close()
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            for row, digest in conn.execute(
+                    "SELECT row, rawhash FROM source_records WHERE source=? "
+                    "AND row BETWEEN ? AND ?", (source, first, last)):
+                if isinstance(digest, bytes) and len(digest) == HASH_BYTES:
+                    at = (row - first) * HASH_BYTES
+                    buf[at : at + HASH_BYTES] = digest
+        finally:
+            conn.close()
+    except sqlite3.Error:  # a memory that cannot be read costs time, not the run
+        return bytearray(len(buf))
     return buf
 
 
