@@ -61,6 +61,9 @@ class Export:
     a large file is then read and validated in a second process (gateway.ingest.parallel)."""
     size: int = 0
     """The input's size in bytes, when known."""
+    layout: str | None = None
+    """How its records decode (a FoxPro table's ``dbf.record_layout``), for the source's
+    record memory (``gateway.store.records``); None for an input without fixed records."""
     total: int | None = None
     """How many records the input holds (deleted ones included), when known ahead: the
     progress bar's length."""

@@ -45,7 +45,7 @@ from dbfread.memo import (
 
 from gateway.errors import SourceError
 from gateway.ingest.base import FAULTS_KEY, PROBLEM_KEY, Export, RawRow
-from gateway.ingest.dbf_decode import FastMemo, decoder
+from gateway.ingest.dbf_decode import FastMemo, decoder, memo_index
 from gateway.ingest.dbf_header import (
     CHUNK,
     DEFAULT_ENCODING,
@@ -113,27 +113,20 @@ def _hasher(header: DbfHeader, fast_memo: FastMemo | None) -> Hasher | None:
         return lambda rec: blake2b(rec, digest_size=HASH_BYTES).digest()
     if fast_memo is None:
         return None
-    mm, blocksize = fast_memo.mm, fast_memo.blocksize
-    size = len(mm)
+    block = fast_memo.block
 
     def key(rec: bytes) -> bytes | None:
         digest = blake2b(rec, digest_size=HASH_BYTES)
         for start, end in slots:
-            data = rec[start:end]
-            if end - start == 4:
-                index = int.from_bytes(data, "little")
-            elif data.strip(b" \x00"):
-                try:
-                    index = int(data)
-                except ValueError:
-                    return None
-            else:
-                index = 0
+            try:
+                index = memo_index(rec[start:end])
+            except ValueError:
+                return None
             if index > 0:
-                at = index * blocksize
-                if at + 8 > size:
+                data = block(index)
+                if data is None:
                     return None
-                digest.update(mm[at : at + 8 + int.from_bytes(mm[at + 4 : at + 8], "big")])
+                digest.update(data)
         return digest.digest()
 
     return key
@@ -336,5 +329,6 @@ def read_dbf(
         problems=problems,
         counters=counters,
         reopen=("foxpro", str(p), encoding),
+        layout=record_layout(header),
         size=size,
     )

@@ -18,7 +18,7 @@ from dbfread.memo import VFP_TYPE_MAP, BinaryMemo
 
 from gateway.ingest.dbf_header import MAZOVIA, MAZOVIA_DECODE, DbfField, DbfHeader
 
-__all__ = ["FastMemo", "charmap_table", "decoder"]
+__all__ = ["FastMemo", "charmap_table", "decoder", "memo_index"]
 
 # --------------------------------------------------------------------------- fast decoders
 #
@@ -66,6 +66,14 @@ class FastMemo:
         finally:
             mm.close()
 
+    def block(self, index: int) -> bytes | None:
+        """Block ``index``'s bytes, its 8-byte header included (None past the file's end)."""
+        offset = index * self.blocksize
+        if offset + 8 > len(self.mm):
+            return None
+        data: bytes = self.mm[offset : offset + 8 + _UNPACK_MEMO(self.mm, offset)[1]]
+        return data
+
     def reader(self, *, text: bool) -> Callable[[bytes], object]:
         mm, blocksize, encoding = self.mm, self.blocksize, self.encoding
         types = VFP_TYPE_MAP
@@ -73,15 +81,7 @@ class FastMemo:
         charmap = codecs.charmap_decode
 
         def memo(data: bytes) -> object:
-            if len(data) == 4:
-                index = _UNPACK_I(data)[0]
-            else:
-                try:
-                    index = int(data)
-                except ValueError:
-                    if data.strip(b" \x00"):
-                        raise ValueError(f"Memo index is not an integer: {data!r}") from None
-                    return None
+            index = memo_index(data)
             if index <= 0:
                 return None
             offset = index * blocksize
@@ -94,6 +94,20 @@ class FastMemo:
             return types.get(kind, BinaryMemo)(body)
 
         return memo
+
+
+def memo_index(data: bytes) -> int:
+    """The memo block a memo field's bytes point to (0: none): 4 bytes little-endian in VFP,
+    digits in dBase; ValueError for anything else."""
+    if len(data) == 4:
+        index: int = _UNPACK_I(data)[0]
+        return index
+    try:
+        return int(data)
+    except ValueError:
+        if data.strip(b" \x00"):
+            raise ValueError(f"Memo index is not an integer: {data!r}") from None
+        return 0
 
 
 @functools.cache

@@ -316,15 +316,11 @@ def _record_memory(store: Store, source: str, export: Export, mapping: Mapping,
     """The reading processes' use of the source's record memory, and the run's context: a
     FoxPro table only (its records are fixed bytes). Without a remembered memory under this
     context (or ``reuse`` False) the readers only hash, so that the run leaves one."""
-    if export.reopen is None or export.reopen[0] != "foxpro":
+    if export.layout is None or export.reopen is None:
         return None, None
-    from gateway.ingest.dbf import record_layout
-    from gateway.ingest.dbf_header import read_header
-
-    layout = record_layout(read_header(export.reopen[1], encoding=export.reopen[2]))
-    context = records.context(layout, mapping.digest, drivers, _package_version())
+    context = records.context(export.layout, mapping.digest, drivers, _package_version())
     remembered = reuse and records.stored_context(store.conn, source) == context
-    return MemorySpec(layout, source, str(store.path) if remembered else None), context
+    return MemorySpec(export.layout, source, str(store.path) if remembered else None), context
 
 
 def _package_version() -> str:

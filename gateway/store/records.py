@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 from gateway.errors import GatewayError
@@ -82,10 +82,6 @@ def expected(db: Path, source: str, first: int, last: int) -> bytearray:
     except sqlite3.Error:  # a memory that cannot be read costs time, not the run
         return bytearray(len(buf))
     return buf
-
-
-def stage_known(conn: sqlite3.Connection, known: Sequence[tuple[int, bytes]]) -> None:
-    conn.executemany("INSERT INTO temp.known(row, rawhash) VALUES(?,?)", known)
 
 
 def resolve_known(conn: sqlite3.Connection, source: str, run_context: str | None) -> int:
