@@ -139,17 +139,16 @@ def test_sigkill_after_recording_delivers_the_event_exactly_once_after_restart(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    store = Store.open(load_config(config_path).db)
     try:
         assert gateway.wait_for(lambda: len(gateway.stored) == 1, WAIT + 4)
+        # the gateway's ack is in flight when it stores: the outbox empties when it arrives
+        assert gateway.wait_for(lambda: store.pending() == [], WAIT)
     finally:
         run.send_signal(signal.SIGTERM)
         _out, err = run.communicate(timeout=10)
+        store.close()
     assert run.returncode == 0, err.decode()
     assert len(gateway.received) == 1
     [event] = gateway.stored.values()
     assert (event.action, event.order_id) == ("deliver", "A")
-    store = Store.open(load_config(config_path).db)
-    try:
-        assert store.pending() == []
-    finally:
-        store.close()
