@@ -22,7 +22,6 @@ work and never publishes or notifies while holding it.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import threading
 import time
@@ -49,6 +48,7 @@ from sync.codec import encode
 from sync.errors import CodecError
 from sync.follow import Timing
 from sync.host.lock import try_flock
+from sync.host.version import package_version
 from sync.model import Conflict
 from sync.topics import Topics
 
@@ -86,13 +86,6 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
-def _app_version() -> str:
-    try:
-        return importlib.metadata.version("crossdock")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
 def _mqtt(settings: SessionSettings, agent: Agent) -> Transport:
     return MqttSession(settings, agent)
 
@@ -123,7 +116,7 @@ class Agent:
                             idle_max_s=HANDOVER_POLL_S)
         self._engine = engine = Engine(
             config, clock=clock, new_id=new_id, timing=timing,
-            app_version=app_version if app_version is not None else _app_version())
+            app_version=app_version if app_version is not None else package_version())
         # the engine's, under the names the API's methods use
         self._store = engine.store
         self._lock = engine.lock

@@ -49,6 +49,7 @@ from gateway.store.runs import (
     load_record,
 )
 from gateway.store.sql import store_error
+from sync.host.version import package_version
 
 Progress = Callable[[str, int, int | None], None]
 """Called with (phase, done so far, total or None): ``read`` (rows read and validated, of the
@@ -318,18 +319,9 @@ def _record_memory(store: Store, source: str, export: Export, mapping: Mapping,
     context (or ``reuse`` False) the readers only hash, so that the run leaves one."""
     if export.layout is None or export.reopen is None:
         return None, None
-    context = records.context(export.layout, mapping.digest, drivers, _package_version())
+    context = records.context(export.layout, mapping.digest, drivers, package_version())
     remembered = reuse and records.stored_context(store.conn, source) == context
     return MemorySpec(export.layout, source, str(store.path) if remembered else None), context
-
-
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("crossdock")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _refuse_if_most_fail_alike(export: Export, faults: Faults, rows_read: int,

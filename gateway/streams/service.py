@@ -52,10 +52,10 @@ from sync.envelope import (
     Status,
     StatusMsg,
 )
+from sync.host.version import package_version
 from sync.topics import Topics
 
 log = logging.getLogger(__name__)
-VERSION = "0.3.0"
 
 Clock = Callable[[], _dt.datetime]
 
@@ -367,7 +367,7 @@ class GatewayService(Inbound):
         return ENVELOPE.validate_python({
             "v": 1, "kind": "status", "id": f"gateway-status-{uuid.uuid4().hex[:12]}",
             "origin": "gateway", "hlc": f"{int(now.timestamp() * 1000):015d}-000000-gateway",
-            "body": Status(role="gateway", online=online, at=now, app_version=VERSION,
+            "body": Status(role="gateway", online=online, at=now, app_version=package_version(),
                            sources=sources, counters=counters).model_dump(),
         })  # type: ignore[return-value]
 
