@@ -13,7 +13,8 @@ import importlib.metadata
 __all__ = ["UNKNOWN", "package_version"]
 
 UNKNOWN = "0+unknown"
-"""The version of a source tree run without being installed (PEP 440: sorts before 0)."""
+"""The version of a source tree run without being installed (a PEP 440 local version of 0;
+``gateway.streams.wire.older_than`` cannot read its parts and treats its sender as current)."""
 
 
 @functools.cache
